@@ -1,0 +1,10 @@
+"""fairseq-poolingformer: Poolingformer (Zhang et al., ICML 2021) as a Fairseq plugin.
+
+Importing this package (directly, or through ``--user-dir``) registers every model,
+architecture, task and criterion it defines, and applies the compatibility fixes the
+pinned Fairseq needs on this stack (see ``compat``).
+"""
+
+__version__ = "0.1.0"
+
+# Registration imports: each line below registers Fairseq components on import.
