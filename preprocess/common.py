@@ -126,6 +126,7 @@ def atomic_outputs(paths: Sequence[str | os.PathLike]) -> Iterator[list[str]]:
             fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=directory)
             os.close(fd)
             temps.append(tmp)
+            os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; outputs get the usual mode
         yield list(temps)
         for tmp, final in zip(temps, finals):
             os.replace(tmp, final)
@@ -138,6 +139,12 @@ def atomic_outputs(paths: Sequence[str | os.PathLike]) -> Iterator[list[str]]:
             with contextlib.suppress(OSError):
                 os.rmdir(directory)  # only succeeds when empty
         raise
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _make_parent_dirs(paths: Sequence[str]) -> list[str]:

@@ -53,6 +53,9 @@ def test_atomic_outputs_replaces_all_on_success(tmp_path):
         assert not b.exists()
     assert a.read_text() == "new a\n" and b.read_text() == "new b\n"
     assert _listing(tmp_path) == ["x.source", "x.target"]  # no temp left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(b).st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
 def test_atomic_outputs_failure_leaves_nothing(tmp_path):

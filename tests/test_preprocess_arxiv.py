@@ -1,0 +1,214 @@
+"""Tests for preprocess.arxiv: real samples round trip, bad input, atomicity, report counts."""
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from preprocess import arxiv
+from preprocess.arxiv import clean_abstract, clean_article, convert_file
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data" / "arxiv"
+
+
+def _records(name: str) -> list[dict]:
+    with open(DATA / name, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def _reference(record: dict) -> tuple[str, str]:
+    """Independent reference: whitespace words of all sentences, tags dropped as tokens."""
+    source = " ".join(w for s in record["article_text"] for w in s.split())
+    target = " ".join(w for s in record["abstract_text"] for w in s.split() if w not in ("<S>", "</S>"))
+    return source, target
+
+
+def _lines(path: Path) -> list[str]:
+    with open(path, encoding="utf-8", newline="") as f:
+        text = f.read()
+    assert text.endswith("\n")
+    return text[:-1].split("\n")
+
+
+def _write(path: Path, lines: list[bytes]) -> Path:
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+GOOD = [json.dumps(r).encode() for r in _records("train.txt")]
+
+
+# ----------------------------------------------------------------- real samples
+
+@pytest.mark.parametrize("name, workers", [("train.txt", 1), ("val.txt", 2)])
+def test_real_samples_round_trip(tmp_path, name, workers):
+    records = _records(name)
+    report = convert_file(str(DATA / name), str(tmp_path), "train", workers=workers,
+                          write_ids=True, progress=False)
+    assert (report.kept, report.total) == (len(records), len(records)) == (2, 2)
+    sources, targets = _lines(tmp_path / "train.source"), _lines(tmp_path / "train.target")
+    assert [(s, t) for s, t in zip(sources, targets)] == [_reference(r) for r in records]
+    assert _lines(tmp_path / "train.id") == [r["article_id"] for r in records]
+    for line in sources + targets:
+        assert line and "\t" not in line and "<S>" not in line and "</S>" not in line
+        assert line == line.strip() and "  " not in line
+    assert sorted(os.listdir(tmp_path)) == ["train.id", "train.source", "train.target"]
+
+
+def test_gzip_input(tmp_path):
+    gz = tmp_path / "val.txt.gz"
+    gz.write_bytes(gzip.compress((DATA / "val.txt").read_bytes()))
+    convert_file(str(gz), str(tmp_path / "out"), "valid", progress=False)
+    assert _lines(tmp_path / "out" / "valid.target") == [_reference(r)[1] for r in _records("val.txt")]
+
+
+def test_max_source_words_truncates(tmp_path):
+    convert_file(str(DATA / "train.txt"), str(tmp_path), "train", max_source_words=100, progress=False)
+    for line, record in zip(_lines(tmp_path / "train.source"), _records("train.txt")):
+        assert line.split(" ") == _reference(record)[0].split(" ")[:100]
+
+
+def test_cleaning_rules():
+    assert clean_article(["a  b\n", "\tc\u2028d ", ""]) == "a b c d"
+    assert clean_abstract(["<S> first one . </S>", "<S>second\n. </S>"]) == "first one . second ."
+    assert clean_article(["one two three"], max_words=2) == "one two"
+
+
+def test_cli_subprocess(tmp_path):
+    out = tmp_path / "text"
+    proc = subprocess.run(
+        [sys.executable, "-m", "preprocess.arxiv", "--input", str(DATA / "train.txt"), "--output-dir",
+         str(out), "--split", "train", "--workers", "2", "--report-json", str(tmp_path / "r.json")],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "kept 2, skipped 0 of 2 records" in proc.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["kept"] == 2
+    assert len(_lines(out / "train.source")) == 2
+
+
+# ----------------------------------------------------------------- bad input, one test each
+
+def _check_bad(tmp_path, bad_line: bytes, field: str, reason: str, message: str, capsys):
+    """A file good, BAD, good: `fail` writes nothing and names file:2:field; `skip` keeps 2."""
+    src = _write(tmp_path / "in.jsonl", [GOOD[0], bad_line, GOOD[1]])
+    out = tmp_path / "out"
+    rc = arxiv.main(["--input", str(src), "--output-dir", str(out), "--split", "train", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert f"error: {src}:2: field '{field}': {message}" in err
+    assert "no output written" in err
+    assert not out.exists()  # nothing written, not even the directory
+
+    rc = arxiv.main(["--input", str(src), "--output-dir", str(out), "--split", "train", "--no-progress",
+                     "--on-error", "skip", "--report-json", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert rc == 0
+    assert f"kept 2, skipped 1 of 3 records ({reason}: 1)" in err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["skipped_by_reason"] == {reason: 1}
+    assert report["examples"][reason].startswith(f"{src}:2: field '{field}': ")
+    expected = [_reference(r) for r in _records("train.txt")]
+    assert list(zip(_lines(out / "train.source"), _lines(out / "train.target"))) == expected
+
+
+def test_malformed_json(tmp_path, capsys):
+    _check_bad(tmp_path, GOOD[0][:-10], "<line>", "malformed_json", "malformed JSON", capsys)
+
+
+def test_missing_field(tmp_path, capsys):
+    rec = _records("train.txt")[0]
+    del rec["abstract_text"]
+    _check_bad(tmp_path, json.dumps(rec).encode(), "abstract_text", "missing_field",
+               "missing required field", capsys)
+
+
+def test_null_field(tmp_path, capsys):
+    rec = dict(_records("train.txt")[0], article_text=None)
+    _check_bad(tmp_path, json.dumps(rec).encode(), "article_text", "missing_field",
+               "missing required field", capsys)
+
+
+def test_empty_abstract(tmp_path, capsys):
+    rec = dict(_records("train.txt")[0], abstract_text=["<S> </S>", "  "])
+    _check_bad(tmp_path, json.dumps(rec).encode(), "abstract_text", "empty_field",
+               "empty abstract (no text after cleaning)", capsys)
+
+
+def test_empty_article(tmp_path, capsys):
+    rec = dict(_records("train.txt")[0], article_text=[])
+    _check_bad(tmp_path, json.dumps(rec).encode(), "article_text", "empty_field",
+               "empty article (no text after cleaning)", capsys)
+
+
+def test_non_utf8(tmp_path, capsys):
+    rec = dict(_records("train.txt")[0], article_text=["caf\u00e9 au lait ."])
+    bad = json.dumps(rec, ensure_ascii=False).encode().replace("\u00e9".encode(), b"\xe9")
+    _check_bad(tmp_path, bad, "article_text", "non_utf8", "invalid UTF-8 byte 0xe9", capsys)
+
+
+def test_wrong_type(tmp_path, capsys):
+    rec = dict(_records("train.txt")[0], article_text="a string, not a list of sentences")
+    _check_bad(tmp_path, json.dumps(rec).encode(), "article_text", "wrong_type",
+               "expected list, got string", capsys)
+
+
+def test_wrong_item_type(tmp_path, capsys):
+    rec = dict(_records("train.txt")[0], abstract_text=["<S> ok . </S>", 42])
+    _check_bad(tmp_path, json.dumps(rec).encode(), "abstract_text[1]", "wrong_type",
+               "expected string, got integer", capsys)
+
+
+def test_not_an_object(tmp_path, capsys):
+    _check_bad(tmp_path, b'["article_text", "abstract_text"]', "<line>", "not_an_object",
+               "expected a JSON object, got list", capsys)
+
+
+# ----------------------------------------------------------------- atomicity and counts
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_failure_mid_run_keeps_previous_outputs_and_leaves_no_temp(tmp_path, workers):
+    out = tmp_path / "out"
+    convert_file(str(DATA / "val.txt"), str(out), "train", progress=False)
+    before = {p: (out / p).read_bytes() for p in os.listdir(out)}
+    # many good records first, so the temp files already hold data when the bad line comes
+    src = _write(tmp_path / "in.jsonl", GOOD * 20 + [b"{not json"] + GOOD)
+    with pytest.raises(arxiv.InputError) as info:
+        convert_file(str(src), str(out), "train", workers=workers, progress=False)
+    assert info.value.line == 41 and info.value.reason == "malformed_json"
+    assert {p: (out / p).read_bytes() for p in os.listdir(out)} == before  # no temp, old outputs intact
+
+
+def test_skip_report_counts_and_order(tmp_path):
+    rec = _records("train.txt")[0]
+    bad = [
+        b"{broken",
+        json.dumps({k: v for k, v in rec.items() if k != "article_text"}).encode(),
+        json.dumps(dict(rec, abstract_text=[])).encode(),
+        json.dumps(dict(rec, abstract_text=[])).encode(),
+        b'{"article_text": ["x"], "abstract_text": ["\xff"]}',
+    ]
+    lines = [GOOD[0], bad[0], GOOD[1], b"", bad[1], bad[2], GOOD[0], bad[3], bad[4], GOOD[1]]
+    src = _write(tmp_path / "in.jsonl", lines)
+    report = convert_file(str(src), str(tmp_path / "o"), "train", workers=2, on_error="skip", progress=False)
+    assert report.kept == 4 and report.total == 9  # the blank line is not a record
+    assert dict(report.skipped) == {"malformed_json": 1, "missing_field": 1, "empty_field": 2, "non_utf8": 1}
+    refs = [_reference(r) for r in _records("train.txt")]
+    assert list(zip(_lines(tmp_path / "o" / "train.source"), _lines(tmp_path / "o" / "train.target"))) \
+        == [refs[0], refs[1], refs[0], refs[1]]
+
+
+def test_all_records_bad_is_an_error(tmp_path):
+    src = _write(tmp_path / "in.jsonl", [b"{x", b"{y"])
+    with pytest.raises(arxiv.InputError, match="no usable record"):
+        convert_file(str(src), str(tmp_path / "o"), "train", on_error="skip", progress=False)
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_input_file(tmp_path, capsys):
+    rc = arxiv.main(["--input", str(tmp_path / "nope.txt"), "--output-dir", str(tmp_path / "o"),
+                     "--split", "train", "--no-progress"])
+    assert rc == 1 and "nope.txt" in capsys.readouterr().err and not (tmp_path / "o").exists()
