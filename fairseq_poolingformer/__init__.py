@@ -8,3 +8,4 @@ pinned Fairseq needs on this stack (see ``compat``).
 __version__ = "0.1.0"
 
 # Registration imports: each line below registers Fairseq components on import.
+from . import compat  # noqa: F401  (first: fixes Fairseq on this torch before anything runs)

@@ -1,0 +1,176 @@
+"""Fixes for what the pinned Fairseq (fairseq-fixed 0.12.3.1) gets wrong on torch >= 2.6.
+
+Importing ``fairseq_poolingformer`` calls :func:`apply` once; every fix is idempotent, needs
+no environment variable, and is tested in ``tests/test_compat.py``.
+
+1. Checkpoint loading (``../shared/STACK.md`` pitfall 2). torch >= 2.6 loads with
+   ``weights_only=True`` by default, and every Fairseq checkpoint pickles an
+   ``argparse.Namespace`` (``cfg.model`` of legacy-args models, ``args`` of old checkpoints),
+   so ``fairseq-generate``, ``--restore-file``/resume and the hub interface fail with
+   ``Unsupported global: GLOBAL argparse.Namespace``. :func:`allow_checkpoint_globals`
+   allow-lists it (only that: tensors, dicts, lists and OrderedDicts are allowed already).
+   Another class found in an older checkpoint can be added with
+   ``allow_checkpoint_globals(SomeClass)``.
+
+2. Distributed resume. On resume, rank 0 loads the checkpoint and sends it to the other ranks
+   with ``fairseq.distributed.utils.broadcast_object``; the receivers ``torch.load`` those bytes
+   with the same ``weights_only`` default and fail on the OmegaConf config inside them.
+   :func:`trust_rank_zero_broadcasts` makes the receiving side load them with
+   ``weights_only=False``: the bytes come from rank 0 of the same job over the process group,
+   not from a file, so they are as trusted as the job itself.
+
+3. The last partial batch (pitfall 1, upstream issue #5036). ``data_utils.batch_by_size`` drops
+   the final batch when its size is not a multiple of ``--required-batch-size-multiple``
+   (default 8): training, validation and generation silently skip up to 7 examples, so
+   ROUGE/F1 is computed on a subset. :func:`keep_last_partial_batch` wraps it so that the
+   final batch is kept (as in Fairseq <= 0.12.2); all other batches are unchanged. Tasks need
+   nothing else; :func:`check_every_index_batched` is there for tests of batch samplers.
+"""
+
+import argparse
+import functools
+import inspect
+import io
+import logging
+from typing import Any, Callable, List, Sequence
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+_PATCH_MARK = "_poolingformer_compat"
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. weights_only checkpoint loading
+# ---------------------------------------------------------------------------------------------
+
+CHECKPOINT_GLOBALS: List[type] = [argparse.Namespace]
+
+
+def allow_checkpoint_globals(*extra: Any) -> None:
+    """Allow-list ``argparse.Namespace`` (and ``extra``) for ``torch.load(weights_only=True)``."""
+    add_safe_globals = getattr(torch.serialization, "add_safe_globals", None)
+    if add_safe_globals is None:  # torch < 2.4 loads with weights_only=False anyway
+        return
+    add_safe_globals([*CHECKPOINT_GLOBALS, *extra])  # a set inside torch: adding twice is a no-op
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. objects broadcast from rank 0 (distributed resume)
+# ---------------------------------------------------------------------------------------------
+
+
+def _load_trusted_bytes(buffer: torch.Tensor) -> Any:
+    """Unpickle what ``torch.save`` wrote on rank 0 of this job (full pickle, not weights_only)."""
+    return torch.load(io.BytesIO(buffer.cpu().numpy().tobytes()), map_location="cpu", weights_only=False)
+
+
+def _broadcast_object_trusted(
+    obj: Any, src_rank: int, group: object, dist_device: torch.device
+) -> Any:
+    """Drop-in for ``fairseq.distributed.utils._broadcast_object_slow``: same wire format
+    (a length tensor, then the ``torch.save`` bytes), trusted load on the receiving ranks."""
+    from fairseq.distributed import utils as dist_utils
+
+    if dist_utils.get_rank(group) == src_rank:
+        stream = io.BytesIO()
+        torch.save(obj, stream)
+        payload = torch.frombuffer(bytearray(stream.getbuffer()), dtype=torch.uint8).to(dist_device)
+        length = torch.tensor([payload.numel()], dtype=torch.long, device=dist_device)
+        dist_utils.broadcast(length, src=src_rank, group=group)
+        dist_utils.broadcast(payload, src=src_rank, group=group)
+        return obj
+    length = torch.zeros(1, dtype=torch.long, device=dist_device)
+    dist_utils.broadcast(length, src=src_rank, group=group)
+    payload = torch.empty(int(length.item()), dtype=torch.uint8, device=dist_device)
+    dist_utils.broadcast(payload, src=src_rank, group=group)
+    return _load_trusted_bytes(payload)
+
+
+def trust_rank_zero_broadcasts() -> None:
+    """Make ``fairseq.distributed.utils.broadcast_object`` work for checkpoint states."""
+    from fairseq.distributed import utils as dist_utils
+
+    current = dist_utils._broadcast_object_slow
+    if getattr(current, _PATCH_MARK, False):
+        return
+    setattr(_broadcast_object_trusted, _PATCH_MARK, True)
+    _broadcast_object_trusted.__wrapped__ = current  # type: ignore[attr-defined]  # the stock one
+    dist_utils._broadcast_object_slow = _broadcast_object_trusted
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. the last partial batch
+# ---------------------------------------------------------------------------------------------
+
+
+def _keep_tail(batch_by_size: Callable[..., List[np.ndarray]]) -> Callable[..., List[np.ndarray]]:
+    signature = inspect.signature(batch_by_size)
+
+    @functools.wraps(batch_by_size)
+    def batch_by_size_keeping_tail(indices: Any, *args: Any, **kwargs: Any) -> List[np.ndarray]:
+        if not isinstance(indices, np.ndarray):  # may be an iterator: read it once
+            indices = np.fromiter(indices, dtype=np.int64, count=-1)
+        batches = list(batch_by_size(indices, *args, **kwargs))
+        bound = signature.bind(indices, *args, **kwargs)
+        if bound.arguments.get("fixed_shapes") is not None:
+            return batches  # fixed shapes skip leftovers by design
+        n_kept = sum(len(b) for b in batches)
+        if n_kept == len(indices):
+            return batches
+        kept = np.concatenate(batches) if batches else indices[:0]
+        if not np.array_equal(kept, indices[:n_kept]):
+            raise RuntimeError(
+                "batch_by_size: batches are not consecutive slices of the indices; "
+                "fairseq_poolingformer.compat.keep_last_partial_batch cannot restore the "
+                f"{len(indices) - n_kept} dropped indices"
+            )
+        batches.append(np.array(indices[n_kept:], dtype=np.int64))  # (n_dropped,)
+        return batches
+
+    setattr(batch_by_size_keeping_tail, _PATCH_MARK, True)
+    return batch_by_size_keeping_tail
+
+
+def keep_last_partial_batch() -> None:
+    """Wrap ``fairseq.data.data_utils.batch_by_size`` so that no index is ever dropped."""
+    from fairseq.data import data_utils
+
+    if getattr(data_utils.batch_by_size, _PATCH_MARK, False):
+        return
+    data_utils.batch_by_size = _keep_tail(data_utils.batch_by_size)
+
+
+def check_every_index_batched(
+    batches: Sequence[Sequence[int]], indices: Sequence[int], where: str = "batch sampler"
+) -> None:
+    """Raise ``ValueError`` unless every index appears in exactly one batch."""
+    seen = [int(i) for b in batches for i in b]
+    expected = sorted(int(i) for i in indices)
+    if sorted(seen) != expected:
+        missing = sorted(set(expected) - set(seen))
+        extra = len(seen) - len(set(seen))
+        raise ValueError(
+            f"{where}: {len(seen)} indices batched, expected {len(expected)}; "
+            f"missing {missing[:10]}{'...' if len(missing) > 10 else ''}, duplicated {extra}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def apply() -> None:
+    """Apply every fix (idempotent). Fairseq's fixes are skipped when Fairseq is not installed."""
+    allow_checkpoint_globals()
+    try:
+        import fairseq  # noqa: F401
+    except ImportError:
+        logger.debug("fairseq not importable: only the torch.load fix applied")
+        return
+    trust_rank_zero_broadcasts()
+    keep_last_partial_batch()
+
+
+apply()
