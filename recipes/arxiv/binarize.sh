@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# arXiv / PubMed (Cohan et al. JSONL) -> plain text -> BPE -> fairseq-preprocess binaries.
+#
+# Usage:
+#   recipes/arxiv/binarize.sh RAW_DIR OUT_DIR --bpe gpt2 --encoder-json E --vocab-bpe V --dict D [options]
+#   recipes/arxiv/binarize.sh RAW_DIR OUT_DIR --bpe sentencepiece --vocab-size N [options]
+#
+# RAW_DIR holds train / val (or valid) / test, each as .txt, .jsonl, .txt.gz or .jsonl.gz
+# (the arXiv release names its JSONL files train.txt, val.txt, test.txt). train is required,
+# val and test are optional.
+#
+# Options:
+#   --workers N            processes for every step (default 1)
+#   --on-error skip|fail   bad records: skip and count them (default here), or stop (see
+#                          python -m preprocess.arxiv --help); reports in OUT_DIR/reports/
+#   --max-source-words N   keep the first N words of each article
+#   --model-type T         sentencepiece model type (unigram, bpe; default unigram)
+#
+# Writes:
+#   OUT_DIR/text/{train,valid,test}.{source,target,id}   one document per line
+#   OUT_DIR/bpe/{split}.{source,target}                  GPT-2 ids / sentencepiece pieces
+#   OUT_DIR/bpe/spm.model, spm.vocab, dict.txt           (sentencepiece) trained on train; dict.txt:
+#                                                        every piece, the joined Fairseq dictionary
+#   OUT_DIR/bin/                                         fairseq-preprocess output: the data dir for
+#                                                        fairseq-train (--source-lang source --target-lang target)
+#   OUT_DIR/reports/{split}.json                         kept / skipped counts by reason
+# Every file is written atomically; OUT_DIR/bin is built in a temporary directory and moved
+# into place only when fairseq-preprocess succeeded.
+#
+# Python: $PYTHON if set, else the repository's .venv/bin/python if present, else python3.
+set -euo pipefail
+
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+if [[ -z "${PYTHON:-}" ]]; then
+    if [[ -x "$REPO/.venv/bin/python" ]]; then PYTHON="$REPO/.venv/bin/python"; else PYTHON=python3; fi
+fi
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+
+[[ $# -ge 2 ]] || usage
+RAW_DIR=$1; OUT_DIR=$2; shift 2
+BPE=""; ENCODER_JSON=""; VOCAB_BPE=""; DICT=""; VOCAB_SIZE=""; MODEL_TYPE=unigram
+WORKERS=1; ON_ERROR=skip; MAX_SOURCE_WORDS=""
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --bpe) BPE=$2; shift 2 ;;
+        --encoder-json) ENCODER_JSON=$2; shift 2 ;;
+        --vocab-bpe) VOCAB_BPE=$2; shift 2 ;;
+        --dict) DICT=$2; shift 2 ;;
+        --vocab-size) VOCAB_SIZE=$2; shift 2 ;;
+        --model-type) MODEL_TYPE=$2; shift 2 ;;
+        --workers) WORKERS=$2; shift 2 ;;
+        --on-error) ON_ERROR=$2; shift 2 ;;
+        --max-source-words) MAX_SOURCE_WORDS=$2; shift 2 ;;
+        -h|--help) usage ;;
+        *) echo "binarize.sh: unknown option $1" >&2; usage ;;
+    esac
+done
+
+die() { echo "binarize.sh: $*" >&2; exit 1; }
+case $BPE in
+    gpt2)
+        [[ -n $ENCODER_JSON && -n $VOCAB_BPE && -n $DICT ]] \
+            || die "--bpe gpt2 needs --encoder-json, --vocab-bpe and --dict (nothing is downloaded)"
+        for f in "$ENCODER_JSON" "$VOCAB_BPE" "$DICT"; do [[ -f $f ]] || die "not found: $f"; done ;;
+    sentencepiece)
+        [[ -n $VOCAB_SIZE ]] || die "--bpe sentencepiece needs --vocab-size" ;;
+    *) die "--bpe must be gpt2 or sentencepiece" ;;
+esac
+[[ -d $RAW_DIR ]] || die "RAW_DIR not found: $RAW_DIR"
+
+# raw file for a split: first of NAME.{txt,jsonl,txt.gz,jsonl.gz} over the given names
+find_raw() {
+    local name ext
+    for name in "$@"; do
+        for ext in txt jsonl txt.gz jsonl.gz; do
+            if [[ -f $RAW_DIR/$name.$ext ]]; then echo "$RAW_DIR/$name.$ext"; return; fi
+        done
+    done
+}
+
+declare -A RAW=()
+RAW[train]=$(find_raw train)
+RAW[valid]=$(find_raw val valid)
+RAW[test]=$(find_raw test)
+[[ -n ${RAW[train]} ]] || die "no train.{txt,jsonl}[.gz] in $RAW_DIR"
+SPLITS=()
+for split in train valid test; do
+    if [[ -n ${RAW[$split]} ]]; then SPLITS+=("$split"); else echo "binarize.sh: no $split split in $RAW_DIR, skipped" >&2; fi
+done
+
+TEXT=$OUT_DIR/text; BPE_DIR=$OUT_DIR/bpe; BIN=$OUT_DIR/bin; REPORTS=$OUT_DIR/reports
+mkdir -p "$OUT_DIR"
+
+echo "== 1/3 JSONL -> text (${SPLITS[*]})" >&2
+for split in "${SPLITS[@]}"; do
+    "$PYTHON" -m preprocess.arxiv --input "${RAW[$split]}" --output-dir "$TEXT" --split "$split" \
+        --workers "$WORKERS" --on-error "$ON_ERROR" --write-ids --report-json "$REPORTS/$split.json" \
+        ${MAX_SOURCE_WORDS:+--max-source-words "$MAX_SOURCE_WORDS"}
+done
+
+echo "== 2/3 text -> $BPE" >&2
+inputs=(); outputs=()
+for split in "${SPLITS[@]}"; do
+    inputs+=("$TEXT/$split.source" "$TEXT/$split.target")
+    outputs+=("$BPE_DIR/$split.source" "$BPE_DIR/$split.target")
+done
+bpe_args=(--bpe "$BPE" --workers "$WORKERS" --inputs "${inputs[@]}" --outputs "${outputs[@]}")
+if [[ $BPE == gpt2 ]]; then
+    bpe_args+=(--encoder-json "$ENCODER_JSON" --vocab-bpe "$VOCAB_BPE")
+else
+    bpe_args+=(--sentencepiece-model "$BPE_DIR/spm.model" --sentencepiece-train --vocab-size "$VOCAB_SIZE"
+               --model-type "$MODEL_TYPE" --train-inputs "$TEXT/train.source" "$TEXT/train.target"
+               --write-dict "$BPE_DIR/dict.txt")
+fi
+"$PYTHON" -m preprocess.bpe "${bpe_args[@]}"
+
+echo "== 3/3 fairseq-preprocess -> $BIN" >&2
+pre_args=(--source-lang source --target-lang target --workers "$WORKERS" --trainpref "$BPE_DIR/train")
+[[ -n ${RAW[valid]} ]] && pre_args+=(--validpref "$BPE_DIR/valid")
+[[ -n ${RAW[test]} ]] && pre_args+=(--testpref "$BPE_DIR/test")
+# GPT-2: BART's dict.txt. sentencepiece: one joined dictionary holding every piece of the
+# trained model (written by preprocess.bpe --write-dict), rather than --joined-dictionary,
+# which would only hold the pieces seen in the train split and map the others to <unk>.
+[[ $BPE == gpt2 ]] || DICT=$BPE_DIR/dict.txt
+pre_args+=(--srcdict "$DICT" --tgtdict "$DICT")
+TMP_BIN=$(mktemp -d "$OUT_DIR/.bin.tmp.XXXXXX")
+trap 'rm -rf "$TMP_BIN"' EXIT
+"$PYTHON" -m fairseq_cli.preprocess "${pre_args[@]}" --destdir "$TMP_BIN"
+rm -rf "$BIN"
+mv "$TMP_BIN" "$BIN"
+trap - EXIT
+echo "binarize.sh: done: $BIN (reports: $REPORTS)" >&2
