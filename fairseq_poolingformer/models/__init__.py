@@ -1,0 +1,3 @@
+"""Registered Fairseq models: importing this package registers them and their architectures."""
+
+from . import poolingformer_bart  # noqa: F401  (poolingformer_bart, poolingformer_bart_{tiny,base,large})

@@ -1,0 +1,345 @@
+"""A Fairseq Transformer encoder whose self-attention is Poolingformer's (shared by BART and RoBERTa).
+
+Public API (import from ``fairseq_poolingformer.models.encoder``)
+-----------------------------------------------------------------
+``add_poolingformer_args(parser)``
+    Registers the paper's knobs as flags, all without defaults (architectures fill them):
+    ``--pf-w1 --pf-w2 --pf-kernel --pf-stride --pf-pooling {mean,max,ldconv,mean_ldconv}
+    --pf-layers SPEC --pf-mix --pf-share-weights --pf-global {first,none}``.
+``set_poolingformer_defaults(args, **defaults)``
+    For ``@register_model_architecture`` functions: fills every ``pf_*`` attribute that is
+    missing (or None) from ``defaults``, else from ``PAPER_DEFAULTS`` (w1 128, w2 512,
+    kernel 5, stride 4, ldconv, layers "6-11", global "first").
+``PoolingformerConfig.from_args(args)``
+    The knobs as a validated dataclass (bad values raise ``ValueError`` naming the flag).
+``parse_layer_spec(spec, num_layers) -> frozenset[int]``
+    ``"6-11"``, ``"0,2,4-5"``, ``"all"``, ``"none"``/``""``; 0-based layer indices.
+``PoolingformerTransformerEncoder(cfg, pf_cfg, dictionary, embed_tokens, return_fc=False)``
+    Drop-in for Fairseq's ``TransformerEncoderBase`` (``cfg`` is a ``TransformerConfig``):
+    layer ``i`` is two-level (``PoolingformerSelfAttention``) if ``i`` is in ``--pf-layers``,
+    else level 1 only (``SlidingWindowSelfAttention``). ``forward`` takes the stock arguments
+    plus ``global_mask: (B, T) bool`` (True = global token, e.g. the question tokens for QA);
+    when it is None and ``--pf-global first``, the first real token of each source is global.
+    Works with ``--checkpoint-activations`` and ``--encoder-layerdrop``; returns the stock dict.
+``PoolingformerEncoderLayer(cfg, pf_cfg, layer_idx, return_fc=False)``
+    Stock ``TransformerEncoderLayerBase`` with only the self-attention replaced;
+    ``forward(x, encoder_padding_mask, attn_mask=None, global_mask=None)``; ``attn_mask``
+    must be None (there is no (T x T) mask in a linear-memory encoder).
+
+Parameter names are those of Fairseq's ``MultiheadAttention`` for level 1 (``q_proj``,
+``k_proj``, ``v_proj``, ``out_proj``), so pretrained encoder weights load by name; level-2
+weights (``q2_proj`` ... ``out2_proj``, ``k_pool_weight``, ``v_pool_weight``) are new (see
+``fairseq_poolingformer.convert``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, Dict, FrozenSet, List, Optional
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from fairseq.distributed import fsdp_wrap
+from fairseq.models.transformer import TransformerEncoderBase
+from fairseq.modules.checkpoint_activations import checkpoint_wrapper
+from fairseq.modules.transformer_layer import TransformerEncoderLayerBase
+
+from fairseq_poolingformer.modules import (
+    PoolingformerSelfAttention,
+    SlidingWindowSelfAttention,
+)
+
+POOLING_CHOICES = ("mean", "max", "ldconv", "mean_ldconv")
+GLOBAL_CHOICES = ("first", "none")
+
+# The paper's settings (Zhang et al. 2021, arXiv summarization with BART-large).
+PAPER_DEFAULTS: Dict[str, Any] = {
+    "pf_w1": 128,
+    "pf_w2": 512,
+    "pf_kernel": 5,
+    "pf_stride": 4,
+    "pf_pooling": "ldconv",
+    "pf_layers": "6-11",
+    "pf_mix": False,
+    "pf_share_weights": False,
+    "pf_global": "first",
+}
+
+
+# ----------------------------------------------------------------------------- flags
+
+
+def add_poolingformer_args(parser: argparse.ArgumentParser) -> None:
+    """Register the ``--pf-*`` flags (no defaults: architecture functions fill them)."""
+    group = parser.add_argument_group("Poolingformer attention")
+    group.add_argument("--pf-w1", type=int, metavar="N",
+                       help="level-1 one-side sliding window w1 (paper: 128)")
+    group.add_argument("--pf-w2", type=int, metavar="N",
+                       help="level-2 one-side pooling window w2, in tokens (paper: 512)")
+    group.add_argument("--pf-kernel", type=int, metavar="N",
+                       help="level-2 pooling kernel size (paper: 5)")
+    group.add_argument("--pf-stride", type=int, metavar="N",
+                       help="level-2 pooling stride (paper: 4)")
+    group.add_argument("--pf-pooling", choices=POOLING_CHOICES,
+                       help="level-2 pooling of keys and values (paper: ldconv)")
+    group.add_argument("--pf-layers", type=str, metavar="SPEC",
+                       help="0-based encoder layers that are two-level, e.g. 6-11, 0,2,4-5, "
+                            "all or none; the other layers use level 1 only")
+    group.add_argument("--pf-mix", action="store_true", default=None,
+                       help="ablation: level 2 reads the layer input X instead of level-1 output Y")
+    group.add_argument("--pf-share-weights", action="store_true", default=None,
+                       help="ablation: level 2 reuses the level-1 q/k/v projections")
+    group.add_argument("--pf-global", choices=GLOBAL_CHOICES,
+                       help="global tokens when the caller passes no global_mask: "
+                            "first = the first source token, none = no global token")
+
+
+def set_poolingformer_defaults(args: Any, **defaults: Any) -> None:
+    """Fill missing ``pf_*`` attributes of ``args``: ``defaults`` first, then the paper's."""
+    for key, paper_value in PAPER_DEFAULTS.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, defaults.get(key, paper_value))
+    unknown = set(defaults) - set(PAPER_DEFAULTS)
+    if unknown:
+        raise ValueError(f"set_poolingformer_defaults: unknown keys {sorted(unknown)}")
+
+
+def parse_layer_spec(spec: str, num_layers: int) -> FrozenSet[int]:
+    """Parse ``--pf-layers`` ("6-11", "0,3-4", "all", "none") into 0-based layer indices."""
+    text = (spec or "").strip().lower()
+    if text in ("", "none"):
+        return frozenset()
+    if text == "all":
+        return frozenset(range(num_layers))
+    layers = set()
+    for part in text.split(","):
+        part = part.strip()
+        bounds = part.split("-")
+        try:
+            if len(bounds) == 1:
+                lo = hi = int(bounds[0])
+            elif len(bounds) == 2:
+                lo, hi = int(bounds[0]), int(bounds[1])
+            else:
+                raise ValueError
+        except ValueError:
+            raise ValueError(
+                f"--pf-layers: cannot parse {part!r} in {spec!r}; "
+                "expected e.g. '6-11', '0,2,4-5', 'all' or 'none'"
+            ) from None
+        if lo > hi:
+            raise ValueError(f"--pf-layers: range {part!r} in {spec!r} is empty (start > end)")
+        if lo < 0 or hi >= num_layers:
+            raise ValueError(
+                f"--pf-layers {spec!r} selects layer {hi if hi >= num_layers else lo}, but the "
+                f"encoder has {num_layers} layers (valid indices 0-{num_layers - 1})"
+            )
+        layers.update(range(lo, hi + 1))
+    return frozenset(layers)
+
+
+@dataclass
+class PoolingformerConfig:
+    """The paper's knobs, validated. ``layers`` is the unparsed ``--pf-layers`` spec."""
+
+    w1: int = PAPER_DEFAULTS["pf_w1"]
+    w2: int = PAPER_DEFAULTS["pf_w2"]
+    kernel: int = PAPER_DEFAULTS["pf_kernel"]
+    stride: int = PAPER_DEFAULTS["pf_stride"]
+    pooling: str = PAPER_DEFAULTS["pf_pooling"]
+    layers: str = PAPER_DEFAULTS["pf_layers"]
+    mix: bool = False
+    share_weights: bool = False
+    global_tokens: str = PAPER_DEFAULTS["pf_global"]
+
+    def __post_init__(self) -> None:
+        for flag, value in (("--pf-w1", self.w1), ("--pf-w2", self.w2),
+                            ("--pf-kernel", self.kernel), ("--pf-stride", self.stride)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{flag} must be a positive integer, got {value!r}")
+        if self.pooling not in POOLING_CHOICES:
+            raise ValueError(f"--pf-pooling must be one of {POOLING_CHOICES}, got {self.pooling!r}")
+        if self.global_tokens not in GLOBAL_CHOICES:
+            raise ValueError(f"--pf-global must be one of {GLOBAL_CHOICES}, got {self.global_tokens!r}")
+
+    @classmethod
+    def from_args(cls, args: Any) -> "PoolingformerConfig":
+        """Read ``pf_*`` attributes (argparse Namespace, TransformerConfig or DictConfig)."""
+        def get(key: str) -> Any:
+            value = getattr(args, key, None)
+            return PAPER_DEFAULTS[key] if value is None else value
+
+        return cls(
+            w1=get("pf_w1"), w2=get("pf_w2"), kernel=get("pf_kernel"), stride=get("pf_stride"),
+            pooling=get("pf_pooling"), layers=str(get("pf_layers")), mix=bool(get("pf_mix")),
+            share_weights=bool(get("pf_share_weights")), global_tokens=get("pf_global"),
+        )
+
+    def two_level_layers(self, num_layers: int) -> FrozenSet[int]:
+        return parse_layer_spec(self.layers, num_layers)
+
+
+def build_poolingformer_self_attention(
+    embed_dim: int, num_heads: int, dropout: float, pf_cfg: PoolingformerConfig, two_level: bool
+) -> nn.Module:
+    """Two-level ``PoolingformerSelfAttention`` or level-1 ``SlidingWindowSelfAttention``."""
+    global_first = pf_cfg.global_tokens == "first"
+    if not two_level:
+        return SlidingWindowSelfAttention(
+            embed_dim, num_heads, pf_cfg.w1, dropout=dropout, global_first_token=global_first
+        )
+    return PoolingformerSelfAttention(
+        embed_dim, num_heads, pf_cfg.w1, pf_cfg.w2, pf_cfg.kernel, pf_cfg.stride,
+        pooling=pf_cfg.pooling, mix=pf_cfg.mix, share_weights=pf_cfg.share_weights,
+        dropout=dropout, global_first_token=global_first,
+    )
+
+
+# ----------------------------------------------------------------------------- layer
+
+
+class PoolingformerEncoderLayer(TransformerEncoderLayerBase):
+    """Fairseq's encoder layer (post/pre-norm, FFN, dropouts) with Poolingformer self-attention."""
+
+    def __init__(self, cfg, pf_cfg: PoolingformerConfig, layer_idx: int, return_fc: bool = False):
+        # build_self_attention() runs inside the parent constructor and reads these two.
+        self.pf_cfg = pf_cfg
+        self.two_level = layer_idx in pf_cfg.two_level_layers(cfg.encoder.layers)
+        super().__init__(cfg, return_fc=return_fc)
+        self.layer_idx = layer_idx
+
+    def build_self_attention(self, embed_dim: int, cfg) -> nn.Module:
+        return build_poolingformer_self_attention(
+            embed_dim, cfg.encoder.attention_heads, cfg.attention_dropout,
+            self.pf_cfg, self.two_level,
+        )
+
+    def forward(
+        self,
+        x: Tensor,  # (T, B, C)
+        encoder_padding_mask: Optional[Tensor],  # (B, T) bool, True = padding
+        attn_mask: Optional[Tensor] = None,
+        global_mask: Optional[Tensor] = None,  # (B, T) bool, True = global token
+    ):
+        if attn_mask is not None:
+            raise ValueError(
+                "PoolingformerEncoderLayer: attn_mask must be None (windowed attention takes "
+                f"no (T x T) mask), got a tensor of shape {tuple(attn_mask.shape)}"
+            )
+        residual = x
+        if self.normalize_before:
+            x = self.self_attn_layer_norm(x)
+        x, _ = self.self_attn(
+            x, key_padding_mask=encoder_padding_mask, need_weights=False, global_mask=global_mask
+        )
+        x = self.residual_connection(self.dropout_module(x), residual)
+        if not self.normalize_before:
+            x = self.self_attn_layer_norm(x)
+
+        residual = x
+        if self.normalize_before:
+            x = self.final_layer_norm(x)
+        x = self.fc2(self.activation_dropout_module(self.activation_fn(self.fc1(x))))
+        fc_result = x
+        x = self.residual_connection(self.dropout_module(x), residual)
+        if not self.normalize_before:
+            x = self.final_layer_norm(x)
+        if self.return_fc and not torch.jit.is_scripting():
+            return x, fc_result
+        return x
+
+    def upgrade_state_dict_named(self, state_dict: Dict[str, Tensor], name: str) -> None:
+        """Stock layer-norm renames, plus old fused ``in_proj_weight`` split into q/k/v."""
+        super().upgrade_state_dict_named(state_dict, name)
+        prefix = f"{name}.self_attn."
+        for kind in ("weight", "bias"):
+            fused = state_dict.pop(f"{prefix}in_proj_{kind}", None)
+            if fused is not None:
+                q, k, v = fused.chunk(3, dim=0)
+                for proj, value in (("q_proj", q), ("k_proj", k), ("v_proj", v)):
+                    state_dict[f"{prefix}{proj}.{kind}"] = value
+
+
+# ----------------------------------------------------------------------------- encoder
+
+
+class PoolingformerTransformerEncoder(TransformerEncoderBase):
+    """``TransformerEncoderBase`` with Poolingformer layers and a ``global_mask`` input."""
+
+    def __init__(self, cfg, pf_cfg: PoolingformerConfig, dictionary, embed_tokens,
+                 return_fc: bool = False):
+        # Validate the layer spec before building anything, for a clear early error.
+        pf_cfg.two_level_layers(cfg.encoder.layers)
+        self.pf_cfg = pf_cfg
+        self._num_layers_built = 0  # build_encoder_layer() has no index argument
+        super().__init__(cfg, dictionary, embed_tokens, return_fc=return_fc)
+
+    def build_encoder_layer(self, cfg) -> nn.Module:
+        layer = PoolingformerEncoderLayer(
+            cfg, self.pf_cfg, self._num_layers_built, return_fc=self.return_fc
+        )
+        self._num_layers_built += 1
+        checkpoint = cfg.checkpoint_activations
+        if checkpoint:
+            layer = checkpoint_wrapper(layer, offload_to_cpu=cfg.offload_activations)
+        # as in Fairseq: a checkpointed layer is always wrapped by FSDP (when FSDP is on)
+        min_params_to_wrap = cfg.min_params_to_wrap if not checkpoint else 0
+        return fsdp_wrap(layer, min_num_params=min_params_to_wrap)
+
+    def forward(
+        self,
+        src_tokens: Tensor,  # (B, T)
+        src_lengths: Optional[Tensor] = None,
+        return_all_hiddens: bool = False,
+        token_embeddings: Optional[Tensor] = None,
+        global_mask: Optional[Tensor] = None,  # (B, T) bool
+    ) -> Dict[str, List[Tensor]]:
+        if global_mask is not None and global_mask.shape != src_tokens.shape:
+            raise ValueError(
+                f"global_mask has shape {tuple(global_mask.shape)}, expected the shape of "
+                f"src_tokens {tuple(src_tokens.shape)}"
+            )
+        padding_mask = src_tokens.eq(self.padding_idx)  # (B, T)
+        has_pads = bool(padding_mask.any())
+
+        x, encoder_embedding = self.forward_embedding(src_tokens, token_embeddings)  # (B, T, C)
+        if has_pads:
+            x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+        x = x.transpose(0, 1)  # (T, B, C)
+
+        encoder_states: List[Tensor] = [x] if return_all_hiddens else []
+        fc_results: List[Optional[Tensor]] = []
+        for layer in self.layers:
+            out = layer(
+                x,
+                encoder_padding_mask=padding_mask if has_pads else None,
+                global_mask=global_mask,
+            )
+            x, fc_result = out if isinstance(out, tuple) else (out, None)
+            if return_all_hiddens:
+                encoder_states.append(x)
+                fc_results.append(fc_result)
+
+        if self.layer_norm is not None:
+            x = self.layer_norm(x)
+
+        src_lengths_out = src_tokens.ne(self.padding_idx).sum(dim=1, dtype=torch.int32)
+        return {
+            "encoder_out": [x],  # (T, B, C)
+            "encoder_padding_mask": [padding_mask],  # (B, T)
+            "encoder_embedding": [encoder_embedding],  # (B, T, C)
+            "encoder_states": encoder_states,  # List[(T, B, C)]
+            "fc_results": fc_results,
+            "src_tokens": [],
+            "src_lengths": [src_lengths_out.reshape(-1, 1).contiguous()],  # (B, 1)
+        }
+
+    def forward_scriptable(self, src_tokens, src_lengths=None, return_all_hiddens=False,
+                           token_embeddings=None):
+        return self.forward(src_tokens, src_lengths, return_all_hiddens, token_embeddings)
+
+    def two_level_layer_indices(self) -> List[int]:
+        return sorted(self.pf_cfg.two_level_layers(len(self.layers)))
