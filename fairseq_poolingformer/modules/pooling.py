@@ -63,7 +63,7 @@ def pool_segments(
             else:  # mean_ldconv
                 source = _weighted_sum(taps, _mean_weights(tap_valid))
             weights = _dynamic_weights(source, weight, tap_valid)
-        pooled = _weighted_sum(taps, weights.to(x.dtype))
+        pooled = _weighted_sum(taps, weights)
     return pooled, seg_valid
 
 
@@ -74,12 +74,17 @@ def _mean_weights(tap_valid: torch.Tensor) -> torch.Tensor:
 
 
 def _weighted_sum(taps: List[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-    """taps: kernel x (B, S, H, D); weights: (B, S, kernel). Returns (B, S, H, D)."""
-    weights = weights.to(taps[0].dtype)
-    out = taps[0] * weights[:, :, 0, None, None]
+    """taps: kernel x (B, S, H, D); weights: (B, S, kernel). Returns (B, S, H, D).
+
+    Accumulates in float32 for half inputs: the gradient of the weights sums over all H*D
+    features and overflows in fp16."""
+    dtype = taps[0].dtype
+    acc = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    weights = weights.to(acc)
+    out = taps[0].to(acc) * weights[:, :, 0, None, None]
     for j in range(1, len(taps)):
-        out = out + taps[j] * weights[:, :, j, None, None]
-    return out
+        out = out + taps[j].to(acc) * weights[:, :, j, None, None]
+    return out.to(dtype)
 
 
 def _masked_max(taps: List[torch.Tensor], tap_valid: torch.Tensor) -> torch.Tensor:
