@@ -212,3 +212,205 @@ def test_missing_input_file(tmp_path, capsys):
     rc = arxiv.main(["--input", str(tmp_path / "nope.txt"), "--output-dir", str(tmp_path / "o"),
                      "--split", "train", "--no-progress"])
     assert rc == 1 and "nope.txt" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+# ================================================================= BPE (preprocess.bpe)
+
+from types import SimpleNamespace  # noqa: E402
+
+from preprocess import bpe  # noqa: E402
+
+GPT2 = REPO / "tests" / "data" / "gpt2_bpe"
+SPM_MODEL = REPO / "tests" / "data" / "sentencepiece" / "test_model.model"
+
+
+@pytest.fixture(scope="module")
+def text_dir(tmp_path_factory) -> Path:
+    """The bundled papers as text: train.{source,target} and valid.{source,target}."""
+    d = tmp_path_factory.mktemp("text")
+    convert_file(str(DATA / "train.txt"), str(d), "train", progress=False)
+    convert_file(str(DATA / "val.txt"), str(d), "valid", progress=False)
+    return d
+
+
+def _text_files(d: Path) -> list[str]:
+    return [str(d / f"{s}.{side}") for s in ("train", "valid") for side in ("source", "target")]
+
+
+def test_gpt2_ids_equal_fairseq_encoder_and_decode_back(text_dir, tmp_path):
+    from fairseq.data import Dictionary
+    from fairseq.examples.roberta.multiprocessing_bpe_encoder import MultiprocessingEncoder
+
+    inputs = _text_files(text_dir)
+    outputs = [str(tmp_path / Path(p).name) for p in inputs]
+    backend = bpe.gpt2_backend(str(GPT2 / "encoder.json"), str(GPT2 / "vocab.bpe"))
+    stats = bpe.process_files(backend, inputs, outputs, workers=2, progress=False)
+    assert [s.lines for s in stats] == [2, 2, 2, 2]
+
+    # reference: Fairseq's own multiprocessing_bpe_encoder, in-process
+    ref = MultiprocessingEncoder(SimpleNamespace(encoder_json=str(GPT2 / "encoder.json"),
+                                                 vocab_bpe=str(GPT2 / "vocab.bpe"), keep_empty=False))
+    ref.initializer()
+    dictionary = Dictionary.load(str(GPT2 / "dict.txt"))
+    assert len(dictionary) == 50264  # 4 specials + BART's 50,260 lines
+    for inp, out in zip(inputs, outputs):
+        status, expected = ref.encode_lines(_lines(Path(inp)))
+        assert status == "PASS" and _lines(Path(out)) == expected
+        for text, ids in zip(_lines(Path(inp)), _lines(Path(out))):
+            assert bpe.decode_line(backend, ids) == text  # exact round trip
+            assert all(dictionary.index(t) != dictionary.unk() for t in ids.split())
+
+    # the CLI --decode gives the text files back
+    decoded = [str(tmp_path / f"dec{i}") for i in range(len(outputs))]
+    assert bpe.main(["--bpe", "gpt2", "--encoder-json", str(GPT2 / "encoder.json"), "--vocab-bpe",
+                     str(GPT2 / "vocab.bpe"), "--decode", "--no-progress",
+                     "--inputs", *outputs, "--outputs", *decoded]) == 0
+    for inp, dec in zip(inputs, decoded):
+        assert Path(dec).read_bytes() == Path(inp).read_bytes()
+
+
+def test_sentencepiece_given_model_matches_library(text_dir, tmp_path):
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(SPM_MODEL))
+    inputs = _text_files(text_dir)[:2]
+    outputs = [str(tmp_path / "s"), str(tmp_path / "t")]
+    backend = bpe.sentencepiece_backend(str(SPM_MODEL))
+    bpe.process_files(backend, inputs, outputs, workers=2, progress=False)
+    for inp, out in zip(inputs, outputs):
+        for text, pieces in zip(_lines(Path(inp)), _lines(Path(out))):
+            assert pieces.split(" ") == sp.encode(text, out_type=str)
+            assert sp.decode_pieces(pieces.split(" ")) == text
+
+
+def test_sentencepiece_train_round_trip_and_dict(text_dir, tmp_path):
+    inputs = _text_files(text_dir)
+    outputs = [str(tmp_path / "bpe" / Path(p).name) for p in inputs]
+    model = tmp_path / "bpe" / "spm.model"
+    rc = bpe.main(["--bpe", "sentencepiece", "--sentencepiece-train", "--vocab-size", "400",
+                   "--sentencepiece-model", str(model), "--train-inputs", *inputs[:2],
+                   "--write-dict", str(tmp_path / "bpe" / "dict.txt"), "--workers", "2", "--no-progress",
+                   "--inputs", *inputs, "--outputs", *outputs])
+    assert rc == 0
+    names = sorted(os.listdir(tmp_path / "bpe"))
+    assert names == sorted(["spm.model", "spm.vocab", "dict.txt"] + [Path(p).name for p in inputs])  # no temps
+    import sentencepiece as spm
+    sp = spm.SentencePieceProcessor(model_file=str(model))
+    dict_pieces = [line.rsplit(" ", 1)[0] for line in _lines(tmp_path / "bpe" / "dict.txt")]
+    assert len(dict_pieces) == sp.get_piece_size() - 3  # all but <unk> <s> </s>
+    assert "<0xE9>" in dict_pieces  # byte fallback pieces: unseen characters never become <unk>
+    backend = bpe.sentencepiece_backend(str(model))
+    for inp, out in zip(inputs, outputs):  # valid was not in training: still exact
+        for text, pieces in zip(_lines(Path(inp)), _lines(Path(out))):
+            assert bpe.decode_line(backend, pieces) == text
+            assert set(pieces.split(" ")) <= set(dict_pieces)
+
+
+@pytest.mark.parametrize("bad, field_msg", [
+    (b"", "empty line"),
+    (b"caf\xe9", "invalid UTF-8 byte 0xe9"),
+])
+def test_bpe_bad_line_writes_no_output(tmp_path, capsys, bad, field_msg):
+    good = _write(tmp_path / "a.txt", [b"fine text", b"more text"])
+    broken = _write(tmp_path / "b.txt", [b"ok", bad, b"ok"])
+    out = tmp_path / "out"
+    rc = bpe.main(["--bpe", "sentencepiece", "--sentencepiece-model", str(SPM_MODEL), "--no-progress",
+                   "--inputs", str(good), str(broken), "--outputs", str(out / "a"), str(out / "b")])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"error: {broken}:2: field '<line>': {field_msg}" in err
+    assert not out.exists()  # neither output, even though a.txt was fine
+
+
+def test_bpe_keep_empty(tmp_path):
+    src = _write(tmp_path / "a.txt", [b"x", b"", b"y"])
+    backend = bpe.gpt2_backend(str(GPT2 / "encoder.json"), str(GPT2 / "vocab.bpe"))
+    bpe.process_files(backend, [str(src)], [str(tmp_path / "o")], keep_empty=True, progress=False)
+    assert _lines(tmp_path / "o") == ["87", "", "88"]
+
+
+def test_gpt2_decode_bad_id_is_an_input_error(tmp_path):
+    src = _write(tmp_path / "ids.txt", [b"87 88", b"87 notanid"])
+    backend = bpe.gpt2_backend(str(GPT2 / "encoder.json"), str(GPT2 / "vocab.bpe"))
+    with pytest.raises(bpe.InputError) as info:
+        bpe.process_files(backend, [str(src)], [str(tmp_path / "o")], decode=True, progress=False)
+    assert info.value.line == 2 and info.value.reason == "bad_token"
+    assert not (tmp_path / "o").exists()
+
+
+def test_gpt2_missing_files_never_download(tmp_path, capsys):
+    rc = bpe.main(["--bpe", "gpt2", "--encoder-json", str(tmp_path / "encoder.json"), "--vocab-bpe",
+                   str(GPT2 / "vocab.bpe"), "--inputs", str(GPT2 / "dict.txt"), "--outputs", str(tmp_path / "o")])
+    assert rc == 1 and "GPT-2 BPE file not found" in capsys.readouterr().err
+
+
+# ================================================================= recipes/arxiv/binarize.sh
+
+def _run_recipe(raw: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHON=sys.executable)
+    return subprocess.run(["bash", str(REPO / "recipes" / "arxiv" / "binarize.sh"), str(raw), str(out), *extra,
+                           "--workers", "2"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def raw_dir(tmp_path_factory) -> Path:
+    """train.txt, val.txt (the samples) and test.jsonl.gz = train + one bad line (skipped by default)."""
+    d = tmp_path_factory.mktemp("raw")
+    (d / "train.txt").write_bytes((DATA / "train.txt").read_bytes())
+    (d / "val.txt").write_bytes((DATA / "val.txt").read_bytes())
+    (d / "test.jsonl.gz").write_bytes(gzip.compress((DATA / "train.txt").read_bytes() + b"{broken\n"))
+    return d
+
+
+def _expected(split: str) -> list[tuple[str, str]]:
+    return [_reference(r) for r in _records({"train": "train.txt", "valid": "val.txt", "test": "train.txt"}[split])]
+
+
+def _load_bin(bin_dir: Path, split: str, side: str):
+    from fairseq.data import Dictionary, data_utils
+    dictionary = Dictionary.load(str(bin_dir / f"dict.{side}.txt"))
+    dataset = data_utils.load_indexed_dataset(str(bin_dir / f"{split}.source-target.{side}"), dictionary)
+    assert dataset is not None
+    return dictionary, dataset
+
+
+def _check_binarized(out: Path, decode) -> None:
+    for split in ("train", "valid", "test"):
+        expected = _expected(split)
+        for k, side in enumerate(("source", "target")):
+            dictionary, dataset = _load_bin(out / "bin", split, side)
+            assert len(dataset) == len(expected) == 2
+            for i, (src_tgt) in enumerate(expected):
+                tokens = dataset[i]
+                assert tokens[-1].item() == dictionary.eos()
+                assert dictionary.unk() not in tokens.tolist()
+                assert decode(dictionary.string(tokens)) == src_tgt[k]
+    report = json.loads((out / "reports" / "test.json").read_text())
+    assert (report["kept"], report["skipped_by_reason"]) == (2, {"malformed_json": 1})
+
+
+def test_recipe_gpt2_end_to_end(raw_dir, tmp_path):
+    out = tmp_path / "arxiv"
+    proc = _run_recipe(raw_dir, out, "--bpe", "gpt2", "--encoder-json", str(GPT2 / "encoder.json"),
+                       "--vocab-bpe", str(GPT2 / "vocab.bpe"), "--dict", str(GPT2 / "dict.txt"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "kept 2, skipped 1 of 3 records (malformed_json: 1)" in proc.stderr
+    backend = bpe.gpt2_backend(str(GPT2 / "encoder.json"), str(GPT2 / "vocab.bpe"))
+    _check_binarized(out, lambda ids: bpe.decode_line(backend, ids))
+    assert (out / "bin" / "dict.source.txt").read_text() == (GPT2 / "dict.txt").read_text()
+    assert not [p for p in os.listdir(out) if p.startswith(".")]  # no temp dir left
+
+
+def test_recipe_sentencepiece_end_to_end(raw_dir, tmp_path):
+    out = tmp_path / "arxiv"
+    proc = _run_recipe(raw_dir, out, "--bpe", "sentencepiece", "--vocab-size", "400")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    backend = bpe.sentencepiece_backend(str(out / "bpe" / "spm.model"))
+    _check_binarized(out, lambda pieces: bpe.decode_line(backend, pieces))
+
+
+def test_recipe_fail_mode_writes_no_binaries(raw_dir, tmp_path):
+    out = tmp_path / "arxiv"
+    proc = _run_recipe(raw_dir, out, "--bpe", "sentencepiece", "--vocab-size", "400", "--on-error", "fail")
+    assert proc.returncode != 0
+    assert f"{raw_dir / 'test.jsonl.gz'}:3: field '<line>': malformed JSON" in proc.stderr
+    assert not (out / "bin").exists() and not (out / "text" / "test.source").exists()
