@@ -11,7 +11,8 @@
 #
 # Options:
 #   --workers N            processes for every step (default 1)
-#   --on-error skip|fail   bad records: skip and count them (default here), or stop (see
+#   --on-error skip|fail   bad records: skip and count them (default here: a large corpus may
+#                          hold a few empty articles/abstracts), or stop (see
 #                          python -m preprocess.arxiv --help); reports in OUT_DIR/reports/
 #   --max-source-words N   keep the first N words of each article
 #   --model-type T         sentencepiece model type (unigram, bpe; default unigram)
@@ -30,7 +31,7 @@
 # Python: $PYTHON if set, else the repository's .venv/bin/python if present, else python3.
 set -euo pipefail
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,/^[^#]/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 if [[ -z "${PYTHON:-}" ]]; then
@@ -80,14 +81,15 @@ find_raw() {
     done
 }
 
-declare -A RAW=()
-RAW[train]=$(find_raw train)
-RAW[valid]=$(find_raw val valid)
-RAW[test]=$(find_raw test)
-[[ -n ${RAW[train]} ]] || die "no train.{txt,jsonl}[.gz] in $RAW_DIR"
+# plain variables, not an associative array: macOS still ships bash 3.2
+RAW_train=$(find_raw train)
+RAW_valid=$(find_raw val valid)
+RAW_test=$(find_raw test)
+[[ -n $RAW_train ]] || die "no train.{txt,jsonl}[.gz] in $RAW_DIR"
 SPLITS=()
 for split in train valid test; do
-    if [[ -n ${RAW[$split]} ]]; then SPLITS+=("$split"); else echo "binarize.sh: no $split split in $RAW_DIR, skipped" >&2; fi
+    raw_var=RAW_$split
+    if [[ -n ${!raw_var} ]]; then SPLITS+=("$split"); else echo "binarize.sh: no $split split in $RAW_DIR, skipped" >&2; fi
 done
 
 TEXT=$OUT_DIR/text; BPE_DIR=$OUT_DIR/bpe; BIN=$OUT_DIR/bin; REPORTS=$OUT_DIR/reports
@@ -95,7 +97,8 @@ mkdir -p "$OUT_DIR"
 
 echo "== 1/3 JSONL -> text (${SPLITS[*]})" >&2
 for split in "${SPLITS[@]}"; do
-    "$PYTHON" -m preprocess.arxiv --input "${RAW[$split]}" --output-dir "$TEXT" --split "$split" \
+    raw_var=RAW_$split
+    "$PYTHON" -m preprocess.arxiv --input "${!raw_var}" --output-dir "$TEXT" --split "$split" \
         --workers "$WORKERS" --on-error "$ON_ERROR" --write-ids --report-json "$REPORTS/$split.json" \
         ${MAX_SOURCE_WORDS:+--max-source-words "$MAX_SOURCE_WORDS"}
 done
@@ -118,8 +121,8 @@ fi
 
 echo "== 3/3 fairseq-preprocess -> $BIN" >&2
 pre_args=(--source-lang source --target-lang target --workers "$WORKERS" --trainpref "$BPE_DIR/train")
-[[ -n ${RAW[valid]} ]] && pre_args+=(--validpref "$BPE_DIR/valid")
-[[ -n ${RAW[test]} ]] && pre_args+=(--testpref "$BPE_DIR/test")
+[[ -n $RAW_valid ]] && pre_args+=(--validpref "$BPE_DIR/valid")
+[[ -n $RAW_test ]] && pre_args+=(--testpref "$BPE_DIR/test")
 # GPT-2: BART's dict.txt. sentencepiece: one joined dictionary holding every piece of the
 # trained model (written by preprocess.bpe --write-dict), rather than --joined-dictionary,
 # which would only hold the pieces seen in the train split and map the others to <unk>.
