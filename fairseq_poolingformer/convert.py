@@ -1,0 +1,352 @@
+"""Convert pretrained Fairseq checkpoints into Poolingformer checkpoints.
+
+BART (a Fairseq ``model.pt`` and its ``dict.txt``)::
+
+    python -m fairseq_poolingformer.convert bart --checkpoint bart.large/model.pt \\
+        --dict bart.large/dict.txt --max-source-positions 16384 --output-dir bart.large.pf16k \\
+        [--pf-w1 128 --pf-w2 512 --pf-kernel 5 --pf-stride 4 --pf-pooling ldconv --pf-layers 6-11 ...]
+
+writes ``OUTPUT_DIR/model.pt`` (a Fairseq checkpoint of ``poolingformer_bart``, loadable by
+``fairseq-train --restore-file``, ``fairseq-generate`` and ``fairseq_poolingformer.hub``) and
+``OUTPUT_DIR/dict.txt`` (plus ``dict.source.txt`` / ``dict.target.txt``, so the directory is
+also a data directory for the ``translation`` task).
+
+What is copied, and how the new weights start:
+
+- Encoder positions are extended to ``--max-source-positions`` N by copying the pretrained
+  rows in a loop (:func:`extend_positions`): new position ``p`` (0-based) takes pretrained
+  position ``p mod M`` (M = the pretrained maximum). Fairseq's learned positions reserve the
+  first ``padding_idx + 1`` rows (BART: rows 0 and 1), which are kept as they are.
+- Every other pretrained weight is loaded by name (level 1 = the pretrained self-attention).
+- Level 2 (:func:`init_level2`): q2/k2/v2 copy the level-1 q/k/v projections, the level-2
+  output projection is zero and the LDConv weights W_p are zero (uniform pooling weights). So
+  the converted model computes exactly what the pretrained model computes wherever the level-1
+  window covers the input, and fine-tuning grows level 2 from zero.
+
+The reusable pieces (:func:`extend_positions`, :func:`init_level2`, :func:`load_checkpoint`,
+:func:`load_pretrained_weights`, :func:`save_checkpoint`, :func:`write_dictionaries`) are
+meant for other converters too (RoBERTa / XLM-R: register a sub-command in ``SUBCOMMANDS``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+logger = logging.getLogger("fairseq_poolingformer.convert")
+
+LEVEL2_PARAM_NAMES = ("q2_proj", "k2_proj", "v2_proj", "out2_proj", "k_pool_weight", "v_pool_weight")
+
+
+class ConversionError(ValueError):
+    """A checkpoint or dictionary that cannot be converted (the message says which and why)."""
+
+
+# ----------------------------------------------------------------------------- tensor helpers
+
+
+def extend_positions(weight: torch.Tensor, max_positions: int, offset: int) -> torch.Tensor:
+    """Learned positions (offset + M, C) -> (offset + max_positions, C) by loop-copying.
+
+    Rows ``[0, offset)`` are reserved (padding and below) and kept; new position ``p`` takes the
+    pretrained row of position ``p % M``. ``max_positions < M`` keeps the first rows.
+    """
+    if weight.dim() != 2:
+        raise ConversionError(f"position embedding must be 2-D (rows, C), got shape {tuple(weight.shape)}")
+    if max_positions <= 0:
+        raise ConversionError(f"max_positions must be positive, got {max_positions}")
+    pretrained = weight.shape[0] - offset  # M
+    if offset < 0 or pretrained <= 0:
+        raise ConversionError(
+            f"position embedding has {weight.shape[0]} rows, not more than the offset {offset}"
+        )
+    source_rows = offset + torch.arange(max_positions) % pretrained  # (max_positions,)
+    return torch.cat([weight[:offset], weight[source_rows]], dim=0).clone()
+
+
+def is_level2_key(key: str) -> bool:
+    """True for parameters that only Poolingformer's level 2 has (absent from pretrained models)."""
+    return any(f".{name}." in f".{key}" or key.endswith(f".{name}") for name in LEVEL2_PARAM_NAMES)
+
+
+def init_level2(model: nn.Module) -> int:
+    """Call ``init_level2_from_level1()`` on every two-level attention; returns how many."""
+    count = 0
+    for module in model.modules():
+        init = getattr(module, "init_level2_from_level1", None)
+        if callable(init):
+            init()
+            count += 1
+    return count
+
+
+# ----------------------------------------------------------------------------- checkpoint I/O
+
+
+def load_checkpoint(path: str) -> Dict[str, Any]:
+    """Load a Fairseq checkpoint on CPU (old ``args`` checkpoints upgraded by Fairseq)."""
+    import fairseq_poolingformer  # noqa: F401  (compat fixes for torch.load)
+    from fairseq import checkpoint_utils
+
+    if not os.path.isfile(path):
+        raise ConversionError(f"checkpoint not found: {path}")
+    try:
+        state = checkpoint_utils.load_checkpoint_to_cpu(path)
+    except Exception as err:  # torch/pickle errors are cryptic: say which file
+        raise ConversionError(f"{path}: cannot load as a Fairseq checkpoint: {err}") from err
+    if "model" not in state:
+        raise ConversionError(f"{path}: no 'model' entry (keys: {sorted(state)})")
+    return state
+
+
+def checkpoint_model_args(state: Dict[str, Any], path: str = "checkpoint") -> argparse.Namespace:
+    """The model hyper-parameters of a loaded checkpoint as a flat Namespace."""
+    cfg = state.get("cfg")
+    model_cfg = cfg["model"] if cfg is not None and cfg.get("model") is not None else None
+    if model_cfg is None and state.get("args") is not None:
+        model_cfg = state["args"]
+    if model_cfg is None:
+        raise ConversionError(f"{path}: neither cfg.model nor args in the checkpoint")
+    if isinstance(model_cfg, argparse.Namespace):
+        return argparse.Namespace(**vars(model_cfg))
+    from omegaconf import OmegaConf
+
+    return argparse.Namespace(**OmegaConf.to_container(model_cfg, resolve=True))
+
+
+def load_pretrained_weights(
+    model: nn.Module,
+    state_dict: Dict[str, torch.Tensor],
+    model_cfg: Any = None,
+    new_key: Callable[[str], bool] = is_level2_key,
+) -> List[str]:
+    """Load ``state_dict`` into a Fairseq model; only keys with ``new_key(k)`` may be missing.
+
+    Any other missing key or any unexpected key raises ``ConversionError`` listing them.
+    Returns the missing (new) keys.
+    """
+    result = model.load_state_dict(state_dict, strict=False, model_cfg=model_cfg)
+    missing = [k for k in result.missing_keys if not new_key(k)]
+    if missing or result.unexpected_keys:
+        raise ConversionError(
+            "pretrained weights do not match the Poolingformer model: "
+            f"missing {missing[:20]}{' ...' if len(missing) > 20 else ''}, "
+            f"unexpected {result.unexpected_keys[:20]}"
+            f"{' ...' if len(result.unexpected_keys) > 20 else ''}"
+        )
+    return [k for k in result.missing_keys if new_key(k)]
+
+
+def save_checkpoint(path: str, cfg: Any, model: nn.Module) -> None:
+    """Write a Fairseq checkpoint (the layout of ``Trainer.state_dict``) atomically."""
+    from fairseq import checkpoint_utils
+    from omegaconf import OmegaConf
+
+    state = {
+        "args": None,
+        "cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+        if OmegaConf.is_config(cfg) else cfg,
+        "model": model.state_dict(),
+        "criterion": None,
+        "optimizer_history": [{
+            "criterion_name": "CrossEntropyCriterion",
+            "optimizer_name": "NoOptimizer",
+            "lr_scheduler_state": {},
+            "num_updates": 0,
+        }],
+        "task_state": {},
+        "extra_state": {"converted_by": "fairseq_poolingformer.convert"},
+    }
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".pt.tmp", dir=directory)
+    os.close(fd)
+    try:
+        checkpoint_utils.torch_persistent_save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_dictionaries(dict_path: str, output_dir: str, langs: Sequence[str]) -> str:
+    """Copy ``dict.txt`` to OUTPUT_DIR as dict.txt and dict.{lang}.txt; returns its path."""
+    if not os.path.isfile(dict_path):
+        raise ConversionError(f"dictionary not found: {dict_path}")
+    os.makedirs(output_dir, exist_ok=True)
+    targets = ["dict.txt"] + [f"dict.{lang}.txt" for lang in langs]
+    for name in targets:
+        dst = os.path.join(output_dir, name)
+        if os.path.abspath(dst) != os.path.abspath(dict_path):
+            tmp = dst + ".tmp"
+            shutil.copyfile(dict_path, tmp)
+            os.replace(tmp, dst)
+    return os.path.join(output_dir, "dict.txt")
+
+
+def model_arg_names(model_class: type) -> List[str]:
+    """The ``dest`` of every argument a Fairseq model class registers in ``add_args``."""
+    parser = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    model_class.add_args(parser)
+    return [a.dest for a in parser._actions if a.dest != "help"]
+
+
+# ----------------------------------------------------------------------------- BART
+
+
+def _pf_flags(args: argparse.Namespace) -> List[str]:
+    """The --pf-* flags given to the converter, as fairseq-train would receive them."""
+    flags = []
+    for key in ("pf_w1", "pf_w2", "pf_kernel", "pf_stride", "pf_pooling", "pf_layers", "pf_global"):
+        value = getattr(args, key, None)
+        if value is not None:
+            flags += [f"--{key.replace('_', '-')}", str(value)]
+    for key in ("pf_mix", "pf_share_weights"):
+        if getattr(args, key, None):
+            flags.append(f"--{key.replace('_', '-')}")
+    return flags
+
+
+def convert_bart(args: argparse.Namespace) -> str:
+    """Convert a Fairseq BART checkpoint (see the module docstring); returns the output path."""
+    import fairseq_poolingformer  # noqa: F401  (registers poolingformer_bart)
+    from fairseq import options, tasks
+    from fairseq.data import Dictionary
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    from fairseq_poolingformer.models.poolingformer_bart import PoolingformerBARTModel
+
+    state = load_checkpoint(args.checkpoint)
+    bart_args = checkpoint_model_args(state, args.checkpoint)
+    bart_arch = getattr(bart_args, "arch", None) or getattr(bart_args, "_name", "")
+    weights = state["model"]
+    pos_key = "encoder.embed_positions.weight"
+    if pos_key not in weights or "decoder.embed_tokens.weight" not in weights:
+        raise ConversionError(
+            f"{args.checkpoint}: not a BART encoder-decoder checkpoint (arch {bart_arch!r}, "
+            f"no {pos_key} or decoder.embed_tokens.weight)"
+        )
+    if not getattr(bart_args, "encoder_learned_pos", False):
+        raise ConversionError(f"{args.checkpoint}: encoder positions are not learned (arch {bart_arch!r})")
+
+    dictionary = Dictionary.load(args.dict)
+    rows = weights["encoder.embed_tokens.weight"].shape[0]
+    if rows not in (len(dictionary), len(dictionary) + 1):  # BART checkpoints add <mask>
+        raise ConversionError(
+            f"{args.dict}: {len(dictionary)} symbols but {args.checkpoint} embeds {rows} tokens: "
+            "wrong dict.txt for this checkpoint?"
+        )
+    offset = dictionary.pad() + 1  # Fairseq's learned positions start after padding_idx
+    old_max = weights[pos_key].shape[0] - offset
+
+    langs = (args.source_lang, args.target_lang)
+    pf_arch = args.arch or (
+        "poolingformer_bart_large" if "large" in str(bart_arch) else "poolingformer_bart_base"
+    )
+    # Everything is built in a staging directory next to OUTPUT_DIR and moved into place at
+    # the end: a failed conversion leaves no partial output.
+    output_dir = os.path.abspath(args.output_dir)
+    os.makedirs(os.path.dirname(output_dir), exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".convert.", dir=os.path.dirname(output_dir))
+    try:
+        write_dictionaries(args.dict, staging, langs)
+        train_argv = [
+            staging, "--task", "translation", "--source-lang", langs[0], "--target-lang", langs[1],
+            "--arch", pf_arch, "--max-source-positions", str(args.max_source_positions),
+            "--truncate-source", "--cpu",
+        ] + _pf_flags(args)
+        new_args = options.parse_args_and_arch(options.get_training_parser(), train_argv)
+        # every BART hyper-parameter (dims, layers, dropouts, ...) comes from the checkpoint
+        for key in model_arg_names(PoolingformerBARTModel):
+            if key.startswith("pf_") or key == "max_source_positions":
+                continue
+            value = getattr(bart_args, key, None)
+            if value is not None:
+                setattr(new_args, key, value)
+        cfg = convert_namespace_to_omegaconf(new_args)
+        task = tasks.setup_task(cfg.task)
+        model = task.build_model(cfg.model)
+
+        weights = dict(weights)
+        weights[pos_key] = extend_positions(weights[pos_key], args.max_source_positions, offset)
+        new_keys = load_pretrained_weights(model, weights, model_cfg=cfg.model)
+        n_two_level = init_level2(model)
+        expected = len(model.encoder.two_level_layer_indices())
+        if n_two_level != expected:
+            raise ConversionError(f"initialised level 2 in {n_two_level} layers, expected {expected}")
+
+        cfg.task.data = output_dir  # the staging path must not end up in the checkpoint
+        if getattr(cfg.model, "data", None) is not None:
+            cfg.model.data = output_dir
+        save_checkpoint(os.path.join(staging, "model.pt"), cfg, model)
+        os.makedirs(output_dir, exist_ok=True)
+        for name in sorted(os.listdir(staging)):
+            os.replace(os.path.join(staging, name), os.path.join(output_dir, name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    out_path = os.path.join(output_dir, "model.pt")
+    logger.info(
+        "converted %s (%s, %d positions) -> %s (%s, %d positions; level 2 in encoder layers %s: "
+        "%d new tensors, initialised from level 1)", args.checkpoint, bart_arch, old_max,
+        out_path, pf_arch, args.max_source_positions, model.encoder.two_level_layer_indices(),
+        len(new_keys),
+    )
+    return out_path
+
+
+def add_bart_args(parser: argparse.ArgumentParser) -> None:
+    from fairseq_poolingformer.models.encoder import add_poolingformer_args
+
+    parser.add_argument("--checkpoint", required=True, help="Fairseq BART model.pt")
+    parser.add_argument("--dict", required=True, help="its dict.txt")
+    parser.add_argument("--output-dir", required=True, help="where model.pt and dict*.txt go")
+    parser.add_argument("--max-source-positions", type=int, default=4096,
+                        help="encoder positions of the converted model (default 4096)")
+    parser.add_argument("--arch", default=None,
+                        help="poolingformer_bart_{base,large} (default: from the BART arch name)")
+    parser.add_argument("--source-lang", default="source", help="suffix of the source files")
+    parser.add_argument("--target-lang", default="target", help="suffix of the target files")
+    add_poolingformer_args(parser)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+SUBCOMMANDS: Dict[str, tuple] = {
+    # name: (help, add_arguments(parser), convert(args) -> output path)
+    "bart": ("Fairseq BART -> poolingformer_bart", add_bart_args, convert_bart),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m fairseq_poolingformer.convert",
+        description="Convert pretrained Fairseq checkpoints into Poolingformer checkpoints.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, add_arguments, _) in SUBCOMMANDS.items():
+        add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: Optional[Iterable[str]] = None) -> str:
+    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
+                        level=logging.INFO, stream=sys.stderr)
+    args = build_parser().parse_args(None if argv is None else list(argv))
+    try:
+        out = SUBCOMMANDS[args.command][2](args)
+    except (ConversionError, ValueError) as err:
+        raise SystemExit(f"convert {args.command}: error: {err}") from None
+    print(out)
+    return out
+
+
+if __name__ == "__main__":
+    main()
