@@ -29,6 +29,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import re
@@ -114,16 +115,18 @@ def convert_file(input_path: str, output_dir: str, split: str, workers: int = 1,
     with atomic_outputs(finals) as temps:
         files = [open(t, "w", encoding="utf-8", newline="\n") for t in temps]
         try:
-            for result in parallel_map(worker, lines, workers=workers, chunksize=4,
-                                       desc=f"arxiv {split}", progress=progress):
-                if isinstance(result, InputError):
-                    if on_error == "fail":
-                        raise result
-                    report.skip(result)
-                    continue
-                for f, text in zip(files, result):
-                    f.write(text + "\n")
-                report.keep()
+            # closing(): on an error the pool stops at once, not when the generator is collected
+            with contextlib.closing(parallel_map(worker, lines, workers=workers, chunksize=4,
+                                                 desc=f"arxiv {split}", progress=progress)) as results:
+                for result in results:
+                    if isinstance(result, InputError):
+                        if on_error == "fail":
+                            raise result
+                        report.skip(result)
+                        continue
+                    for f, text in zip(files, result):
+                        f.write(text + "\n")
+                    report.keep()
         finally:
             for f in files:
                 f.close()

@@ -39,6 +39,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import random
@@ -93,8 +94,15 @@ def decode_line(backend: Backend, line: str) -> str:
     return _load(backend).decode_pieces(tokens)
 
 
-def _work(backend: Backend, decode: bool, keep_empty: bool, item: tuple[str, int, bytes]) -> str | InputError:
+def _work(backend: Backend, decode: bool, keep_empty: bool,
+          item: tuple[str, int, bytes]) -> tuple[str, str | InputError]:
+    """Worker: ``(path, line_no, raw)`` -> ``(path, encoded line or the InputError)``."""
     path, line_no, raw = item
+    return path, _work_line(backend, decode, keep_empty, path, line_no, raw)
+
+
+def _work_line(backend: Backend, decode: bool, keep_empty: bool, path: str, line_no: int,
+               raw: bytes) -> str | InputError:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -145,15 +153,16 @@ def process_files(backend: Backend, inputs: Sequence[str], outputs: Sequence[str
     with atomic_outputs(outputs) as temps:
         files = {path: open(tmp, "w", encoding="utf-8", newline="\n") for path, tmp in zip(inputs, temps)}
         try:
-            results = parallel_map(worker, _items(inputs), workers=workers, chunksize=8,
-                                   desc=f"{'decode' if decode else 'encode'} {backend[0]}", progress=progress)
-            for (path, _, _), result in zip(_items(inputs), results):
-                if isinstance(result, InputError):
-                    raise result
-                files[path].write(result + "\n")
-                s = stats[path]
-                n = len(result.split()) if not decode else len(result)
-                s.lines, s.tokens, s.max_tokens = s.lines + 1, s.tokens + n, max(s.max_tokens, n)
+            with contextlib.closing(parallel_map(
+                    worker, _items(inputs), workers=workers, chunksize=8,
+                    desc=f"{'decode' if decode else 'encode'} {backend[0]}", progress=progress)) as results:
+                for path, result in results:
+                    if isinstance(result, InputError):
+                        raise result
+                    files[path].write(result + "\n")
+                    s = stats[path]
+                    n = len(result.split()) if not decode else len(result)
+                    s.lines, s.tokens, s.max_tokens = s.lines + 1, s.tokens + n, max(s.max_tokens, n)
         finally:
             for f in files.values():
                 f.close()
