@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import functools
 import glob
+import gzip
 import json
 import os
 import random
@@ -34,7 +35,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
-from preprocess.common import InputError, Report, atomic_outputs, iter_lines, parallel_map, parse_jsonl_line, require
+from preprocess.common import (
+    InputError, Report, atomic_outputs, iter_lines, parallel_map, parse_jsonl_line, require,
+)
 from preprocess.qa_tokenize import TokenizedDoc, TokenizerSpec, get_tokenizer, tokenize_text, tokenize_tokens
 
 __all__ = [
@@ -328,15 +331,22 @@ def _raw_lines(files: Sequence[str]) -> Iterator[tuple[str, int, bytes]]:
                 yield path, line, raw
 
 
-def output_paths(output_dir: str, split: str) -> tuple[str, str, str]:
-    """(examples, windows, report) paths of one split."""
+def output_paths(output_dir: str, split: str, compress: bool = False) -> tuple[str, str, str]:
+    """(examples, windows, report) paths of one split (``.jsonl.gz`` when ``compress``)."""
     p = os.path.join(output_dir, split)
-    return f"{p}.examples.jsonl", f"{p}.windows.jsonl", f"{p}.report.json"
+    ext = ".jsonl.gz" if compress else ".jsonl"
+    return f"{p}.examples{ext}", f"{p}.windows{ext}", f"{p}.report.json"
+
+
+def _open_text(path: str, compress: bool):
+    if compress:
+        return gzip.open(path, "wt", encoding="utf-8", compresslevel=3)
+    return open(path, "w", encoding="utf-8")
 
 
 def run_pipeline(reader: Reader, inputs: Sequence[str], output_dir: str, split: str,
                  spec: TokenizerSpec, cfg: WindowConfig, workers: int = 1, on_error: str = "fail",
-                 progress: bool = True, name: str = "qa") -> tuple[Report, WindowStats]:
+                 progress: bool = True, name: str = "qa", compress: bool = False) -> tuple[Report, WindowStats]:
     """Stream every input line through ``reader`` and the windowing; write the examples and
     windows of the split together (or nothing), then the JSON report. Raises ``InputError``
     on the first bad record (``on_error="fail"``) or when no record is kept."""
@@ -347,10 +357,10 @@ def run_pipeline(reader: Reader, inputs: Sequence[str], output_dir: str, split: 
     get_tokenizer(spec)  # fail early (missing files) before any worker starts
     report = Report(f"{name} {split}")
     totals = WindowStats()
-    examples_path, windows_path, report_path = output_paths(output_dir, split)
+    examples_path, windows_path, report_path = output_paths(output_dir, split, compress)
     worker = functools.partial(_work, reader, spec, cfg)
     with atomic_outputs([examples_path, windows_path]) as (tmp_examples, tmp_windows):
-        with open(tmp_examples, "w", encoding="utf-8") as fe, open(tmp_windows, "w", encoding="utf-8") as fw:
+        with _open_text(tmp_examples, compress) as fe, _open_text(tmp_windows, compress) as fw:
             for result in parallel_map(worker, _raw_lines(files), workers=workers, chunksize=2,
                                        desc=f"{name} {split}", progress=progress):
                 if isinstance(result, InputError):
@@ -426,6 +436,8 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-error", choices=["fail", "skip"], default="fail",
                    help="fail (default): stop at the first bad record, write nothing; "
                         "skip: skip bad records and count them by reason")
+    p.add_argument("--compress", action="store_true",
+                   help="write <split>.examples.jsonl.gz / <split>.windows.jsonl.gz (gzip)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -444,7 +456,8 @@ def main_for(name: str, reader: Reader, args: argparse.Namespace, cfg: WindowCon
     try:
         report, stats = run_pipeline(reader, args.input, args.output_dir, args.split,
                                      tokenizer_spec_from_args(args), cfg, workers=args.workers,
-                                     on_error=args.on_error, progress=not args.no_progress, name=name)
+                                     on_error=args.on_error, progress=not args.no_progress, name=name,
+                                     compress=args.compress)
     except InputError as e:
         hint = " (use --on-error skip to skip and count bad records)" if args.on_error == "fail" else ""
         print(f"error: {e}{hint}; no output written", file=sys.stderr)

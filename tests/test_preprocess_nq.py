@@ -365,3 +365,26 @@ def test_all_records_bad_is_an_error(tmp_path):
         run_pipeline(read_nq, [str(path)], str(tmp_path / "o"), "dev", SPEC, WindowConfig(), on_error="skip",
                      progress=False)
     assert not (tmp_path / "o").exists()
+
+
+def test_recipe_binarize_end_to_end(tmp_path):
+    """recipes/nq/binarize.sh: windows (gzipped JSONL) -> qa_binarize; binaries hold the windows."""
+    import numpy as np
+    from fairseq.data.indexed_dataset import MMapIndexedDataset
+
+    out = tmp_path / "nq"
+    proc = subprocess.run(["bash", str(REPO / "recipes" / "nq" / "binarize.sh"), str(out), "--valid", str(NQ_DEV),
+                           *GPT2_ARGS, "--max-length", "256", "--doc-stride", "98", "--no-progress"],
+                          cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable})
+    assert proc.returncode == 0, proc.stderr
+    with gzip.open(out / "jsonl" / "valid.windows.jsonl.gz", "rt", encoding="utf-8") as f:
+        windows = [json.loads(line) for line in f]
+    labels = np.load(out / "bin" / "valid.labels.npy")
+    ids = MMapIndexedDataset(str(out / "bin" / "valid.input_ids"))
+    assert len(windows) == len(ids) == labels.shape[0] > 1
+    for i, w in enumerate(windows):
+        assert ids[i].tolist() == w["input_ids"]
+        assert labels[i, 3:].tolist() == [w["answer_type"], w["start_position"], w["end_position"],
+                                          w["long_position"]]
+    assert (out / "bin" / "dict.txt").read_bytes() == (BPE / "dict.txt").read_bytes()
+    assert not list(out.glob(".bin.tmp.*"))

@@ -3,9 +3,13 @@ Korean / Thai / Arabic samples and a hand-made Japanese one, windows, bad input.
 import copy
 import gzip
 import json
+import os
+import subprocess
+import sys
 import unicodedata
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from preprocess.common import InputError
@@ -322,3 +326,19 @@ def test_bad_input_fail_and_skip(tmp_path, case):
                              progress=False)
     assert report.kept == 1 and dict(report.skipped) == {reason: 1}
     assert len((out / "dev.examples.jsonl").read_text().splitlines()) == 1
+
+
+def test_recipe_binarize_runs_preprocess_tydi(tmp_path, specs):
+    spec = specs["spm"]
+    out = tmp_path / "tydi"
+    proc = subprocess.run(["bash", str(REPO / "recipes" / "tydi" / "binarize.sh"), str(out), "--train", str(TYDI),
+                           "--dict", spec.dict_path, "--bpe", "sentencepiece", "--sentencepiece-model",
+                           spec.sentencepiece_model, "--max-length", "128", "--doc-stride", "49",
+                           "--negative-rate", "1.0", "--no-progress"],
+                          cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable})
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "jsonl" / "train.report.json").read_text())
+    assert report["kept"] == 3 and report["config"]["split_at_answers"] is True
+    labels = np.load(out / "bin" / "train.labels.npy")
+    assert labels.shape == (report["windows"]["kept"], 7)
+    assert int((labels[:, 3] == 1).sum()) == report["windows"]["answer_types"]["short"] > 0
