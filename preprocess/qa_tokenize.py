@@ -224,11 +224,11 @@ class TokenizedDoc:
 
 def tokenize_tokens(tokens: Sequence[str], tokenizer: SubwordTokenizer,
                     skip: Sequence[bool] | None = None) -> TokenizedDoc:
-    """NQ: one unit per token; tokens with ``skip[i]`` get no subwords."""
+    """NQ: one unit per token; tokens with ``skip[i]`` (and empty tokens) get no subwords."""
     doc = TokenizedDoc([(i, i + 1) for i in range(len(tokens))])
     for i, token in enumerate(tokens):
-        if skip is not None and skip[i]:
-            continue
+        if (skip is not None and skip[i]) or not token.strip():
+            continue  # skipped (HTML) or empty tokens have no subwords
         ids, _ = tokenizer.encode_segment(token, word_start=True)
         doc.ids.extend(ids)
         doc.unit_of.extend([i] * len(ids))

@@ -296,14 +296,15 @@ def _dumps(obj: dict) -> str:
 
 
 def _work(reader: Reader, spec: TokenizerSpec, cfg: WindowConfig,
-          item: tuple[str, int, bytes]) -> tuple[str, list[str], WindowStats] | InputError:
-    """Worker: one raw input line -> (example line, window lines, stats) or the InputError."""
+          item: tuple[str, int, bytes]) -> tuple[str, list[str], WindowStats, tuple] | InputError:
+    """Worker: one raw input line -> (example line, window lines, stats, (path, line, example_id))
+    or the InputError."""
     path, line, raw = item
     try:
         record = parse_jsonl_line(path, line, raw)
         ex = reader(record, path, line)
         example, windows, stats = process_example(ex, get_tokenizer(spec), cfg, path, line)
-        return _dumps(example), [_dumps(w) for w in windows], stats
+        return _dumps(example), [_dumps(w) for w in windows], stats, (path, line, ex.example_id)
     except InputError as e:
         return e
 
@@ -359,6 +360,7 @@ def run_pipeline(reader: Reader, inputs: Sequence[str], output_dir: str, split: 
     totals = WindowStats()
     examples_path, windows_path, report_path = output_paths(output_dir, split, compress)
     worker = functools.partial(_work, reader, spec, cfg)
+    seen_ids: dict[str, str] = {}  # example_id -> "file:line" where it was kept
     with atomic_outputs([examples_path, windows_path]) as (tmp_examples, tmp_windows):
         with _open_text(tmp_examples, compress) as fe, _open_text(tmp_windows, compress) as fw:
             for result in parallel_map(worker, _raw_lines(files), workers=workers, chunksize=2,
@@ -368,7 +370,15 @@ def run_pipeline(reader: Reader, inputs: Sequence[str], output_dir: str, split: 
                         raise result
                     report.skip(result)
                     continue
-                example_line, window_lines, stats = result
+                example_line, window_lines, stats, (path, line, example_id) = result
+                if example_id in seen_ids:
+                    error = InputError(path, line, "example_id", f"duplicate example_id {example_id!r} "
+                                       f"(first seen at {seen_ids[example_id]})", reason="duplicate_example_id")
+                    if on_error == "fail":
+                        raise error
+                    report.skip(error)
+                    continue
+                seen_ids[example_id] = f"{path}:{line}"
                 fe.write(example_line + "\n")
                 for w in window_lines:
                     fw.write(w + "\n")

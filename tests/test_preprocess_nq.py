@@ -262,7 +262,7 @@ def test_workers_give_identical_outputs(tmp_path):
     outs = []
     for workers in (1, 2):
         d = tmp_path / f"w{workers}"
-        assert main(["--input", str(NQ_DEV), str(NQ_DEV), "--output-dir", str(d), "--split", "train",
+        assert main(["--input", str(NQ_DEV), str(NQ_TRAIN), "--output-dir", str(d), "--split", "train",
                      "--max-length", "128", "--doc-stride", "49", "--workers", str(workers), "--no-progress",
                      *GPT2_ARGS]) == 0
         outs.append([(d / f"train.{k}.jsonl").read_bytes() for k in ("examples", "windows")])
@@ -321,6 +321,7 @@ BAD = {
     "lone_surrogate": (lambda: json.dumps(load(NQ_DEV)[0]).encode().replace(b"how i.met", b"how \\ud800.met"),
                        "question_text", "non_utf8"),
     "malformed_json": (lambda: b'{"example_id": 1, ', "<line>", "malformed_json"),
+    "duplicate_example_id": (lambda: json.dumps(load(NQ_DEV)[0]).encode(), "example_id", "duplicate_example_id"),
 }
 
 

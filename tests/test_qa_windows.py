@@ -129,12 +129,12 @@ def test_subword_span_contained_and_overlapping():
 
 
 def test_tokenize_tokens_skips_html(gpt2):
-    tokens = ["<P>", "Tracy", "McConnell", "</P>"]
-    doc = tokenize_tokens(tokens, gpt2, skip=[True, False, False, True])
-    assert doc.units == [(0, 1), (1, 2), (2, 3), (3, 4)]
-    assert set(doc.unit_of) == {1, 2}
+    tokens = ["<P>", "Tracy", "", "McConnell", "</P>"]  # "" from a double space: no subwords
+    doc = tokenize_tokens(tokens, gpt2, skip=[True, False, False, False, True])
+    assert doc.units == [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+    assert set(doc.unit_of) == {1, 3}
     assert gpt2_bytes(gpt2, doc.ids) == b" Tracy McConnell"
-    assert doc.source_span(*doc.subword_span(0, 4)) == (1, 3)
+    assert doc.source_span(*doc.subword_span(0, 5)) == (1, 4)
 
 
 # ---------------------------------------------------------------------------
