@@ -43,7 +43,9 @@ from preprocess.qa_tokenize import TokenizedDoc, TokenizerSpec, get_tokenizer, t
 __all__ = [
     "Candidate", "Annotation", "QAExample", "choose_label", "WindowConfig",
     "tokenize_example", "window_spans", "build_windows", "example_record",
-    "process_example", "add_common_args", "tokenizer_spec_from_args", "run_pipeline", "main_for",
+    "process_example", "run_pipeline", "output_paths", "expand_inputs", "window_summary",
+    "add_common_args", "tokenizer_spec_from_args", "negative_rate_from_args", "main_for",
+    "require_at", "check_text",
 ]
 
 ANSWER_TYPES = {"null": 0, "short": 1, "long": 2, "yes": 3, "no": 4}

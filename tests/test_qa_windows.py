@@ -160,8 +160,8 @@ def nq_like_example(n_tokens, cands, annotations, example_id="7", question="what
                      annotations, tokens=tokens, html=[False] * n_tokens)
 
 
-def check_window(rec, ex, doc, cfg):
-    """Independent checks of one window record against the example and its tokenization."""
+def check_window(rec, cfg):
+    """Independent checks of one window record's layout; returns its document ids and units."""
     ids, umap, ql = rec["input_ids"], rec["unit_map"], rec["question_len"]
     assert len(ids) == len(umap) <= cfg.max_length
     assert ids[0] == 0 and ids[ql - 1] == 2 and ids[-1] == 2  # <s> ... </s> ... </s>
@@ -183,7 +183,7 @@ def test_windows_structure_labels_and_coverage(gpt2):
         assert rec["window_index"] == w and rec["example_id"] == "7"
         ql = rec["question_len"]
         assert ql == len(q) + 2 and rec["input_ids"][1:ql - 1] == q
-        doc_ids, doc_units = check_window(rec, ex, doc, cfg)
+        doc_ids, doc_units = check_window(rec, cfg)
         # the document part is doc.ids[first:last+1] for the first subword of this window
         k0 = w * min(cfg.doc_stride, cfg.max_length - ql - 1)
         assert doc_ids == doc.ids[k0:k0 + len(doc_ids)] and doc_units == doc.unit_of[k0:k0 + len(doc_ids)]
