@@ -165,7 +165,8 @@ def test_poolingformer_module_matches_reference(options, global_first_token):
     (ref * upstream).sum().backward()
     assert_close(x.grad, x_ref.grad)
     for g_fast, p in zip(fast_grads, module.parameters()):
-        assert_close(g_fast, p.grad)
+        # weight gradients sum over all B*T rows: compare relative to their scale
+        assert_close(g_fast, p.grad, atol=ATOL * max(1.0, p.grad.abs().max().item()))
 
 
 def test_sliding_window_module_with_explicit_globals():

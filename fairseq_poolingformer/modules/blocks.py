@@ -1,56 +1,93 @@
 """Blocked local attention: the one kernel both Poolingformer levels run on.
 
-Queries are cut into blocks of ``block`` consecutive positions. Block j attends to a fixed-size
-list of key rows ``key_index[j]`` (a band of tokens for level 1, a band of pooled segments for
-level 2, plus appended global keys), under a boolean mask that encodes the exact rule. The
-(block x keys) problems are batched and handed to ``scaled_dot_product_attention``, so the work
-runs in fused kernels and memory stays linear in T: nothing of size T x T is ever built.
+Queries are cut into blocks of ``block`` consecutive positions. Block j attends to the
+``keys`` consecutive key rows starting at ``first + j * step`` (a band of tokens for level 1,
+a band of pooled segments for level 2), optionally plus a few extra keys shared by all blocks
+(the global tokens), under a boolean mask that encodes the exact rule. The key bands are
+``unfold`` views of the (padded) keys, not copies, and the (block x keys) problems are batched
+into ``scaled_dot_product_attention``: the work runs in fused kernels and memory stays linear
+in T. Nothing of size T x T is ever built.
 """
 
 import math
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
 
-def num_blocks(length: int, block: int) -> int:
-    return math.ceil(length / block)
+@dataclass(frozen=True)
+class Band:
+    """Block j (queries [j*block, (j+1)*block)) sees key rows first + j*step + [0, keys)."""
+
+    block: int
+    first: int
+    step: int
+    keys: int
+
+    def num_blocks(self, length: int) -> int:
+        return math.ceil(length / self.block)
+
+    def query_positions(self, length: int, device: torch.device) -> torch.Tensor:
+        """(nb, block) query positions; positions >= length are padding."""
+        nb = self.num_blocks(length)
+        return torch.arange(nb * self.block, device=device).view(nb, self.block)
+
+    def key_positions(self, length: int, device: torch.device) -> torch.Tensor:
+        """(nb, keys) key row of every band slot (may fall outside the key sequence)."""
+        nb = self.num_blocks(length)
+        starts = self.first + self.step * torch.arange(nb, device=device)
+        return starts[:, None] + torch.arange(self.keys, device=device)
 
 
-def block_positions(length: int, block: int, device: torch.device) -> torch.Tensor:
-    """Query positions of each block: (nb, block); positions >= length are padding."""
-    nb = num_blocks(length, block)
-    return torch.arange(nb * block, device=device).view(nb, block)
+def _bands(x: torch.Tensor, band: Band, nb: int) -> torch.Tensor:
+    """x: (B, S, H, D) -> (B, nb, H, keys, D) view of the key band of every block (zero padded)."""
+    length = x.shape[1]
+    left = max(0, -band.first)
+    right = max(0, band.first + (nb - 1) * band.step + band.keys - length)
+    padded = F.pad(x, (0, 0, 0, 0, left, right)) if left or right else x
+    windows = padded[:, band.first + left:].unfold(1, band.keys, band.step)[:, :nb]  # (B, nb, H, D, keys)
+    return windows.transpose(3, 4)
 
 
 def blocked_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    key_index: torch.Tensor,
+    band: Band,
     mask: torch.Tensor,
-    block: int,
     dropout_p: float = 0.0,
+    extra_k: Optional[torch.Tensor] = None,
+    extra_v: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """Attention of each query block over its own gathered keys.
+    """Attention of each query block over its key band (+ the extra keys).
 
-    q: (B, T, H, D); k, v: (B, S, H, D); key_index: (nb, L) long, rows of k/v each block sees
-    (entries outside [0, S) are allowed and must be masked); mask: (B, nb, block, L) bool,
-    True = attend. Query rows with no allowed key return zeros.
-    Returns (B, T, H, D).
+    q: (B, T, H, D); k, v: (B, S, H, D); extra_k, extra_v: (B, G, H, D) or None;
+    mask: (B or 1, nb, block, keys + G) bool, True = attend; band slots outside [0, S) must be
+    masked. Query rows with no allowed key return zeros. Returns (B, T, H, D).
     """
     batch, length, heads, dim = q.shape
-    nb, keys = key_index.shape
+    nb = band.num_blocks(length)
+    block = band.block
     padded = nb * block
     if padded != length:
         q = F.pad(q, (0, 0, 0, 0, 0, padded - length))
-    # (B, nb*block, H, D) -> (B*nb, H, block, D)
     qb = q.reshape(batch, nb, block, heads, dim).transpose(2, 3).reshape(batch * nb, heads, block, dim)
-    index = key_index.clamp(0, k.shape[1] - 1)
-    # gather: (B, nb, L, H, D) -> (B*nb, H, L, D)
-    kb = k[:, index].transpose(2, 3).reshape(batch * nb, heads, keys, dim)
-    vb = v[:, index].transpose(2, 3).reshape(batch * nb, heads, keys, dim)
+    kb, vb = _bands(k, band, nb), _bands(v, band, nb)  # (B, nb, H, keys, D)
+    if extra_k is not None:
+        n_extra = extra_k.shape[1]
 
+        def widen(bands: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
+            extra = extra.transpose(1, 2)[:, None].expand(batch, nb, heads, n_extra, dim)
+            return torch.cat([bands, extra], dim=3)
+
+        kb, vb = widen(kb, extra_k), widen(vb, extra_v)
+    keys = kb.shape[3]
+    # (B, nb, H, L, D) -> (B*nb, H, L, D): a view when B == 1 (the long-document case)
+    kb, vb = kb.reshape(batch * nb, heads, keys, dim), vb.reshape(batch * nb, heads, keys, dim)
+
+    mask = mask.expand(batch, nb, block, keys)
     has_key = mask.any(dim=-1, keepdim=True)  # (B, nb, block, 1)
     all_rows_ok = bool(has_key.all())
     if not all_rows_ok:

@@ -67,3 +67,12 @@ def from_aligned(x: torch.Tensor, layout: Layout) -> torch.Tensor:
     if layout.shift is None:
         return x
     return _roll_rows(x, -layout.shift)
+
+
+def query_valid(layout: Layout, positions: torch.Tensor, length: int) -> torch.Tensor:
+    """positions: (nb, block) aligned query positions -> (B, nb, block) bool: a real token
+    (not padding, not past T)."""
+    inside = positions < length
+    if layout.valid is None:
+        return inside.unsqueeze(0).expand(layout.lengths.shape[0], -1, -1)
+    return inside & layout.valid[:, positions.clamp(max=length - 1)]

@@ -14,7 +14,7 @@ shared by all heads.
 """
 
 import math
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,26 @@ import torch.nn.functional as F
 
 def num_segments(length: int, stride: int) -> int:
     return math.ceil(length / stride)
+
+
+def segment_taps(x: torch.Tensor, valid: Optional[torch.Tensor], kernel: int, stride: int) -> Tuple[List[torch.Tensor], torch.Tensor]:
+    """The kernel offsets of every segment.
+
+    x: (B, T, ...) aligned; valid: (B, T) bool or None (= no padding).
+    Returns taps: kernel views of shape (B, S, ...) (tap j of segment s is position s*stride + j,
+    zero past T) and tap_valid: (B, S, kernel) bool.
+    """
+    batch, length = x.shape[:2]
+    segments = num_segments(length, stride)
+    padded = (segments - 1) * stride + kernel
+    x_pad = torch.cat([x, x.new_zeros((batch, padded - length) + x.shape[2:])], dim=1) if padded > length else x
+    if valid is None:
+        valid = torch.ones(batch, length, dtype=torch.bool, device=x.device)
+    valid_pad = F.pad(valid, (0, padded - length), value=False)
+    end = (segments - 1) * stride + 1
+    taps = [x_pad[:, j : j + end : stride] for j in range(kernel)]
+    tap_valid = torch.stack([valid_pad[:, j : j + end : stride] for j in range(kernel)], dim=-1)
+    return taps, tap_valid
 
 
 def pool_segments(
@@ -38,33 +58,39 @@ def pool_segments(
 
     Returns pooled (B, S, H, D) and segment validity (B, S) bool, S = ceil(T / stride).
     """
-    batch, length, heads, dim = x.shape
-    segments = num_segments(length, stride)
-    padded = (segments - 1) * stride + kernel
-    x_pad = F.pad(x, (0, 0, 0, 0, 0, padded - length))
-    if valid is None:
-        valid = torch.ones(batch, length, dtype=torch.bool, device=x.device)
-    valid_pad = F.pad(valid, (0, padded - length), value=False)
-    # the kernel offsets of every segment: views, no copy.  taps[j]: (B, S, H, D), tap_valid[j]: (B, S)
-    taps = [x_pad[:, j : j + (segments - 1) * stride + 1 : stride] for j in range(kernel)]
-    tap_valid = torch.stack(
-        [valid_pad[:, j : j + (segments - 1) * stride + 1 : stride] for j in range(kernel)], dim=-1
-    )  # (B, S, kernel)
-    seg_valid = tap_valid.any(dim=-1)  # (B, S)
+    return pool_projected(x, lengths, kernel, stride, pooling, weight, valid, project=None)
 
+
+def pool_projected(
+    x: torch.Tensor,
+    lengths: torch.Tensor,
+    kernel: int,
+    stride: int,
+    pooling: str,
+    weight: Optional[torch.Tensor],
+    valid: Optional[torch.Tensor],
+    project: Optional[Callable[[torch.Tensor], torch.Tensor]],
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """pool_segments(project(x)), computed cheaply where pooling allows it.
+
+    x: (B, T, ...) aligned. mean, ldconv and mean_ldconv pool with weights that sum to one, so
+    for an affine ``project`` pooling then projecting equals projecting then pooling on every
+    valid segment: only the S = T/stride pooled vectors (and the centres or means that the
+    weights come from) are projected. max does not commute and projects every position.
+    Returns pooled (B, S, ...) and seg_valid (B, S); invalid segments hold no meaningful value.
+    """
+    project = project or (lambda t: t)
     if pooling == "max":
-        pooled = _masked_max(taps, tap_valid)
-    else:
-        if pooling == "mean":
-            weights = _mean_weights(tap_valid)
-        else:
-            if pooling == "ldconv":
-                source = _centres(x, lengths, segments, kernel, stride)  # (B, S, H, D)
-            else:  # mean_ldconv
-                source = _weighted_sum(taps, _mean_weights(tap_valid))
-            weights = _dynamic_weights(source, weight, tap_valid)
-        pooled = _weighted_sum(taps, weights)
-    return pooled, seg_valid
+        taps, tap_valid = segment_taps(project(x), valid, kernel, stride)
+        return _masked_max(taps, tap_valid), tap_valid.any(dim=-1)
+    taps, tap_valid = segment_taps(x, valid, kernel, stride)
+    weights = _mean_weights(tap_valid)
+    if pooling == "ldconv":
+        source = project(_centres(x, lengths, tap_valid.shape[1], kernel, stride))
+        weights = _dynamic_weights(source, weight, tap_valid)
+    elif pooling == "mean_ldconv":
+        weights = _dynamic_weights(project(_weighted_sum(taps, weights)), weight, tap_valid)
+    return project(_weighted_sum(taps, weights)), tap_valid.any(dim=-1)
 
 
 def _mean_weights(tap_valid: torch.Tensor) -> torch.Tensor:
@@ -74,38 +100,39 @@ def _mean_weights(tap_valid: torch.Tensor) -> torch.Tensor:
 
 
 def _weighted_sum(taps: List[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-    """taps: kernel x (B, S, H, D); weights: (B, S, kernel). Returns (B, S, H, D).
+    """taps: kernel x (B, S, ...); weights: (B, S, kernel). Returns (B, S, ...).
 
-    Accumulates in float32 for half inputs: the gradient of the weights sums over all H*D
+    Accumulates in float32 for half inputs: the gradient of the weights sums over all
     features and overflows in fp16."""
     dtype = taps[0].dtype
     acc = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-    weights = weights.to(acc)
-    out = taps[0].to(acc) * weights[:, :, 0, None, None]
+    weights = weights.to(acc).reshape(weights.shape + (1,) * (taps[0].dim() - 2))
+    out = taps[0].to(acc) * weights[:, :, 0]
     for j in range(1, len(taps)):
-        out = out + taps[j].to(acc) * weights[:, :, j, None, None]
+        out = out + taps[j].to(acc) * weights[:, :, j]
     return out.to(dtype)
 
 
 def _masked_max(taps: List[torch.Tensor], tap_valid: torch.Tensor) -> torch.Tensor:
-    """Element-wise max over the real taps; 0 for segments without any. Returns (B, S, H, D)."""
+    """Element-wise max over the real taps; 0 for segments without any. Returns (B, S, ...)."""
+    extra = (1,) * (taps[0].dim() - 2)
     lowest = torch.finfo(taps[0].dtype).min
     out = None
     for j, tap in enumerate(taps):
-        tap = tap.masked_fill(~tap_valid[:, :, j, None, None], lowest)
+        tap = tap.masked_fill(~tap_valid[:, :, j].reshape(tap_valid.shape[:2] + extra), lowest)
         out = tap if out is None else torch.maximum(out, tap)
-    return out.masked_fill(~tap_valid.any(dim=-1)[:, :, None, None], 0.0)
+    return out.masked_fill(~tap_valid.any(dim=-1).reshape(tap_valid.shape[:2] + extra), 0.0)
 
 
 def _centres(x: torch.Tensor, lengths: torch.Tensor, segments: int, kernel: int, stride: int) -> torch.Tensor:
-    """v_c of every segment: offset (kernel-1)//2, clipped to the last real position. Returns (B, S, H, D)."""
+    """v_c of every segment: offset (kernel-1)//2, clipped to the last real position. x: (B, T, ...) -> (B, S, ...)."""
     starts = torch.arange(segments, device=x.device) * stride
     centre = (starts[None, :] + (kernel - 1) // 2).clamp(max=(lengths[:, None] - 1).clamp(min=0))  # (B, S)
     return x[torch.arange(x.shape[0], device=x.device)[:, None], centre]
 
 
 def _dynamic_weights(source: torch.Tensor, weight: torch.Tensor, tap_valid: torch.Tensor) -> torch.Tensor:
-    """softmax(W_p source) over the real taps. source: (B, S, H, D); weight: (kernel, H*D).
+    """softmax(W_p source) over the real taps. source: (B, S, ...) with H*D features; weight: (kernel, H*D).
 
     Returns (B, S, kernel) float32 (zeros for segments without a real tap)."""
     batch, segments = source.shape[:2]

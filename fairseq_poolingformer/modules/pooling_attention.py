@@ -11,13 +11,12 @@ from typing import Optional
 
 import torch
 
-from .blocks import block_positions, blocked_attention
+from .blocks import Band, blocked_attention
 from .checks import check_mask, check_pool_weight, check_pooling, check_positive_int, check_qkv
-from .layout import Layout, from_aligned, make_layout, to_aligned
+from .layout import Layout, from_aligned, make_layout, query_valid, to_aligned
 from .pooling import pool_segments
-from .sliding_window import _query_valid
 
-DEFAULT_BLOCK = 128
+DEFAULT_BLOCK = 128  # queries per level-2 block (rounded to a multiple of stride)
 
 
 def pooling_attention(
@@ -68,35 +67,54 @@ def pooling_aligned(
     block: int = DEFAULT_BLOCK,
 ) -> torch.Tensor:
     """Level 2 on aligned inputs. q, k, v: (B, T, H, D). Returns (B, T, H, D)."""
-    batch, length = q.shape[:2]
-    device = q.device
     k_pooled, seg_valid = pool_segments(k, layout.lengths, kernel, stride, pooling, k_pool_weight, layout.valid)
     v_pooled, _ = pool_segments(v, layout.lengths, kernel, stride, pooling, v_pool_weight, layout.valid)
-    segments = k_pooled.shape[1]
+    return segment_attention(q, k_pooled, v_pooled, seg_valid, w2, kernel, stride, layout, dropout_p, block)
 
-    block = min(block, length)
-    qpos = block_positions(length, block, device)  # (nb, block)
-    key_index = _segment_band(qpos[:, 0], block, segments, w2, kernel, stride)  # (nb, L)
+
+def segment_attention(
+    q: torch.Tensor,
+    k_pooled: torch.Tensor,
+    v_pooled: torch.Tensor,
+    seg_valid: torch.Tensor,
+    w2: int,
+    kernel: int,
+    stride: int,
+    layout: Layout,
+    dropout_p: float,
+    block: int = DEFAULT_BLOCK,
+) -> torch.Tensor:
+    """Token i attends to valid segments s with |c_s - i| <= w2 (all of them if w2 >= its length).
+
+    q: (B, T, H, D) aligned; k_pooled, v_pooled: (B, S, H, D); seg_valid: (B, S). Returns (B, T, H, D).
+    """
+    length = q.shape[1]
+    device = q.device
+    band = _segment_band(length, k_pooled.shape[1], block, w2, kernel, stride)
+    qpos = band.query_positions(length, device)  # (nb, block)
+    spos = band.key_positions(length, device)  # (nb, L) segment indices
+    inside = (spos >= 0) & (spos < k_pooled.shape[1])
     # |c_s - i| <= w2 with c_s = s*stride + (kernel-1)/2, in integers (times 2)
-    centre2 = 2 * stride * key_index + (kernel - 1)  # (nb, L)
-    near = (centre2[:, None, :] - 2 * qpos[:, :, None]).abs() <= 2 * w2  # (nb, block, L)
+    near = (2 * stride * spos[:, None, :] + (kernel - 1) - 2 * qpos[:, :, None]).abs() <= 2 * w2  # (nb, block, L)
     whole = (layout.lengths <= w2)[:, None, None, None]  # (B, 1, 1, 1): w2 covers the sequence
-    mask = (near.unsqueeze(0) | whole) & seg_valid[:, key_index].unsqueeze(2)
-    mask = mask & _query_valid(layout, qpos, length).unsqueeze(-1)  # (B, nb, block, L)
-    return blocked_attention(q, k_pooled, v_pooled, key_index, mask, block, dropout_p)
+    key_ok = inside.unsqueeze(0) & seg_valid[:, spos.clamp(0, seg_valid.shape[1] - 1)]  # (B, nb, L)
+    mask = (near.unsqueeze(0) | whole) & key_ok.unsqueeze(2)
+    mask = mask & query_valid(layout, qpos, length).unsqueeze(-1)  # (B, nb, block, L)
+    return blocked_attention(q, k_pooled, v_pooled, band, mask, dropout_p)
 
 
-def _segment_band(starts: torch.Tensor, block: int, segments: int, w2: int, kernel: int, stride: int) -> torch.Tensor:
-    """Segment indices each query block may need: (nb, L), all inside [0, S).
+def _segment_band(length: int, segments: int, block: int, w2: int, kernel: int, stride: int) -> Band:
+    """The segments each query block may need.
 
-    Block [a, a+block) needs centres in [a - w2, a + block - 1 + w2]; we add a margin of
-    ceil(kernel / stride) + 1 segments on each side, which also covers sequences shorter than w2
-    (they see every segment, whose centres reach (kernel-1)/2 past their last token)."""
+    Blocks are a multiple of stride long, so consecutive blocks' bands move by block/stride
+    segments. Block [a, a+block) needs centres in [a - w2, a + block - 1 + w2]; a margin of
+    ceil(kernel / stride) + 1 segments on each side also covers sequences shorter than w2 (they
+    see every segment, whose centres reach (kernel-1)/2 past their last token)."""
+    block = stride * max(1, round(block / stride))
     margin = math.ceil(kernel / stride) + 1
     half = (kernel - 1) / 2
-    lo = math.floor((-w2 - half) / stride) - margin  # relative to a / stride
+    lo = math.floor((-w2 - half) / stride) - margin
     hi = math.ceil((block - 1 + w2 - half) / stride) + margin
-    keys = min(hi - lo + 1 + 1, segments)  # +1: a / stride rounds differently per block
-    first = torch.div(starts, stride, rounding_mode="floor") + lo
-    first = first.clamp(0, segments - keys)
-    return first[:, None] + torch.arange(keys, device=starts.device)
+    if hi - lo + 1 >= segments or block >= length:  # one block holding every query and every segment
+        return Band(block=stride * math.ceil(length / stride), first=0, step=1, keys=segments)
+    return Band(block=block, first=lo, step=block // stride, keys=hi - lo + 1)

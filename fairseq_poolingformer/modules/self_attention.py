@@ -12,11 +12,13 @@ LDConv pooling, ``k_pool_weight`` / ``v_pool_weight`` (W_p, shape (kernel, C)).
 from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .checks import check_mask, check_pooling, check_positive_int
 from .layout import Layout, from_aligned, make_layout, to_aligned
-from .pooling_attention import pooling_aligned
+from .pooling import pool_projected
+from .pooling_attention import segment_attention
 from .sliding_window import default_block, sliding_window_aligned
 
 
@@ -67,9 +69,17 @@ class SlidingWindowSelfAttention(nn.Module):
         """x: (B, T, C) -> (B, T, H, D)."""
         return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim)
 
+    def _project_qkv(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x: (B, T, C) -> q, k, v: (B, T, H, D), from one fused (C -> 3C) matmul."""
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        weight = torch.cat([p.weight for p in projs])
+        bias = torch.cat([p.bias for p in projs]) if self.q_proj.bias is not None else None
+        qkv = F.linear(x, weight, bias).view(x.shape[0], x.shape[1], 3, self.num_heads, self.head_dim)
+        return qkv.unbind(dim=2)
+
     def _level1(self, x: torch.Tensor, layout: Layout, global_mask: Optional[torch.Tensor]) -> torch.Tensor:
         """x: (B, T, C) aligned -> Y: (B, T, C)."""
-        q, k, v = (self._heads(p(x)) for p in (self.q_proj, self.k_proj, self.v_proj))
+        q, k, v = self._project_qkv(x)
         dropout_p = self.dropout if self.training else 0.0
         y = sliding_window_aligned(q, k, v, self.w1, layout, global_mask, dropout_p, default_block(self.w1))
         return self.out_proj(y.reshape(x.shape))
@@ -221,11 +231,16 @@ class PoolingformerSelfAttention(SlidingWindowSelfAttention):
         x, layout, global_mask = self._prepare(query, key, value, key_padding_mask, attn_mask, global_mask)
         y = self._level1(x, layout, global_mask)  # (B, T, C)
         source = x if self.mix else y
-        q, k, v = (self._heads(p(source)) for p in self._level2_qkv())
+        q_proj, k_proj, v_proj = self._level2_qkv()
         dropout_p = self.dropout if self.training else 0.0
-        z = pooling_aligned(
-            q, k, v, self.w2, self.kernel, self.stride, self.pooling, layout,
-            self.k_pool_weight, self.v_pool_weight, dropout_p,
+        # pooled keys/values: (B, S, C); projected after pooling where the pooling allows it
+        k_pooled, seg_valid = pool_projected(source, layout.lengths, self.kernel, self.stride, self.pooling,
+                                             self.k_pool_weight, layout.valid, project=k_proj)
+        v_pooled, _ = pool_projected(source, layout.lengths, self.kernel, self.stride, self.pooling,
+                                     self.v_pool_weight, layout.valid, project=v_proj)
+        z = segment_attention(
+            self._heads(q_proj(source)), self._heads(k_pooled), self._heads(v_pooled), seg_valid,
+            self.w2, self.kernel, self.stride, layout, dropout_p,
         )
         z = self.out2_proj(z.reshape(x.shape))
         return self._finish(y + z, layout), None

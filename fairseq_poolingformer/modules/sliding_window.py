@@ -9,14 +9,14 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .blocks import block_positions, blocked_attention
+from .blocks import Band, blocked_attention
 from .checks import check_mask, check_positive_int, check_qkv
-from .layout import Layout, from_aligned, make_layout, to_aligned
+from .layout import Layout, from_aligned, make_layout, query_valid, to_aligned
 
 
 def default_block(w1: int) -> int:
-    """Query block size for level 1: about w1 (each block then sees 3 blocks of keys)."""
-    return max(16, min(w1, 256))
+    """Query block size for level 1: about w1 (each block then sees about 3 blocks of keys)."""
+    return max(32, min(w1, 256))
 
 
 def sliding_window_attention(
@@ -59,52 +59,36 @@ def sliding_window_aligned(
     """Level 1 on aligned inputs. q, k, v: (B, T, H, D); global_mask: (B, T) or None. Returns (B, T, H, D)."""
     batch, length = q.shape[:2]
     device = q.device
-    block = min(block, length)
-    qpos = block_positions(length, block, device)  # (nb, block)
-    keys = min(block + 2 * w1, length)
-    start = (qpos[:, 0] - w1).clamp(0, length - keys)  # (nb,)
-    key_index = start[:, None] + torch.arange(keys, device=device)  # (nb, L), all inside [0, T)
-    band = (key_index[:, None, :] - qpos[:, :, None]).abs() <= w1  # (nb, block, L)
-    mask = band.unsqueeze(0)  # (1, nb, block, L)
-    q_valid = _query_valid(layout, qpos, length)  # (B, nb, block)
+    w1 = min(w1, length - 1)  # a wider window sees nothing more
+    if block + 2 * w1 >= length:  # one block holding every query and every key
+        band = Band(block=length, first=0, step=1, keys=length)
+    else:
+        band = Band(block=block, first=-w1, step=block, keys=block + 2 * w1)
+    qpos = band.query_positions(length, device)  # (nb, block)
+    kpos = band.key_positions(length, device)  # (nb, L)
+    inside = (kpos >= 0) & (kpos < length)
+    mask = ((kpos[:, None, :] - qpos[:, :, None]).abs() <= w1) & inside[:, None, :]  # (nb, block, L)
+    mask = mask.unsqueeze(0)  # (1, nb, block, L)
+    q_valid = query_valid(layout, qpos, length)  # (B, nb, block)
     if layout.valid is not None:
-        mask = mask & layout.valid[:, key_index].unsqueeze(2)
+        mask = mask & layout.valid[:, kpos.clamp(0, length - 1)].unsqueeze(2)
     mask = mask & q_valid.unsqueeze(-1)
 
     if global_mask is not None and layout.valid is not None:
         global_mask = global_mask & layout.valid
     if global_mask is None or not bool(global_mask.any()):
-        return blocked_attention(q, k, v, key_index, mask.expand(batch, -1, -1, -1), block, dropout_p)
+        return blocked_attention(q, k, v, band, mask, dropout_p)
 
     gpos, gvalid = _global_positions(global_mask)  # (B, G), (B, G)
-    n_global = gpos.shape[1]
     bidx = torch.arange(batch, device=device)[:, None]
-    # append the global keys as rows T .. T+G-1, seen by every block (unless already in its band)
-    k_ext = torch.cat([k, k[bidx, gpos]], dim=1)  # (B, T+G, H, D)
-    v_ext = torch.cat([v, v[bidx, gpos]], dim=1)
-    g_index = (length + torch.arange(n_global, device=device)).expand(key_index.shape[0], n_global)
+    # every block also sees the global keys, unless they are already in its window
     far = (qpos[None, :, :, None] - gpos[:, None, None, :]).abs() > w1  # (B, nb, block, G)
     g_mask = far & gvalid[:, None, None, :] & q_valid.unsqueeze(-1)
-    out = blocked_attention(
-        q,
-        k_ext,
-        v_ext,
-        torch.cat([key_index, g_index], dim=1),
-        torch.cat([mask.expand(batch, -1, -1, -1), g_mask], dim=-1),
-        block,
-        dropout_p,
-    )
+    mask = torch.cat([mask.expand(batch, -1, -1, -1), g_mask], dim=-1)
+    out = blocked_attention(q, k, v, band, mask, dropout_p, extra_k=k[bidx, gpos], extra_v=v[bidx, gpos])
     # global rows: attend to every real token
     g_out = _full_attention(q[bidx, gpos], k, v, layout.valid, dropout_p)  # (B, G, H, D)
     return out.index_put((bidx.expand_as(gpos)[gvalid], gpos[gvalid]), g_out[gvalid])
-
-
-def _query_valid(layout: Layout, qpos: torch.Tensor, length: int) -> torch.Tensor:
-    """(B, nb, block) bool: the query position is a real token (not padding, not past T)."""
-    inside = qpos < length
-    if layout.valid is None:
-        return inside.unsqueeze(0).expand(layout.lengths.shape[0], -1, -1)
-    return inside & layout.valid[:, qpos.clamp(max=length - 1)]
 
 
 def _global_positions(global_mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
