@@ -238,6 +238,9 @@ def write_predictions(examples_path: str, by_example: dict[int, list[tuple[int, 
     """Combine windows per example and write the official format atomically; return #examples."""
     entries = []
     for row, example in enumerate(iter_examples(examples_path)):
+        if example.get("dataset", fmt) != fmt:
+            raise ValueError(f"predict_qa: {examples_path}:{row + 1}: dataset {example.get('dataset')!r} "
+                             f"cannot be written in --format {fmt}")
         windows = [r for _, r in sorted(by_example.get(row, []), key=lambda x: x[0])]
         pred = combine_windows(windows)
         entries.append(nq_entry(example, pred) if fmt == "nq" else tydi_entry(example, pred))
@@ -274,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write NQ / TyDi QA predictions in the official formats.")
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--data-dir", required=True, help="directory written by preprocess/qa_binarize.py")
-    parser.add_argument("--split", default="dev")
+    parser.add_argument("--split", default="valid", help="split name given to qa_binarize (recipes: valid)")
     parser.add_argument("--format", choices=("nq", "tydi"), required=True)
     parser.add_argument("--output", required=True, help="NQ: a .json file; TyDi: a .jsonl file")
     parser.add_argument("--batch-size", type=int, default=8, help="windows per batch")
@@ -285,12 +288,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
 
+    examples_path = os.path.join(args.data_dir, f"{args.split}.examples.jsonl")
+    if not os.path.exists(examples_path):
+        parser.error(f"{examples_path} not found (run preprocess/qa_binarize.py for split {args.split!r})")
+    first = next(iter_examples(examples_path), {})
+    if first.get("dataset", args.format) != args.format:
+        parser.error(f"{examples_path} holds {first.get('dataset')!r} examples; use --format {first.get('dataset')}")
     use_cuda = torch.cuda.is_available() and not args.cpu
     model, task = load_model(args.checkpoint, args.data_dir, use_cuda, args.fp16)
     task.load_dataset(args.split)
     by_example = predict_windows(model, task, args.split, args.max_answer_len, args.batch_size,
                                  args.max_tokens, use_cuda, args.fp16)
-    examples_path = os.path.join(args.data_dir, f"{args.split}.examples.jsonl")
     n = write_predictions(examples_path, by_example, args.format, args.output)
     logger.info(f"wrote {n} predictions ({sum(len(v) for v in by_example.values())} windows) to {args.output}")
     return 0

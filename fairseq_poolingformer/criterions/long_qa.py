@@ -54,7 +54,7 @@ def best_spans(start_logits: torch.Tensor, end_logits: torch.Tensor, allowed: to
     e_pad = F.pad(e, (0, max_len - 1), value=-math.inf)           # (B, T + L - 1)
     ends = e_pad.unfold(1, max_len, 1)                             # (B, T, L): e[i + l]
     scores = s.unsqueeze(-1) + ends                                # (B, T, L)
-    best, flat = scores.view(B, -1).max(dim=1)                     # (B,)
+    best, flat = scores.reshape(B, -1).max(dim=1)                  # (B,)
     start = torch.div(flat, max_len, rounding_mode="floor")
     end = start + flat % max_len
     none = torch.isinf(best)
