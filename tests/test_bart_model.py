@@ -1,0 +1,292 @@
+"""poolingformer_bart: architectures, encoder layer selection, equivalence with Fairseq's stock
+encoder layer, checkpoint activations, global tokens, batch/padding invariance, generation."""
+
+import argparse
+
+import pytest
+import torch
+
+import fairseq_poolingformer  # noqa: F401  (registers the model)
+from fairseq.data import Dictionary
+from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_REGISTRY
+from fairseq.models.transformer import TransformerConfig
+from fairseq.modules import MultiheadAttention
+from fairseq.modules.transformer_layer import TransformerEncoderLayerBase
+from fairseq.sequence_generator import SequenceGenerator
+
+from fairseq_poolingformer.models.encoder import (
+    PoolingformerConfig,
+    PoolingformerEncoderLayer,
+    add_poolingformer_args,
+    parse_layer_spec,
+)
+from fairseq_poolingformer.modules import PoolingformerSelfAttention, SlidingWindowSelfAttention
+
+VOCAB = 50
+
+
+class _Task:
+    def __init__(self):
+        d = Dictionary()
+        for i in range(VOCAB):
+            d.add_symbol(f"w{i}")
+        self.source_dictionary = self.target_dictionary = d
+
+
+def build(arch="poolingformer_bart_tiny", seed=0, **overrides):
+    args = argparse.Namespace(arch=arch, task="translation", dropout=0.0, attention_dropout=0.0,
+                              **overrides)
+    ARCH_CONFIG_REGISTRY[arch](args)
+    torch.manual_seed(seed)
+    return ARCH_MODEL_REGISTRY[arch].build_model(args, _Task()), args
+
+
+def padded(lengths, left=True, seed=0):
+    """(B, T) sources: random words, eos last, pad (1) on the left (Fairseq's default) or right."""
+    g = torch.Generator().manual_seed(seed)
+    T = max(lengths)
+    src = torch.ones(len(lengths), T, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        seq = torch.cat([torch.randint(4, VOCAB + 4, (n - 1,), generator=g), torch.tensor([2])])
+        if left:
+            src[i, T - n:] = seq
+        else:
+            src[i, :n] = seq
+    return src
+
+
+# ----------------------------------------------------------------------------- configuration
+
+
+def test_arch_defaults_follow_the_paper():
+    large = argparse.Namespace()
+    ARCH_CONFIG_REGISTRY["poolingformer_bart_large"](large)
+    assert (large.encoder_layers, large.encoder_embed_dim, large.decoder_layers) == (12, 1024, 12)
+    assert large.max_source_positions == 16384 and large.max_target_positions == 1024
+    pf = PoolingformerConfig.from_args(large)
+    assert (pf.w1, pf.w2, pf.kernel, pf.stride, pf.pooling, pf.global_tokens) == (128, 512, 5, 4, "ldconv", "first")
+    assert pf.two_level_layers(12) == frozenset(range(6, 12)) and not pf.mix and not pf.share_weights
+
+    base = argparse.Namespace()
+    ARCH_CONFIG_REGISTRY["poolingformer_bart_base"](base)
+    assert (base.encoder_layers, base.encoder_embed_dim, base.max_source_positions) == (6, 768, 16384)
+    assert PoolingformerConfig.from_args(base).two_level_layers(6) == frozenset({3, 4, 5})
+
+    # flags win over the arch defaults
+    given = argparse.Namespace(pf_w1=64, pf_layers="0,11", pf_pooling="max", pf_mix=True)
+    ARCH_CONFIG_REGISTRY["poolingformer_bart_large"](given)
+    pf = PoolingformerConfig.from_args(given)
+    assert (pf.w1, pf.pooling, pf.mix, pf.two_level_layers(12)) == (64, "max", True, frozenset({0, 11}))
+
+
+def test_flags_parse():
+    parser = argparse.ArgumentParser(argument_default=argparse.SUPPRESS)
+    add_poolingformer_args(parser)
+    args = parser.parse_args(["--pf-w1", "32", "--pf-w2", "256", "--pf-kernel", "3", "--pf-stride", "2",
+                              "--pf-pooling", "mean_ldconv", "--pf-layers", "6-11", "--pf-mix",
+                              "--pf-share-weights", "--pf-global", "none"])
+    pf = PoolingformerConfig.from_args(args)
+    assert pf == PoolingformerConfig(32, 256, 3, 2, "mean_ldconv", "6-11", True, True, "none")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--pf-pooling", "avg"])
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("6-11", set(range(6, 12))), ("0,2,4-5", {0, 2, 4, 5}), (" 3 ", {3}), ("all", set(range(12))),
+    ("none", set()), ("", set()), ("5-5,5", {5}),
+])
+def test_parse_layer_spec(spec, expected):
+    assert parse_layer_spec(spec, 12) == frozenset(expected)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("6-12", r"selects layer 12, but the encoder has 12 layers"),
+    ("-1", r"cannot parse"),
+    ("7-3", r"empty"),
+    ("a-b", r"cannot parse 'a-b'"),
+    ("1-2-3", r"cannot parse"),
+])
+def test_parse_layer_spec_errors(spec, message):
+    with pytest.raises(ValueError, match=message):
+        parse_layer_spec(spec, 12)
+
+
+def test_bad_knobs_name_the_flag():
+    with pytest.raises(ValueError, match=r"--pf-w1 must be a positive integer, got 0"):
+        PoolingformerConfig(w1=0)
+    with pytest.raises(ValueError, match=r"--pf-pooling must be one of"):
+        PoolingformerConfig(pooling="avg")
+    with pytest.raises(ValueError, match=r"--pf-layers '6-11' selects layer 11, but the encoder has 2"):
+        build(pf_layers="6-11")
+
+
+# ----------------------------------------------------------------------------- structure
+
+
+def test_layer_types_and_stock_decoder():
+    model, _ = build("poolingformer_bart_large", encoder_embed_dim=32, encoder_ffn_embed_dim=64,
+                     encoder_attention_heads=2, decoder_attention_heads=2)
+    attns = [layer.self_attn for layer in model.encoder.layers]
+    assert all(type(a) is SlidingWindowSelfAttention for a in attns[:6])
+    assert all(type(a) is PoolingformerSelfAttention for a in attns[6:])
+    assert all((a.w1, a.w2, a.kernel, a.stride, a.pooling) == (128, 512, 5, 4, "ldconv") for a in attns[6:])
+    assert all(a.global_first_token for a in attns)
+    assert model.encoder.two_level_layer_indices() == list(range(6, 12))
+    for layer in model.decoder.layers:
+        assert type(layer.self_attn) is MultiheadAttention and type(layer.encoder_attn) is MultiheadAttention
+    # BART's learned positions: 2 reserved rows + 16384
+    assert model.encoder.embed_positions.weight.shape == (16384 + 2, 32)
+    assert model.encoder.max_positions() == 16384
+
+
+def test_16k_positions_forward_and_backward():
+    model, _ = build(max_source_positions=16384)
+    model.train()
+    src = padded([16384, 9000])
+    prev = torch.randint(4, VOCAB + 4, (2, 5))
+    logits, _ = model(src, torch.tensor([16384, 9000]), prev)
+    assert logits.shape == (2, 5, VOCAB + 4) and torch.isfinite(logits).all()
+    logits.float().logsumexp(-1).mean().backward()
+    pos_grad = model.encoder.embed_positions.weight.grad  # rows 2 + p for p < 16384
+    assert pos_grad[2 + 16383].abs().sum() > 0 and pos_grad[1].abs().sum() == 0  # padding row unused
+    level2 = model.encoder.layers[1].self_attn
+    assert level2.k_pool_weight.grad.abs().sum() > 0 and level2.out2_proj.weight.grad.abs().sum() > 0
+
+
+# ----------------------------------------------------------------------------- equivalences
+
+
+@pytest.mark.parametrize("normalize_before", [False, True])
+def test_layer_equals_stock_fairseq_layer_when_window_covers_input(normalize_before):
+    """With w1 >= T (and level 2 contributing zero) our layer is Fairseq's layer exactly."""
+    args = argparse.Namespace(encoder_normalize_before=normalize_before, dropout=0.0)
+    ARCH_CONFIG_REGISTRY["poolingformer_bart_tiny"](args)
+    cfg = TransformerConfig.from_namespace(args)
+    torch.manual_seed(0)
+    stock = TransformerEncoderLayerBase(cfg)
+    pf_cfg = PoolingformerConfig(w1=64, w2=64, kernel=5, stride=4, pooling="ldconv", layers="0")
+    ours = PoolingformerEncoderLayer(cfg, pf_cfg, layer_idx=0)
+    missing, unexpected = ours.load_state_dict(stock.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("self_attn.") for k in missing)
+    ours.self_attn.init_level2_from_level1()
+    x = torch.randn(50, 3, 64, requires_grad=True)  # (T, B, C)
+    pad = padded([50, 31, 7]).eq(1)  # (B, T)
+    out_ref = stock(x, pad)
+    out = ours(x, pad)
+    real = ~pad.t()
+    torch.testing.assert_close(out[real], out_ref[real], rtol=0, atol=1e-5)
+    g_ref, = torch.autograd.grad(out_ref[real].sum(), x)
+    g, = torch.autograd.grad(out[real].sum(), x)
+    torch.testing.assert_close(g, g_ref, rtol=0, atol=1e-4)
+
+
+def test_checkpoint_activations_same_outputs_and_gradients():
+    model_a, _ = build(seed=1)
+    model_b, args = build(seed=2, checkpoint_activations=True)
+    model_b.load_state_dict(model_a.state_dict())
+    assert hasattr(model_b.encoder.layers[0], "precheckpoint_forward")
+    src = padded([120, 77])
+    prev = torch.randint(4, VOCAB + 4, (2, 6))
+    grads = []
+    for model in (model_a, model_b):
+        model.train()
+        logits, _ = model(src, torch.tensor([120, 77]), prev)
+        logits.logsumexp(-1).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_output_independent_of_batch_and_padding_side():
+    model, _ = build(seed=3)
+    model.eval()
+    lengths = [200, 61, 140]
+    with torch.no_grad():
+        batch_left = model.encoder(padded(lengths, left=True))["encoder_out"][0]  # (T, B, C)
+        batch_right = model.encoder(padded(lengths, left=False))["encoder_out"][0]
+        for i, n in enumerate(lengths):
+            alone = model.encoder(padded(lengths, left=True)[i:i + 1, -n:])["encoder_out"][0][:, 0]
+            torch.testing.assert_close(batch_left[-n:, i], alone, rtol=0, atol=1e-5)
+            torch.testing.assert_close(batch_right[:n, i], alone, rtol=0, atol=1e-5)
+
+
+def test_global_mask_reaches_every_layer_and_changes_the_output():
+    model, _ = build(seed=4)
+    model.eval()
+    seen = []
+    for layer in model.encoder.layers:
+        layer.self_attn.register_forward_pre_hook(
+            lambda mod, args, kwargs: seen.append(kwargs.get("global_mask")), with_kwargs=True)
+    src = padded([100, 100])
+    glob = torch.zeros_like(src, dtype=torch.bool)
+    glob[:, 90] = True  # a token far outside token 0's window (w1 16)
+    with torch.no_grad():
+        plain = model.encoder(src)["encoder_out"][0]
+        assert seen == [None, None]
+        with_global = model.encoder(src, global_mask=glob)["encoder_out"][0]
+    assert len(seen) == 4 and all(m is glob for m in seen[2:])
+    assert (plain[0] - with_global[0]).abs().max() > 1e-3  # token 0 now sees token 90
+    with pytest.raises(ValueError, match="global_mask has shape"):
+        model.encoder(src, global_mask=glob[:, :50])
+
+
+def test_attn_mask_is_rejected():
+    model, _ = build()
+    with pytest.raises(ValueError, match="attn_mask must be None"):
+        model.encoder.layers[0](torch.randn(10, 1, 64), None, attn_mask=torch.zeros(10, 10))
+
+
+def test_fused_in_proj_weights_are_split_on_load():
+    model, _ = build(seed=5)
+    state = model.state_dict()
+    prefix = "encoder.layers.1.self_attn."
+    q, k, v = (state.pop(f"{prefix}{p}_proj.weight") for p in "qkv")
+    qb, kb, vb = (state.pop(f"{prefix}{p}_proj.bias") for p in "qkv")
+    state[f"{prefix}in_proj_weight"] = torch.cat([q, k, v])
+    state[f"{prefix}in_proj_bias"] = torch.cat([qb, kb, vb])
+    fresh, _ = build(seed=6)
+    fresh.load_state_dict(state)
+    torch.testing.assert_close(fresh.encoder.layers[1].self_attn.k_proj.weight, k, rtol=0, atol=0)
+    torch.testing.assert_close(fresh.encoder.layers[1].self_attn.v_proj.bias, vb, rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+def test_encoder_runs_once_per_batch_in_beam_search():
+    model, _ = build(seed=7)
+    model.eval()
+    calls = []
+    encoder_forward = model.encoder.forward  # SequenceGenerator calls encoder.forward directly
+
+    def counting_forward(*args, **kwargs):
+        out = encoder_forward(*args, **kwargs)
+        calls.append(out["encoder_out"][0].shape)
+        return out
+
+    model.encoder.forward = counting_forward
+    decoder_steps = []
+    decoder_forward = model.decoder.forward
+
+    def counting_decoder_forward(*args, **kwargs):
+        decoder_steps.append(kwargs.get("incremental_state") is not None)
+        return decoder_forward(*args, **kwargs)
+
+    model.decoder.forward = counting_decoder_forward
+    src = padded([150, 90, 33])
+    dictionary = _Task().target_dictionary
+    gen = SequenceGenerator([model], dictionary, beam_size=5, len_penalty=2.0, min_len=8, max_len_b=12)
+    with torch.no_grad():
+        hyps = gen.generate([model], {"net_input": {"src_tokens": src, "src_lengths": torch.tensor([150, 90, 33])}})
+    assert len(hyps) == 3 and all(len(h) == 5 and len(h[0]["tokens"]) >= 8 for h in hyps)
+    assert calls == [torch.Size([150, 3, 64])]  # once, for the 3 sources (not per step or beam)
+    assert len(decoder_steps) >= 8 and all(decoder_steps)  # the decoder: once per step, incremental
+
+
+def test_bf16_forward_is_finite():
+    model, _ = build(seed=8)
+    model = model.to(torch.bfloat16).eval()
+    with torch.no_grad():
+        logits, _ = model(padded([300, 100]), torch.tensor([300, 100]), torch.randint(4, VOCAB + 4, (2, 4)))
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits.float()).all()

@@ -1,0 +1,204 @@
+"""Poolingformer-BART through the stock Fairseq command lines (subprocesses), and the hub.
+
+Synthetic word-level summarization data (the target is a function of the source, so the
+model is a real seq2seq model; sizes are deliberately not multiples of 8) is binarized with
+fairseq-preprocess, then: fairseq-train a few steps, save, resume (with
+--checkpoint-activations), validation and fairseq-generate over every example,
+fairseq-interactive, 2-process CPU training with gloo, and hub ``sample`` equal to
+fairseq-generate's output.
+"""
+
+import json
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import fairseq_poolingformer
+
+REPO = Path(__file__).resolve().parents[1]
+USER_DIR = str(Path(fairseq_poolingformer.__file__).parent)
+BIN = Path(sys.executable).parent
+N_TRAIN, N_VALID, N_TEST = 37, 13, 11  # none a multiple of 8 (Fairseq's default batch multiple)
+VOCAB = [f"tok{i}" for i in range(40)]
+
+COMMON = [
+    "--user-dir", USER_DIR, "--task", "translation", "--source-lang", "source",
+    "--target-lang", "target", "--cpu",
+]
+MODEL = [
+    "--arch", "poolingformer_bart_tiny", "--max-source-positions", "256",
+    "--max-target-positions", "64", "--truncate-source", "--pf-w1", "8", "--pf-w2", "32",
+]
+TRAIN = COMMON + MODEL + [
+    "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
+    "--optimizer", "adam", "--lr", "1e-3", "--lr-scheduler", "polynomial_decay",
+    "--warmup-updates", "2", "--total-num-update", "20", "--batch-size", "8",
+    "--log-format", "json", "--log-interval", "1", "--no-epoch-checkpoints", "--seed", "1",
+    "--num-workers", "0",
+]
+
+
+def _example(rng: random.Random):
+    n = rng.randint(12, 180)
+    src = [rng.choice(VOCAB) for _ in range(n)]
+    tgt = src[:3] + sorted(set(src[3:9]))  # lead words + a sorted set: needs the source
+    return " ".join(src), " ".join(tgt)
+
+
+def _run(cmd, env=None, stdin=None, timeout=300):
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, input=stdin,
+                          timeout=timeout, cwd=str(REPO))
+    assert proc.returncode == 0, f"{' '.join(cmd[:3])} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+def _env(**extra):
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env.update(extra)
+    return env
+
+
+def _json_logs(text):
+    """The JSON records of fairseq's --log-format json output (other lines skipped)."""
+    records = []
+    for line in text.splitlines():
+        if "{" in line and line.rstrip().endswith("}"):
+            try:
+                records.append(json.loads(line[line.index("{"):]))
+            except json.JSONDecodeError:
+                continue  # e.g. the config dump, a Python repr
+    return records
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """Binarized data and a checkpoint trained 6 updates by fairseq-train."""
+    root = tmp_path_factory.mktemp("cli")
+    rng = random.Random(0)
+    text = root / "text"
+    text.mkdir()
+    for split, n in (("train", N_TRAIN), ("valid", N_VALID), ("test", N_TEST)):
+        pairs = [_example(rng) for _ in range(n)]
+        (text / f"{split}.source").write_text("".join(s + "\n" for s, _ in pairs))
+        (text / f"{split}.target").write_text("".join(t + "\n" for _, t in pairs))
+    data = root / "bin"
+    _run([str(BIN / "fairseq-preprocess"), "--source-lang", "source", "--target-lang", "target",
+          "--trainpref", str(text / "train"), "--validpref", str(text / "valid"),
+          "--testpref", str(text / "test"), "--joined-dictionary", "--destdir", str(data),
+          "--workers", "1"])
+    save = root / "ckpt"
+    train = _run([str(BIN / "fairseq-train"), str(data), *TRAIN, "--max-update", "6",
+                  "--save-dir", str(save)], env=_env())
+    return {"root": root, "text": text, "data": data, "save": save, "train_log": train.stdout + train.stderr}
+
+
+def test_train_sees_every_example_and_validates_on_all(work):
+    logs = _json_logs(work["train_log"])
+    epoch1 = [r for r in logs if r.get("epoch") == 1 and "train_loss" in r]
+    assert epoch1, work["train_log"][-3000:]
+    # 37 examples in batches of 8: 5 updates per epoch (4 if the last batch were dropped)
+    assert int(epoch1[0]["train_num_updates"]) == 5
+    valid = [r for r in logs if "valid_loss" in r]
+    assert valid
+    # 13 examples in batches of at most 8: 2 batches, mean size 6.5 (8 if 5 were dropped)
+    assert all(float(r["valid_bsz"]) == 6.5 for r in valid)
+    assert (work["save"] / "checkpoint_last.pt").is_file()
+    assert (work["save"] / "checkpoint_best.pt").is_file()
+
+
+def test_resume_with_checkpoint_activations(work, tmp_path):
+    import shutil
+
+    save = tmp_path / "resume"
+    shutil.copytree(work["save"], save)
+    proc = _run([str(BIN / "fairseq-train"), str(work["data"]), *TRAIN, "--max-update", "8",
+                 "--save-dir", str(save), "--checkpoint-activations"], env=_env())
+    log = proc.stdout + proc.stderr
+    assert re.search(r"[Ll]oaded checkpoint .*checkpoint_last\.pt \(epoch 2 @ 6 updates\)", log), log[-3000:]
+    updates = [int(r["num_updates"]) for r in _json_logs(log) if "num_updates" in r and "loss" in r]
+    assert updates and updates[0] == 7 and updates[-1] == 8  # continued, not restarted
+
+
+def _generate(work, subset="test", extra=()):
+    proc = _run([str(BIN / "fairseq-generate"), str(work["data"]), *COMMON, "--path",
+                 str(work["save"] / "checkpoint_last.pt"), "--gen-subset", subset, "--beam", "5",
+                 "--lenpen", "2", "--batch-size", "8", "--max-len-b", "20", *extra], env=_env())
+    hyps = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("H-"):
+            idx, _score, text = line.split("\t")
+            hyps[int(idx[2:])] = text
+    return hyps, proc
+
+
+def test_generate_outputs_every_example(work):
+    hyps, proc = _generate(work)
+    assert sorted(hyps) == list(range(N_TEST)), proc.stdout[-2000:]
+    assert all(h.strip() for h in hyps.values())
+    assert all(set(h.split()) <= set(VOCAB) for h in hyps.values())
+    work["generated"] = hyps
+
+
+def test_interactive(work):
+    sources = (work["text"] / "test.source").read_text().splitlines()[:5]
+    proc = _run([str(BIN / "fairseq-interactive"), str(work["data"]), *COMMON, "--path",
+                 str(work["save"] / "checkpoint_last.pt"), "--beam", "5", "--lenpen", "2",
+                 "--buffer-size", "3", "--batch-size", "3", "--max-len-b", "20"],
+                env=_env(), stdin="".join(s + "\n" for s in sources))
+    hyps = [line.split("\t") for line in proc.stdout.splitlines() if line.startswith("H-")]
+    assert [int(h[0][2:]) for h in hyps] == list(range(5))
+    generated, _ = _generate(work) if "generated" not in work else (work["generated"], None)
+    assert [h[2] for h in hyps] == [generated[i] for i in range(5)]  # same model, same decoding
+
+
+def test_hub_sample_matches_generate(work):
+    from fairseq_poolingformer.hub import from_pretrained
+
+    generated, _ = _generate(work) if "generated" not in work else (work["generated"], None)
+    summarizer = from_pretrained(str(work["save"]), checkpoint_file="checkpoint_last.pt",
+                                 data_name_or_path=str(work["data"]), bpe="none", batch_size=3)
+    docs = (work["text"] / "test.source").read_text().splitlines()
+    out = summarizer.sample(docs, beam=5, lenpen=2.0, max_len_b=20)
+    assert out == [generated[i] for i in range(N_TEST)]
+    # a document longer than the model's 256 source positions is truncated, not rejected
+    long_doc = " ".join(VOCAB * 20)  # 800 words
+    assert isinstance(summarizer.sample(long_doc, max_len_b=5), str)
+    with pytest.raises(ValueError, match="empty document"):
+        summarizer.sample(["   "])
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_distributed_two_processes_gloo(work, tmp_path):
+    port = _free_port()
+    save = tmp_path / "dist"
+    procs = []
+    for rank in (0, 1):
+        cmd = [str(BIN / "fairseq-train"), str(work["data"]), *TRAIN, "--max-update", "3",
+               "--batch-size", "4", "--save-dir", str(save), "--distributed-world-size", "2",
+               "--distributed-rank", str(rank), "--distributed-backend", "gloo",
+               "--distributed-init-method", f"tcp://127.0.0.1:{port}", "--distributed-no-spawn",
+               "--ddp-backend", "legacy_ddp", "--device-id", "0"]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True, env=_env(), cwd=str(REPO)))
+    outs = []
+    for p in procs:
+        out, _ = p.communicate(timeout=300)
+        outs.append(out)
+        assert p.returncode == 0, out[-4000:]
+    for rank, out in enumerate(outs):
+        assert f"initialized host {socket.gethostname()} as rank {rank}" in out, out[-3000:]
+    assert "training on 2 devices" in outs[0]
+    updates = [int(r["num_updates"]) for r in _json_logs(outs[0]) if "num_updates" in r and "loss" in r]
+    assert updates[-1] == 3  # gradients all-reduced with rank 1 at every update
+    assert (save / "checkpoint_last.pt").is_file()
