@@ -317,11 +317,98 @@ def add_bart_args(parser: argparse.ArgumentParser) -> None:
     add_poolingformer_args(parser)
 
 
+# ----------------------------------------------------------------------------- RoBERTa / XLM-R
+
+
+def convert_roberta(args: argparse.Namespace) -> str:
+    """Fairseq RoBERTa / XLM-R ``model.pt`` -> ``poolingformer_roberta`` for the ``long_qa`` task.
+
+    Positions are loop-copied to ``--max-positions`` after the reserved rows ``[0, padding_idx]``
+    (RoBERTa and XLM-R positions start at padding_idx + 1); level 2 starts from level 1
+    (:func:`init_level2`); the QA head starts from its random initialisation. Writes
+    OUTPUT_DIR/model.pt and OUTPUT_DIR/dict.txt; nothing on failure.
+    """
+    import fairseq_poolingformer  # noqa: F401  (registers poolingformer_roberta, long_qa)
+    from fairseq import options, tasks
+    from fairseq.data import Dictionary
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    from fairseq_poolingformer.models.poolingformer_roberta import PoolingformerRobertaModel
+
+    state = load_checkpoint(args.checkpoint)
+    src_args = checkpoint_model_args(state, args.checkpoint)
+    src_arch = str(getattr(src_args, "arch", None) or getattr(src_args, "_name", ""))
+    weights = dict(state["model"])
+    # old releases name the encoder "decoder"; the model's state-dict upgrade renames the rest
+    pos_keys = [k for k in weights if k.endswith("sentence_encoder.embed_positions.weight")]
+    if len(pos_keys) != 1 or "decoder.embed_tokens.weight" in weights:
+        raise ConversionError(f"{args.checkpoint}: not a RoBERTa / XLM-R checkpoint (arch {src_arch!r}, "
+                              f"position keys {pos_keys})")
+    pos_key = pos_keys[0]
+    dictionary = Dictionary.load(args.dict)
+    rows = weights[pos_key.replace("embed_positions", "embed_tokens")].shape[0]
+    if rows != len(dictionary) + 1:  # RoBERTa / XLM-R checkpoints add <mask>
+        raise ConversionError(f"{args.dict}: {len(dictionary)} symbols (+ <mask>) but {args.checkpoint} "
+                              f"embeds {rows} tokens: wrong dict.txt for this checkpoint?")
+    offset = dictionary.pad() + 1
+    old_max = weights[pos_key].shape[0] - offset
+    weights[pos_key] = extend_positions(weights[pos_key], args.max_positions, offset)
+    pf_arch = args.arch or ("poolingformer_roberta_large" if "large" in src_arch else "poolingformer_roberta_base")
+
+    output_dir = os.path.abspath(args.output_dir)
+    os.makedirs(os.path.dirname(output_dir), exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".convert.", dir=os.path.dirname(output_dir))
+    try:
+        write_dictionaries(args.dict, staging, [])
+        train_argv = [staging, "--task", "long_qa", "--criterion", "long_qa", "--arch", pf_arch,
+                      "--max-positions", str(args.max_positions), "--cpu"] + _pf_flags(args)
+        new_args = options.parse_args_and_arch(options.get_training_parser(), train_argv)
+        for key in model_arg_names(PoolingformerRobertaModel):  # dims, layers, dropouts: as pretrained
+            if key.startswith("pf_") or key == "max_positions":
+                continue
+            value = getattr(src_args, key, None)
+            if value is not None:
+                setattr(new_args, key, value)
+        cfg = convert_namespace_to_omegaconf(new_args)
+        model = tasks.setup_task(cfg.task).build_model(cfg.model)
+        new_keys = load_pretrained_weights(model, weights, model_cfg=cfg.model)
+        n_two_level = init_level2(model)
+        expected = len(model.encoder.sentence_encoder.two_level_layer_indices())
+        if n_two_level != expected:
+            raise ConversionError(f"initialised level 2 in {n_two_level} layers, expected {expected}")
+        cfg.task.data = output_dir  # the staging path must not end up in the checkpoint
+        save_checkpoint(os.path.join(staging, "model.pt"), cfg, model)
+        os.makedirs(output_dir, exist_ok=True)
+        for name in sorted(os.listdir(staging)):
+            os.replace(os.path.join(staging, name), os.path.join(output_dir, name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    out_path = os.path.join(output_dir, "model.pt")
+    logger.info("converted %s (%s, %d positions) -> %s (%s, %d positions; level 2 in layers %s: %d new "
+                "tensors, initialised from level 1)", args.checkpoint, src_arch, old_max, out_path, pf_arch,
+                args.max_positions, model.encoder.sentence_encoder.two_level_layer_indices(), len(new_keys))
+    return out_path
+
+
+def add_roberta_args(parser: argparse.ArgumentParser) -> None:
+    from fairseq_poolingformer.models.encoder import add_poolingformer_args
+
+    parser.add_argument("--checkpoint", required=True, help="Fairseq RoBERTa / XLM-R model.pt")
+    parser.add_argument("--dict", required=True, help="its dict.txt")
+    parser.add_argument("--output-dir", required=True, help="where model.pt and dict.txt go")
+    parser.add_argument("--max-positions", type=int, default=4096,
+                        help="positions of the converted model (default 4096)")
+    parser.add_argument("--arch", default=None, help="poolingformer_roberta_{base,large} or "
+                        "poolingformer_xlmr_large (default: from the checkpoint's arch name)")
+    add_poolingformer_args(parser)
+
+
 # ----------------------------------------------------------------------------- CLI
 
 SUBCOMMANDS: Dict[str, tuple] = {
     # name: (help, add_arguments(parser), convert(args) -> output path)
     "bart": ("Fairseq BART -> poolingformer_bart", add_bart_args, convert_bart),
+    "roberta": ("Fairseq RoBERTa / XLM-R -> poolingformer_roberta (long_qa)", add_roberta_args, convert_roberta),
 }
 
 
