@@ -57,15 +57,18 @@ def assert_close(a, b, atol=ATOL):
 
 
 # ----------------------------------------------------------------------------- level 1
+def with_padding(shapes, paddings):
+    """(shape..., padding) combinations; a 1-token batch cannot carry padding."""
+    return [(*shape, pad) for shape in shapes for pad in paddings if shape[0] > 1 or pad == "none"]
+
+
 @pytest.mark.parametrize(
-    "length,w1",
-    [(1, 4), (7, 16), (37, 4), (100, 7), (130, 1), (50, 64), (300, 32)],  # T < w1, T not a multiple of windows
+    "length,w1,padding",
+    # T < w1, T not a multiple of any window
+    with_padding([(1, 4), (7, 16), (37, 4), (100, 7), (130, 1), (50, 64), (300, 32)], ["none", "left", "right", "mixed"]),
 )
-@pytest.mark.parametrize("padding", ["none", "left", "right", "mixed"])
 @pytest.mark.parametrize("globals_", ["none", "first", "scattered"])
 def test_sliding_window_matches_reference(length, w1, padding, globals_):
-    if length == 1 and padding != "none":
-        pytest.skip("a 1-token batch cannot carry padding")
     pad = make_padding(padding, 3, length)
     glob = make_globals(globals_, pad)
     q, k, v = qkv(3, length)
@@ -96,11 +99,11 @@ def pool_weights(pooling, seed=1):
 
 
 @pytest.mark.parametrize("pooling", ["mean", "max", "ldconv", "mean_ldconv"])
-@pytest.mark.parametrize("length,w2", [(1, 3), (23, 6), (23, 1000), (141, 10), (141, 40), (260, 130)])
-@pytest.mark.parametrize("padding", ["none", "left", "mixed"])
+@pytest.mark.parametrize(
+    "length,w2,padding",
+    with_padding([(1, 3), (23, 6), (23, 1000), (141, 10), (141, 40), (260, 130), (700, 64)], ["none", "left", "mixed"]),
+)
 def test_pooling_attention_matches_reference(pooling, length, w2, padding):
-    if length == 1 and padding != "none":
-        pytest.skip("a 1-token batch cannot carry padding")
     pad = make_padding(padding, 3, length)
     kw, vw = pool_weights(pooling)
     q, k, v = qkv(3, length, seed=2)

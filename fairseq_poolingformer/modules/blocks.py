@@ -19,7 +19,9 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class Band:
-    """Block j (queries [j*block, (j+1)*block)) sees key rows first + j*step + [0, keys)."""
+    """Block j (queries [j*block, (j+1)*block)) sees key rows first + j*step + [0, keys).
+
+    Positions are int32: mask arithmetic on (T x keys) grids is the hot part of building masks."""
 
     block: int
     first: int
@@ -32,23 +34,39 @@ class Band:
     def query_positions(self, length: int, device: torch.device) -> torch.Tensor:
         """(nb, block) query positions; positions >= length are padding."""
         nb = self.num_blocks(length)
-        return torch.arange(nb * self.block, device=device).view(nb, self.block)
+        return torch.arange(nb * self.block, device=device, dtype=torch.int32).view(nb, self.block)
 
     def key_positions(self, length: int, device: torch.device) -> torch.Tensor:
         """(nb, keys) key row of every band slot (may fall outside the key sequence)."""
         nb = self.num_blocks(length)
-        starts = self.first + self.step * torch.arange(nb, device=device)
-        return starts[:, None] + torch.arange(self.keys, device=device)
+        starts = self.first + self.step * torch.arange(nb, device=device, dtype=torch.int32)
+        return starts[:, None] + torch.arange(self.keys, device=device, dtype=torch.int32)
 
 
 def _bands(x: torch.Tensor, band: Band, nb: int) -> torch.Tensor:
-    """x: (B, S, H, D) -> (B, nb, H, keys, D) view of the key band of every block (zero padded)."""
+    """x: (B, S, H, D) -> (B, nb, keys, H, D) view of the key band of every block (zero padded)."""
     length = x.shape[1]
     left = max(0, -band.first)
     right = max(0, band.first + (nb - 1) * band.step + band.keys - length)
     padded = F.pad(x, (0, 0, 0, 0, left, right)) if left or right else x
     windows = padded[:, band.first + left:].unfold(1, band.keys, band.step)[:, :nb]  # (B, nb, H, D, keys)
-    return windows.transpose(3, 4)
+    return windows.permute(0, 1, 4, 2, 3)
+
+
+def _batched_bands(
+    x: torch.Tensor, band: Band, nb: int, extra: Optional[torch.Tensor]
+) -> torch.Tensor:
+    """Key bands (+ extra keys) as SDPA input: (B*nb, H, keys + G, D).
+
+    For B == 1 without extra keys this is a view of x (overlapping windows, no copy); otherwise
+    one copy of whole (H*D) rows, laid out so that the result is again a view."""
+    batch, _, heads, dim = x.shape
+    bands = _bands(x, band, nb)  # (B, nb, keys, H, D)
+    if extra is not None:
+        bands = torch.cat([bands, extra[:, None].expand(batch, nb, extra.shape[1], heads, dim)], dim=2)
+    elif batch > 1:
+        bands = bands.contiguous()
+    return bands.transpose(2, 3).reshape(batch * nb, heads, bands.shape[2], dim)
 
 
 def blocked_attention(
@@ -60,12 +78,14 @@ def blocked_attention(
     dropout_p: float = 0.0,
     extra_k: Optional[torch.Tensor] = None,
     extra_v: Optional[torch.Tensor] = None,
+    rows_may_be_empty: bool = True,
 ) -> torch.Tensor:
     """Attention of each query block over its key band (+ the extra keys).
 
     q: (B, T, H, D); k, v: (B, S, H, D); extra_k, extra_v: (B, G, H, D) or None;
     mask: (B or 1, nb, block, keys + G) bool, True = attend; band slots outside [0, S) must be
-    masked. Query rows with no allowed key return zeros. Returns (B, T, H, D).
+    masked. With rows_may_be_empty, query rows with no allowed key return zeros (without it the
+    caller guarantees every row it keeps has a key). Returns (B, T, H, D).
     """
     batch, length, heads, dim = q.shape
     nb = band.num_blocks(length)
@@ -74,28 +94,20 @@ def blocked_attention(
     if padded != length:
         q = F.pad(q, (0, 0, 0, 0, 0, padded - length))
     qb = q.reshape(batch, nb, block, heads, dim).transpose(2, 3).reshape(batch * nb, heads, block, dim)
-    kb, vb = _bands(k, band, nb), _bands(v, band, nb)  # (B, nb, H, keys, D)
-    if extra_k is not None:
-        n_extra = extra_k.shape[1]
-
-        def widen(bands: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
-            extra = extra.transpose(1, 2)[:, None].expand(batch, nb, heads, n_extra, dim)
-            return torch.cat([bands, extra], dim=3)
-
-        kb, vb = widen(kb, extra_k), widen(vb, extra_v)
-    keys = kb.shape[3]
-    # (B, nb, H, L, D) -> (B*nb, H, L, D): a view when B == 1 (the long-document case)
-    kb, vb = kb.reshape(batch * nb, heads, keys, dim), vb.reshape(batch * nb, heads, keys, dim)
+    kb, vb = _batched_bands(k, band, nb, extra_k), _batched_bands(v, band, nb, extra_v)
+    keys = kb.shape[2]
 
     mask = mask.expand(batch, nb, block, keys)
-    has_key = mask.any(dim=-1, keepdim=True)  # (B, nb, block, 1)
-    all_rows_ok = bool(has_key.all())
-    if not all_rows_ok:
-        # rows with nothing to attend: let them see everything (finite), then zero them
-        mask = mask | ~has_key
+    has_key = None
+    if rows_may_be_empty:
+        has_key = mask.any(dim=-1, keepdim=True)  # (B, nb, block, 1)
+        if bool(has_key.all()):
+            has_key = None
+        else:  # rows with nothing to attend: let them see everything (finite), then zero them
+            mask = mask | ~has_key
     attn_mask = mask.reshape(batch * nb, 1, block, keys)
     out = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=attn_mask, dropout_p=dropout_p)
     out = out.reshape(batch, nb, heads, block, dim).transpose(2, 3).reshape(batch, padded, heads, dim)
-    if not all_rows_ok:
+    if has_key is not None:
         out = out * has_key.reshape(batch, padded, 1, 1).to(out.dtype)
     return out[:, :length]

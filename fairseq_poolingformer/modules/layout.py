@@ -76,3 +76,10 @@ def query_valid(layout: Layout, positions: torch.Tensor, length: int) -> torch.T
     if layout.valid is None:
         return inside.unsqueeze(0).expand(layout.lengths.shape[0], -1, -1)
     return inside & layout.valid[:, positions.clamp(max=length - 1)]
+
+
+def zero_padding_rows(x: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """x: (B, T, ...) aligned; rows of padding set to zero."""
+    if layout.valid is None:
+        return x
+    return x * layout.valid.reshape(layout.valid.shape + (1,) * (x.dim() - 2)).to(x.dtype)

@@ -13,7 +13,7 @@ import torch
 
 from .blocks import Band, blocked_attention
 from .checks import check_mask, check_pool_weight, check_pooling, check_positive_int, check_qkv
-from .layout import Layout, from_aligned, make_layout, query_valid, to_aligned
+from .layout import Layout, from_aligned, make_layout, query_valid, to_aligned, zero_padding_rows
 from .pooling import pool_segments
 
 DEFAULT_BLOCK = 128  # queries per level-2 block (rounded to a multiple of stride)
@@ -49,7 +49,7 @@ def pooling_attention(
     layout = make_layout(key_padding_mask, batch, length, q.device)
     qt, kt, vt = (to_aligned(x.transpose(1, 2), layout) for x in (q, k, v))  # (B, T, H, D)
     out = pooling_aligned(qt, kt, vt, w2, kernel, stride, pooling, layout, k_pool_weight, v_pool_weight, dropout_p, block)
-    return from_aligned(out, layout).transpose(1, 2)
+    return from_aligned(zero_padding_rows(out, layout), layout).transpose(1, 2)
 
 
 def pooling_aligned(
@@ -86,7 +86,9 @@ def segment_attention(
 ) -> torch.Tensor:
     """Token i attends to valid segments s with |c_s - i| <= w2 (all of them if w2 >= its length).
 
-    q: (B, T, H, D) aligned; k_pooled, v_pooled: (B, S, H, D); seg_valid: (B, S). Returns (B, T, H, D).
+    q: (B, T, H, D) aligned; k_pooled, v_pooled: (B, S, H, D); seg_valid: (B, S).
+    Returns (B, T, H, D); rows of padding hold finite garbage (callers zero them); real rows
+    that see no segment are zero.
     """
     length = q.shape[1]
     device = q.device
@@ -98,9 +100,13 @@ def segment_attention(
     near = (2 * stride * spos[:, None, :] + (kernel - 1) - 2 * qpos[:, :, None]).abs() <= 2 * w2  # (nb, block, L)
     whole = (layout.lengths <= w2)[:, None, None, None]  # (B, 1, 1, 1): w2 covers the sequence
     key_ok = inside.unsqueeze(0) & seg_valid[:, spos.clamp(0, seg_valid.shape[1] - 1)]  # (B, nb, L)
-    mask = (near.unsqueeze(0) | whole) & key_ok.unsqueeze(2)
-    mask = mask & query_valid(layout, qpos, length).unsqueeze(-1)  # (B, nb, block, L)
-    return blocked_attention(q, k_pooled, v_pooled, band, mask, dropout_p)
+    mask = (near.unsqueeze(0) | whole) & key_ok.unsqueeze(2)  # (B, nb, block, L)
+    if layout.valid is not None or band.num_blocks(length) * band.block != length:
+        # padding rows see their whole band (finite) and are zeroed by the caller
+        mask = mask | ~query_valid(layout, qpos, length).unsqueeze(-1)
+    # a real token i lies in segment i // stride, whose centre is within stride + kernel of i
+    may_be_empty = w2 < stride + kernel
+    return blocked_attention(q, k_pooled, v_pooled, band, mask, dropout_p, rows_may_be_empty=may_be_empty)
 
 
 def _segment_band(length: int, segments: int, block: int, w2: int, kernel: int, stride: int) -> Band:

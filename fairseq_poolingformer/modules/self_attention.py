@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checks import check_mask, check_pooling, check_positive_int
-from .layout import Layout, from_aligned, make_layout, to_aligned
+from .layout import Layout, from_aligned, make_layout, to_aligned, zero_padding_rows
 from .pooling import pool_projected
 from .pooling_attention import segment_attention
 from .sliding_window import default_block, sliding_window_aligned
@@ -116,9 +116,7 @@ class SlidingWindowSelfAttention(nn.Module):
     @staticmethod
     def _finish(out: torch.Tensor, layout: Layout) -> torch.Tensor:
         """out: (B, T, C) aligned -> (T, B, C) in the caller's layout, padded rows zero."""
-        if layout.valid is not None:
-            out = out * layout.valid.unsqueeze(-1).to(out.dtype)
-        return from_aligned(out, layout).transpose(0, 1)
+        return from_aligned(zero_padding_rows(out, layout), layout).transpose(0, 1)
 
     def forward(
         self,

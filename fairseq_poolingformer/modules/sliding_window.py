@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from .blocks import Band, blocked_attention
 from .checks import check_mask, check_positive_int, check_qkv
-from .layout import Layout, from_aligned, make_layout, query_valid, to_aligned
+from .layout import Layout, from_aligned, make_layout, query_valid, to_aligned, zero_padding_rows
 
 
 def default_block(w1: int) -> int:
@@ -43,7 +43,7 @@ def sliding_window_attention(
     qt, kt, vt = (to_aligned(x.transpose(1, 2), layout) for x in (q, k, v))
     globals_ = to_aligned(global_mask, layout) if global_mask is not None else None
     out = sliding_window_aligned(qt, kt, vt, w1, layout, globals_, dropout_p, block or default_block(w1))
-    return from_aligned(out, layout).transpose(1, 2)
+    return from_aligned(zero_padding_rows(out, layout), layout).transpose(1, 2)
 
 
 def sliding_window_aligned(
@@ -56,7 +56,9 @@ def sliding_window_aligned(
     dropout_p: float,
     block: int,
 ) -> torch.Tensor:
-    """Level 1 on aligned inputs. q, k, v: (B, T, H, D); global_mask: (B, T) or None. Returns (B, T, H, D)."""
+    """Level 1 on aligned inputs. q, k, v: (B, T, H, D); global_mask: (B, T) or None.
+
+    Returns (B, T, H, D); rows of padding hold finite garbage (callers zero them)."""
     batch, length = q.shape[:2]
     device = q.device
     w1 = min(w1, length - 1)  # a wider window sees nothing more
@@ -72,12 +74,13 @@ def sliding_window_aligned(
     q_valid = query_valid(layout, qpos, length)  # (B, nb, block)
     if layout.valid is not None:
         mask = mask & layout.valid[:, kpos.clamp(0, length - 1)].unsqueeze(2)
-    mask = mask & q_valid.unsqueeze(-1)
+    # every real query sees itself; padding rows see their whole band (finite) and are zeroed later
+    mask = mask | ~q_valid.unsqueeze(-1)
 
     if global_mask is not None and layout.valid is not None:
         global_mask = global_mask & layout.valid
     if global_mask is None or not bool(global_mask.any()):
-        return blocked_attention(q, k, v, band, mask, dropout_p)
+        return blocked_attention(q, k, v, band, mask, dropout_p, rows_may_be_empty=False)
 
     gpos, gvalid = _global_positions(global_mask)  # (B, G), (B, G)
     bidx = torch.arange(batch, device=device)[:, None]
@@ -85,7 +88,7 @@ def sliding_window_aligned(
     far = (qpos[None, :, :, None] - gpos[:, None, None, :]).abs() > w1  # (B, nb, block, G)
     g_mask = far & gvalid[:, None, None, :] & q_valid.unsqueeze(-1)
     mask = torch.cat([mask.expand(batch, -1, -1, -1), g_mask], dim=-1)
-    out = blocked_attention(q, k, v, band, mask, dropout_p, extra_k=k[bidx, gpos], extra_v=v[bidx, gpos])
+    out = blocked_attention(q, k, v, band, mask, dropout_p, k[bidx, gpos], v[bidx, gpos], rows_may_be_empty=False)
     # global rows: attend to every real token
     g_out = _full_attention(q[bidx, gpos], k, v, layout.valid, dropout_p)  # (B, G, H, D)
     return out.index_put((bidx.expand_as(gpos)[gvalid], gpos[gvalid]), g_out[gvalid])
