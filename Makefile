@@ -38,3 +38,55 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV)
+
+# ---------------------------------------------------------------------------------------
+# Long-document QA (issue 4): Natural Questions with Poolingformer RoBERTa-large, TyDi QA with
+# Poolingformer XLM-R-large. convert -> binarize -> train (GPU, the paper's settings) ->
+# predict (official formats; score with the official scripts, see recipes/*/predict.sh).
+# Every path is a variable, e.g.
+#   make nq-train ROBERTA_DIR=pretrained/roberta.large NQ_TRAIN=nq/v1.0/train NQ_DEV=nq/v1.0/dev
+QA_WORKERS    ?= 8
+GPT2_BPE      ?= tests/data/gpt2_bpe
+ROBERTA_DIR   ?= pretrained/roberta.large
+XLMR_DIR      ?= pretrained/xlmr.large
+NQ_TRAIN      ?= data/nq/v1.0/train
+NQ_DEV        ?= data/nq/v1.0/dev
+NQ_FORMAT     ?= original
+NQ_OUT        ?= work/nq
+TYDI_TRAIN    ?= data/tydiqa/tydiqa-v1.0-train.jsonl.gz
+TYDI_DEV      ?= data/tydiqa/tydiqa-v1.0-dev.jsonl.gz
+TYDI_OUT      ?= work/tydi
+
+.PHONY: nq-convert nq-binarize nq-train nq-predict tydi-convert tydi-binarize tydi-train tydi-predict
+
+nq-convert: install
+	$(PY) -m fairseq_poolingformer.convert roberta --checkpoint $(ROBERTA_DIR)/model.pt \
+	    --dict $(ROBERTA_DIR)/dict.txt --output-dir $(NQ_OUT)/pretrained --arch poolingformer_roberta_large
+
+nq-binarize: install
+	PYTHON=$(PY) recipes/nq/binarize.sh $(NQ_OUT) --train $(NQ_TRAIN) --valid $(NQ_DEV) \
+	    --dict $(ROBERTA_DIR)/dict.txt --bpe gpt2 --encoder-json $(GPT2_BPE)/encoder.json \
+	    --vocab-bpe $(GPT2_BPE)/vocab.bpe --format $(NQ_FORMAT) --workers $(QA_WORKERS)
+
+nq-train: install
+	PYTHON=$(PY) recipes/nq/train.sh $(NQ_OUT)/bin $(NQ_OUT)/pretrained/model.pt $(NQ_OUT)/checkpoints
+
+nq-predict: install
+	PYTHON=$(PY) recipes/nq/predict.sh $(NQ_OUT)/checkpoints/checkpoint_best.pt $(NQ_OUT)/bin \
+	    $(NQ_OUT)/predictions.json
+
+tydi-convert: install
+	$(PY) -m fairseq_poolingformer.convert roberta --checkpoint $(XLMR_DIR)/model.pt \
+	    --dict $(XLMR_DIR)/dict.txt --output-dir $(TYDI_OUT)/pretrained --arch poolingformer_xlmr_large
+
+tydi-binarize: install
+	PYTHON=$(PY) recipes/tydi/binarize.sh $(TYDI_OUT) --train $(TYDI_TRAIN) --valid $(TYDI_DEV) \
+	    --dict $(XLMR_DIR)/dict.txt --bpe sentencepiece \
+	    --sentencepiece-model $(XLMR_DIR)/sentencepiece.bpe.model --workers $(QA_WORKERS)
+
+tydi-train: install
+	PYTHON=$(PY) recipes/tydi/train.sh $(TYDI_OUT)/bin $(TYDI_OUT)/pretrained/model.pt $(TYDI_OUT)/checkpoints
+
+tydi-predict: install
+	PYTHON=$(PY) recipes/tydi/predict.sh $(TYDI_OUT)/checkpoints/checkpoint_best.pt $(TYDI_OUT)/bin \
+	    $(TYDI_OUT)/predictions.jsonl

@@ -319,3 +319,36 @@ def test_fairseq_train_tiny_model_loss_decreases(qa_data, tmp_path):
     assert valid, out[-2000:]
     assert (tmp_path / "ckpt" / "checkpoint_best.pt").exists()
     assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
+
+
+@pytest.mark.parametrize("dataset,env,expected", [
+    ("nq", {"NUM_GPUS": "8"},
+     ["--arch poolingformer_roberta_large", "--batch-size 1 --update-freq 8", "--lr 2e-5", "--fp16",
+      "--max-epoch 2", "--lr-scheduler polynomial_decay", "--end-learning-rate 0", "--distributed-world-size 8",
+      "--checkpoint-activations", "--required-batch-size-multiple 1"]),
+    ("tydi", {"NUM_GPUS": "4", "NNODES": "2", "NODE_RANK": "1", "MASTER_ADDR": "10.0.0.1", "MAX_SENTENCES": "2"},
+     ["--arch poolingformer_xlmr_large", "--batch-size 2 --update-freq 4", "--distributed-world-size 8",
+      "--distributed-init-method tcp://10.0.0.1:29500 --distributed-rank 4"]),
+])
+def test_train_recipe_paper_settings(qa_data, tmp_path, dataset, env, expected):
+    """DRY_RUN: the recipe's fairseq-train command (batch 64, 2 epochs, lr 2e-5, 10% warm-up)."""
+    proc = subprocess.run([os.path.join(REPO, "recipes", dataset, "train.sh"), qa_data["bin"], "none",
+                           str(tmp_path / "ckpt"), "--patience", "3"],
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, DRY_RUN="1", PYTHON=sys.executable, **env))
+    assert proc.returncode == 0, proc.stderr
+    cmd = proc.stdout
+    n_train = len(np.load(os.path.join(qa_data["bin"], "train.labels.npy")))
+    total = math.ceil(n_train / 64) * 2
+    for flag in expected + [f"--total-num-update {total}", f"--warmup-updates {max(1, round(0.1 * total))}",
+                            "--patience 3"]:
+        assert flag in cmd, (flag, cmd)
+    assert f"{n_train} training windows, batch 64" in proc.stderr
+
+
+def test_train_recipe_rejects_a_batch_it_cannot_split(qa_data, tmp_path):
+    proc = subprocess.run([os.path.join(REPO, "recipes", "nq", "train.sh"), qa_data["bin"], "none", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, DRY_RUN="1", NUM_GPUS="3", PYTHON=sys.executable))
+    assert proc.returncode != 0
+    assert "BATCH=64 is not a multiple of MAX_SENTENCES x GPUs = 3" in proc.stderr

@@ -52,23 +52,26 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def checkpoint(data):
+    """A tiny model trained for a few updates through recipes/nq/train.sh (CPU overrides)."""
     save_dir = data["root"] / "ckpt"
-    cmd = [os.path.join(os.path.dirname(sys.executable), "fairseq-train"), data["bin"],
-           "--user-dir", os.path.join(REPO, "fairseq_poolingformer"), "--task", "long_qa", "--criterion", "long_qa",
-           "--arch", "poolingformer_roberta_tiny", "--optimizer", "adam", "--lr", "1e-3", "--batch-size", "8",
-           "--max-update", "3", "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--disable-validation",
-           "--cpu", "--num-workers", "0", "--no-save-optimizer-state", "--log-format", "simple"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO,
-                          env=dict(os.environ, OMP_NUM_THREADS="2", PYTHONPATH=REPO))
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    return str(save_dir / "checkpoint_last.pt")
+    env = dict(os.environ, OMP_NUM_THREADS="2", CPU="1", FP16="0", CHECKPOINT_ACTIVATIONS="0",
+               ARCH="poolingformer_roberta_tiny", MAX_POSITIONS="512", BATCH="8", MAX_SENTENCES="8", EPOCHS="1",
+               VALID_SUBSET="nq", NUM_WORKERS="0", PYTHON=sys.executable)
+    proc = subprocess.run([os.path.join(REPO, "recipes", "nq", "train.sh"), data["bin"], "none", str(save_dir)],
+                          capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "40 training windows, batch 8 = 8 x 1 GPU(s) x update-freq 1, 5 updates (1 warm-up)" in out, out[-2000:]
+    assert "valid on 'nq' subset" in out and "short_f1" in out
+    return str(save_dir / "checkpoint_best.pt")
 
 
 def _predict_cli(checkpoint, data_dir, split, fmt, output):
-    cmd = [sys.executable, "-m", "fairseq_poolingformer.predict_qa", "--checkpoint", checkpoint, "--data-dir",
-           data_dir, "--split", split, "--format", fmt, "--output", str(output), "--cpu", "--batch-size", "16"]
+    """recipes/<fmt>/predict.sh (python -m fairseq_poolingformer.predict_qa --format <fmt>)."""
+    cmd = [os.path.join(REPO, "recipes", fmt, "predict.sh"), checkpoint, data_dir, str(output), "--split", split,
+           "--cpu", "--batch-size", "16"]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO,
-                          env=dict(os.environ, OMP_NUM_THREADS="2", PYTHONPATH=REPO))
+                          env=dict(os.environ, OMP_NUM_THREADS="2", PYTHON=sys.executable))
 
 
 def _gold_nq():

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Predictions of a long_qa checkpoint on every window of a split, in the official format.
+# (recipes/tydi/predict.sh runs this script for TyDi QA.)
+#
+# Usage:
+#   recipes/nq/predict.sh CHECKPOINT DATA_BIN OUTPUT [--split valid] [predict_qa options]
+#
+#   CHECKPOINT  SAVE_DIR/checkpoint_best.pt of recipes/nq/train.sh
+#   DATA_BIN    OUT_DIR/bin of recipes/nq/binarize.sh
+#   OUTPUT      NQ: one JSON file {"predictions": [...]}; TyDi: a JSONL file
+# Other options go to python -m fairseq_poolingformer.predict_qa (--batch-size, --max-answer-len,
+# --fp16, --cpu, ...). Environment: PYTHON.
+#
+# Final numbers come from the official evaluation scripts, never from the training logs:
+#   NQ:   python -m natural_questions.nq_eval --gold_path='v1.0/dev/nq-dev-??.jsonl.gz' \
+#             --predictions_path=OUTPUT          (github.com/google-research-datasets/natural-questions)
+#   TyDi: python3 tydi_eval.py --gold_path=tydiqa-v1.0-dev.jsonl.gz --predictions_path=OUTPUT
+#                                                (github.com/google-research-datasets/tydiqa)
+set -euo pipefail
+
+usage() { sed -n '2,/^[^#]/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[[ $# -ge 3 && $1 != -* ]] || usage
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+if [[ -z "${PYTHON:-}" ]]; then
+    if [[ -x "$REPO/.venv/bin/python" ]]; then PYTHON="$REPO/.venv/bin/python"; else PYTHON=python3; fi
+fi
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+DATASET=${QA_DATASET:-nq}
+
+CHECKPOINT=$1; DATA_BIN=$2; OUTPUT=$3; shift 3
+[[ -f $CHECKPOINT ]] || { echo "recipes/$DATASET/predict.sh: checkpoint not found: $CHECKPOINT" >&2; exit 1; }
+HAS_SPLIT=0
+for a in "$@"; do [[ $a == --split ]] && HAS_SPLIT=1; done
+EXTRA=("$@")
+[[ $HAS_SPLIT == 1 ]] || EXTRA+=(--split valid)
+mkdir -p "$(dirname "$OUTPUT")"
+exec "$PYTHON" -m fairseq_poolingformer.predict_qa --checkpoint "$CHECKPOINT" --data-dir "$DATA_BIN" \
+    --format "$DATASET" --output "$OUTPUT" "${EXTRA[@]}"
