@@ -10,3 +10,4 @@ __version__ = "0.1.0"
 # Registration imports: each line below registers Fairseq components on import.
 from . import compat  # noqa: F401  (first: fixes Fairseq on this torch before anything runs)
 from . import models  # noqa: F401  (poolingformer_bart; see models/__init__.py)
+from . import tasks, criterions  # noqa: F401  (long_qa task and criterion)
