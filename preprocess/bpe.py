@@ -241,8 +241,11 @@ def write_fairseq_dict(model_path: str, dict_path: str) -> int:
     becomes ``<unk>`` just because it was rare in training. Returns the number of pieces.
     """
     sp = _load(sentencepiece_backend(model_path))
+    # A piece holding whitespace (e.g. "\r") cannot survive Fairseq's whitespace tokenization of
+    # BPE lines, and would break the "piece count" line format: leave it out.
     pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())
               if not (sp.is_control(i) or sp.is_unknown(i))]
+    pieces = [piece for piece in pieces if piece and not any(ch.isspace() for ch in piece)]
     with atomic_outputs([dict_path]) as (tmp,):
         with open(tmp, "w", encoding="utf-8", newline="\n") as f:
             for piece in pieces:

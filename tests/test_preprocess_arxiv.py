@@ -414,3 +414,16 @@ def test_recipe_fail_mode_writes_no_binaries(raw_dir, tmp_path):
     assert proc.returncode != 0
     assert f"{raw_dir / 'test.jsonl.gz'}:3: field '<line>': malformed JSON" in proc.stderr
     assert not (out / "bin").exists() and not (out / "text" / "test.source").exists()
+
+
+def test_sentencepiece_dict_loads_in_fairseq(tmp_path):
+    """The bundled model has a "\\r" piece: the written dict must still load, one entry per line."""
+    from fairseq.data import Dictionary
+
+    from preprocess.bpe import write_fairseq_dict
+
+    model = Path(__file__).parent / "data" / "sentencepiece" / "test_model.model"
+    n = write_fairseq_dict(str(model), str(tmp_path / "dict.txt"))
+    vocab = Dictionary.load(str(tmp_path / "dict.txt"))
+    assert len(vocab) == vocab.nspecial + n
+    assert all(not any(ch.isspace() for ch in vocab[i]) for i in range(vocab.nspecial, len(vocab)))
