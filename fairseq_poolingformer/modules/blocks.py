@@ -1,9 +1,8 @@
 """Blocked local attention: the one kernel both Poolingformer levels run on.
 
 Queries are cut into blocks of ``block`` consecutive positions. Block j attends to the
-``keys`` consecutive key rows starting at ``first + j * step`` (a band of tokens for level 1,
-a band of pooled segments for level 2), optionally plus a few extra keys shared by all blocks
-(the global tokens), under a boolean mask that encodes the exact rule. The key bands are
+``keys`` consecutive key rows starting at ``first + j * step`` (a band of tokens and global tokens for level
+1, a band of pooled segments for level 2), under a boolean mask that encodes the exact rule. The key bands are
 ``unfold`` views of the (padded) keys, not copies, and the (block x keys) problems are batched
 into ``scaled_dot_product_attention``: the work runs in fused kernels and memory stays linear
 in T. Nothing of size T x T is ever built.
@@ -53,20 +52,16 @@ def _bands(x: torch.Tensor, band: Band, nb: int) -> torch.Tensor:
     return windows.permute(0, 1, 4, 2, 3)
 
 
-def _batched_bands(
-    x: torch.Tensor, band: Band, nb: int, extra: Optional[torch.Tensor]
-) -> torch.Tensor:
-    """Key bands (+ extra keys) as SDPA input: (B*nb, H, keys + G, D).
+def _batched_bands(x: torch.Tensor, band: Band, nb: int) -> torch.Tensor:
+    """Key bands as SDPA input: (B*nb, H, keys, D).
 
-    For B == 1 without extra keys this is a view of x (overlapping windows, no copy); otherwise
-    one copy of whole (H*D) rows, laid out so that the result is again a view."""
+    For B == 1 this is a view of x (overlapping windows, no copy); otherwise one copy of whole
+    (H*D) rows, laid out so that the result is again a view."""
     batch, _, heads, dim = x.shape
     bands = _bands(x, band, nb)  # (B, nb, keys, H, D)
-    if extra is not None:
-        bands = torch.cat([bands, extra[:, None].expand(batch, nb, extra.shape[1], heads, dim)], dim=2)
-    elif batch > 1:
+    if batch > 1:
         bands = bands.contiguous()
-    return bands.transpose(2, 3).reshape(batch * nb, heads, bands.shape[2], dim)
+    return bands.transpose(2, 3).reshape(batch * nb, heads, band.keys, dim)
 
 
 def blocked_attention(
@@ -76,16 +71,14 @@ def blocked_attention(
     band: Band,
     mask: torch.Tensor,
     dropout_p: float = 0.0,
-    extra_k: Optional[torch.Tensor] = None,
-    extra_v: Optional[torch.Tensor] = None,
     rows_may_be_empty: bool = True,
 ) -> torch.Tensor:
-    """Attention of each query block over its key band (+ the extra keys).
+    """Attention of each query block over its key band.
 
-    q: (B, T, H, D); k, v: (B, S, H, D); extra_k, extra_v: (B, G, H, D) or None;
-    mask: (B or 1, nb, block, keys + G) bool, True = attend; band slots outside [0, S) must be
-    masked. With rows_may_be_empty, query rows with no allowed key return zeros (without it the
-    caller guarantees every row it keeps has a key). Returns (B, T, H, D).
+    q: (B, T, H, D); k, v: (B, S, H, D); mask: (B or 1, nb, block, keys) bool, True = attend;
+    band slots outside [0, S) must be masked. With rows_may_be_empty, query rows with no
+    allowed key return zeros (without it the caller guarantees every row it keeps has a key).
+    Returns (B, T, H, D).
     """
     batch, length, heads, dim = q.shape
     nb = band.num_blocks(length)
@@ -94,8 +87,8 @@ def blocked_attention(
     if padded != length:
         q = F.pad(q, (0, 0, 0, 0, 0, padded - length))
     qb = q.reshape(batch, nb, block, heads, dim).transpose(2, 3).reshape(batch * nb, heads, block, dim)
-    kb, vb = _batched_bands(k, band, nb, extra_k), _batched_bands(v, band, nb, extra_v)
-    keys = kb.shape[2]
+    kb, vb = _batched_bands(k, band, nb), _batched_bands(v, band, nb)
+    keys = band.keys
 
     mask = mask.expand(batch, nb, block, keys)
     has_key = None

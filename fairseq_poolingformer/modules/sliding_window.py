@@ -4,6 +4,7 @@ Token i attends to every real token j with |i - j| <= w1 and to every global tok
 token attends to every real token. Positions count from each sequence's first real token.
 """
 
+import math
 from typing import Optional, Tuple
 
 import torch
@@ -58,40 +59,67 @@ def sliding_window_aligned(
 ) -> torch.Tensor:
     """Level 1 on aligned inputs. q, k, v: (B, T, H, D); global_mask: (B, T) or None.
 
+    Keys are laid out in chunks of ``block`` rows, each followed by a copy of the G global keys;
+    query block j attends to the 2*reach + 1 chunks around it (a view: no per-block copies),
+    and uses the global copies of its own chunk only, for globals outside its window.
     Returns (B, T, H, D); rows of padding hold finite garbage (callers zero them)."""
     batch, length = q.shape[:2]
     device = q.device
     w1 = min(w1, length - 1)  # a wider window sees nothing more
-    if block + 2 * w1 >= length:  # one block holding every query and every key
-        band = Band(block=length, first=0, step=1, keys=length)
-    else:
-        band = Band(block=block, first=-w1, step=block, keys=block + 2 * w1)
-    qpos = band.query_positions(length, device)  # (nb, block)
-    kpos = band.key_positions(length, device)  # (nb, L)
-    inside = (kpos >= 0) & (kpos < length)
-    mask = ((kpos[:, None, :] - qpos[:, :, None]).abs() <= w1) & inside[:, None, :]  # (nb, block, L)
-    mask = mask.unsqueeze(0)  # (1, nb, block, L)
-    q_valid = query_valid(layout, qpos, length)  # (B, nb, block)
-    if layout.valid is not None:
-        mask = mask & layout.valid[:, kpos.clamp(0, length - 1)].unsqueeze(2)
-    # every real query sees itself; padding rows see their whole band (finite) and are zeroed later
-    mask = mask | ~q_valid.unsqueeze(-1)
-
     if global_mask is not None and layout.valid is not None:
         global_mask = global_mask & layout.valid
-    if global_mask is None or not bool(global_mask.any()):
-        return blocked_attention(q, k, v, band, mask, dropout_p, rows_may_be_empty=False)
+    gpos = gvalid = None
+    if global_mask is not None and bool(global_mask.any()):
+        gpos, gvalid = _global_positions(global_mask)  # (B, G), (B, G)
+    n_global = 0 if gpos is None else gpos.shape[1]
+    if block + 2 * w1 >= length:  # one block holding every query and every key
+        block, reach = length, 0
+    else:
+        reach = math.ceil(w1 / block)
+    chunk = block + n_global
+    band = Band(block=block, first=0, step=chunk, keys=(2 * reach + 1) * chunk)
+    nb = band.num_blocks(length)
+    k_ext, v_ext = (_chunked_keys(x, block, reach, nb, gpos) for x in (k, v))
 
-    gpos, gvalid = _global_positions(global_mask)  # (B, G), (B, G)
-    bidx = torch.arange(batch, device=device)[:, None]
-    # every block also sees the global keys, unless they are already in its window
-    far = (qpos[None, :, :, None] - gpos[:, None, None, :]).abs() > w1  # (B, nb, block, G)
-    g_mask = far & gvalid[:, None, None, :] & q_valid.unsqueeze(-1)
-    mask = torch.cat([mask.expand(batch, -1, -1, -1), g_mask], dim=-1)
-    out = blocked_attention(q, k, v, band, mask, dropout_p, k[bidx, gpos], v[bidx, gpos], rows_may_be_empty=False)
+    qpos = band.query_positions(length, device)  # (nb, block)
+    offsets = torch.arange(-reach, reach + 1, device=device, dtype=torch.int32)
+    kpos = (qpos[:, None, :1] + offsets[None, :, None] * block + torch.arange(block, device=device, dtype=torch.int32))
+    # kpos: (nb, 2r+1, block) positions of the local slots of every band
+    local = (kpos[:, None] - qpos[:, :, None, None]).abs() <= w1  # (nb, block, 2r+1, block)
+    local = (local & ((kpos >= 0) & (kpos < length))[:, None]).unsqueeze(0)
+    if layout.valid is not None:
+        local = local & layout.valid[:, kpos.clamp(0, length - 1)].unsqueeze(2)
+    q_valid = query_valid(layout, qpos, length)  # (B, nb, block)
+    if gpos is None:
+        mask = local.flatten(3)
+    else:
+        far = (qpos[None, :, :, None] - gpos[:, None, None, :]).abs() > w1  # (B, nb, block, G)
+        g_slots = local.new_zeros(batch, nb, block, 2 * reach + 1, n_global)
+        g_slots[:, :, :, reach] = far & gvalid[:, None, None, :]
+        mask = torch.cat([local.expand(batch, -1, -1, -1, -1), g_slots], dim=-1).flatten(3)
+    # every real query sees itself; padding rows see their whole band (finite) and are zeroed later
+    mask = mask | ~q_valid.unsqueeze(-1)  # (B, nb, block, keys)
+    out = blocked_attention(q, k_ext, v_ext, band, mask, dropout_p, rows_may_be_empty=False)
+    if gpos is None:
+        return out
     # global rows: attend to every real token
+    bidx = torch.arange(batch, device=device)[:, None]
     g_out = _full_attention(q[bidx, gpos], k, v, layout.valid, dropout_p)  # (B, G, H, D)
     return out.index_put((bidx.expand_as(gpos)[gvalid], gpos[gvalid]), g_out[gvalid])
+
+
+def _chunked_keys(x: torch.Tensor, block: int, reach: int, nb: int, gpos: Optional[torch.Tensor]) -> torch.Tensor:
+    """x: (B, T, H, D) -> (B, (nb + 2*reach) * (block + G), H, D): chunk c holds rows
+    [(c - reach) * block, (c - reach + 1) * block) (zeros outside [0, T)), then the G global rows."""
+    batch, length, heads, dim = x.shape
+    rows = (nb + 2 * reach) * block
+    padded = F.pad(x, (0, 0, 0, 0, reach * block, rows - reach * block - length))
+    if gpos is None:
+        return padded
+    chunks = padded.view(batch, nb + 2 * reach, block, heads, dim)
+    globals_ = x[torch.arange(batch, device=x.device)[:, None], gpos]  # (B, G, H, D)
+    globals_ = globals_[:, None].expand(batch, nb + 2 * reach, gpos.shape[1], heads, dim)
+    return torch.cat([chunks, globals_], dim=2).view(batch, -1, heads, dim)
 
 
 def _global_positions(global_mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
