@@ -304,7 +304,7 @@ def _train(data, save_dir, extra=()):
            "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", "2",
            "--cpu", "--dropout", "0", "--attention-dropout", "0", "--num-workers", "0", "--seed", "3",
            "--required-batch-size-multiple", "8", "--no-save-optimizer-state", *extra]
-    env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONPATH=REPO)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
 
 
@@ -352,3 +352,24 @@ def test_train_recipe_rejects_a_batch_it_cannot_split(qa_data, tmp_path):
                           env=dict(os.environ, DRY_RUN="1", NUM_GPUS="3", PYTHON=sys.executable))
     assert proc.returncode != 0
     assert "BATCH=64 is not a multiple of MAX_SENTENCES x GPUs = 3" in proc.stderr
+
+
+def test_fairseq_train_two_gloo_ranks(qa_data, tmp_path):
+    """Distributed data parallel on CPU (STACK.md pitfall 4 flags): both ranks train and validate,
+    and the F1 counts survive the distributed reduction."""
+    port = str(29500 + os.getpid() % 1000)
+    flags = ["--distributed-world-size", "2", "--distributed-init-method", f"tcp://127.0.0.1:{port}",
+             "--distributed-backend", "gloo", "--distributed-no-spawn", "--ddp-backend", "legacy_ddp",
+             "--validate-interval", "1000"]
+    procs = [subprocess.Popen(
+        [FAIRSEQ_TRAIN, qa_data["bin"], "--user-dir", os.path.join(REPO, "fairseq_poolingformer"),
+         "--task", "long_qa", "--criterion", "long_qa", "--arch", "poolingformer_roberta_tiny",
+         "--optimizer", "adam", "--lr", "3e-3", "--batch-size", "4", "--max-update", "4",
+         "--save-dir", str(tmp_path / "ckpt"), "--no-epoch-checkpoints", "--log-format", "simple", "--cpu",
+         "--num-workers", "0", "--no-save-optimizer-state", "--distributed-rank", str(rank), *flags],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+        env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)) for rank in (0, 1)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][-2000:] + outs[1][-2000:]
+    assert re.search(r"valid on 'valid' subset \| .*short_f1 [\d.]+ \| long_f1 [\d.]+", outs[0]), outs[0][-2000:]
+    assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()

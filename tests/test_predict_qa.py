@@ -54,7 +54,7 @@ def data(tmp_path_factory):
 def checkpoint(data):
     """A tiny model trained for a few updates through recipes/nq/train.sh (CPU overrides)."""
     save_dir = data["root"] / "ckpt"
-    env = dict(os.environ, OMP_NUM_THREADS="2", CPU="1", FP16="0", CHECKPOINT_ACTIVATIONS="0",
+    env = dict(os.environ, OMP_NUM_THREADS="1", CPU="1", FP16="0", CHECKPOINT_ACTIVATIONS="0",
                ARCH="poolingformer_roberta_tiny", MAX_POSITIONS="512", BATCH="8", MAX_SENTENCES="8", EPOCHS="1",
                VALID_SUBSET="nq", NUM_WORKERS="0", PYTHON=sys.executable)
     proc = subprocess.run([os.path.join(REPO, "recipes", "nq", "train.sh"), data["bin"], "none", str(save_dir)],
@@ -71,7 +71,7 @@ def _predict_cli(checkpoint, data_dir, split, fmt, output):
     cmd = [os.path.join(REPO, "recipes", fmt, "predict.sh"), checkpoint, data_dir, str(output), "--split", split,
            "--cpu", "--batch-size", "16"]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO,
-                          env=dict(os.environ, OMP_NUM_THREADS="2", PYTHON=sys.executable))
+                          env=dict(os.environ, OMP_NUM_THREADS="1", PYTHON=sys.executable))
 
 
 def _gold_nq():

@@ -63,7 +63,8 @@ def best_spans(start_logits: torch.Tensor, end_logits: torch.Tensor, allowed: to
 
 def _f1_from_meters(name: str):
     def f1(meters) -> float:
-        tp, pred, gold = (meters[f"_{name}_{part}"].sum for part in ("tp", "pred", "gold"))
+        # after distributed reduction the sums may be tensors
+        tp, pred, gold = (float(meters[f"_{name}_{part}"].sum) for part in ("tp", "pred", "gold"))
         return round(200.0 * tp / (pred + gold), 2) if pred + gold else 0.0
     return f1
 
