@@ -131,7 +131,11 @@ class SlidingWindowSelfAttention(nn.Module):
     ) -> Tuple[torch.Tensor, None]:
         """query: (T, B, C); key_padding_mask, global_mask: (B, T) bool. Returns ((T, B, C), None)."""
         x, layout, global_mask = self._prepare(query, key, value, key_padding_mask, attn_mask, global_mask)
-        return self._finish(self._level1(x, layout, global_mask), layout), None
+        return self._finish(self._attend(x, layout, global_mask), layout), None
+
+    def _attend(self, x: torch.Tensor, layout: Layout, global_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """x: (B, T, C) aligned -> (B, T, C)."""
+        return self._level1(x, layout, global_mask)
 
 
 class PoolingformerSelfAttention(SlidingWindowSelfAttention):
@@ -214,19 +218,8 @@ class PoolingformerSelfAttention(SlidingWindowSelfAttention):
             f"pooling={self.pooling}, mix={self.mix}, share_weights={self.share_weights}"
         )
 
-    def forward(
-        self,
-        query: torch.Tensor,
-        key: Optional[torch.Tensor] = None,
-        value: Optional[torch.Tensor] = None,
-        key_padding_mask: Optional[torch.Tensor] = None,
-        need_weights: bool = False,
-        attn_mask: Optional[torch.Tensor] = None,
-        global_mask: Optional[torch.Tensor] = None,
-        **unused,
-    ) -> Tuple[torch.Tensor, None]:
-        """query: (T, B, C); key_padding_mask, global_mask: (B, T) bool. Returns ((T, B, C), None)."""
-        x, layout, global_mask = self._prepare(query, key, value, key_padding_mask, attn_mask, global_mask)
+    def _attend(self, x: torch.Tensor, layout: Layout, global_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """x: (B, T, C) aligned -> Y + Z: (B, T, C)."""
         y = self._level1(x, layout, global_mask)  # (B, T, C)
         source = x if self.mix else y
         q_proj, k_proj, v_proj = self._level2_qkv()
@@ -240,5 +233,4 @@ class PoolingformerSelfAttention(SlidingWindowSelfAttention):
             self._heads(q_proj(source)), self._heads(k_pooled), self._heads(v_pooled), seg_valid,
             self.w2, self.kernel, self.stride, layout, dropout_p,
         )
-        z = self.out2_proj(z.reshape(x.shape))
-        return self._finish(y + z, layout), None
+        return y + self.out2_proj(z.reshape(x.shape))
