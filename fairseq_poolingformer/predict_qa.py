@@ -194,8 +194,8 @@ def iter_examples(path: str) -> Iterator[dict]:
 
 
 def predict_windows(model, task, split: str, max_answer_len: int = 30, max_sentences: int | None = 8,
-                    max_tokens: int | None = None, use_cuda: bool = False,
-                    fp16: bool = False) -> dict[int, list[tuple[int, WindowResult]]]:
+                    max_tokens: int | None = None,
+                    use_cuda: bool = False) -> dict[int, list[tuple[int, WindowResult]]]:
     """Run ``model`` over every window of ``split``; return {example_row: [(window_index, result)]}."""
     dataset = task.dataset(split)
     itr = task.get_batch_iterator(dataset=dataset, max_tokens=max_tokens, max_sentences=max_sentences,
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     model, task = load_model(args.checkpoint, args.data_dir, use_cuda, args.fp16)
     task.load_dataset(args.split)
     by_example = predict_windows(model, task, args.split, args.max_answer_len, args.batch_size,
-                                 args.max_tokens, use_cuda, args.fp16)
+                                 args.max_tokens, use_cuda)
     n = write_predictions(examples_path, by_example, args.format, args.output)
     logger.info(f"wrote {n} predictions ({sum(len(v) for v in by_example.values())} windows) to {args.output}")
     return 0
