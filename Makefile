@@ -27,7 +27,7 @@ test: install
 	$(PY) -m pytest -q tests
 
 demo: install
-	$(PY) benchmarks/attention.py --small
+	PYTHON=$(PY) recipes/arxiv/demo.sh
 
 bench: install
 	$(PY) benchmarks/attention.py
@@ -90,3 +90,22 @@ tydi-train: install
 tydi-predict: install
 	PYTHON=$(PY) recipes/tydi/predict.sh $(TYDI_OUT)/checkpoints/checkpoint_best.pt $(TYDI_OUT)/bin \
 	    $(TYDI_OUT)/predictions.jsonl
+
+# ---------------------------------------------------------------------------------------
+# Long-document summarization (issue 3): the paper's arXiv table at 4k and 16k source tokens
+# (GPU). Binarize (GPT-2 BPE) -> convert BART (positions loop-copied, level 2 from level 1) ->
+# fine-tune (batch 128, 10 epochs, lr 2e-4) -> generate (beam 5, lenpen 2) -> ROUGE.
+#   make arxiv-16k BART=pretrained/bart.large ARXIV=data/arxiv-dataset
+# BART: directory with a Fairseq BART model.pt and dict.txt; ARXIV: Cohan et al.'s
+# train.txt/val.txt/test.txt. Training settings are environment variables of
+# recipes/arxiv/train.sh (NGPUS, NNODES, NODE_RANK, MASTER_ADDR, PRECISION, ...).
+BART          ?=
+ARXIV         ?= data/arxiv-dataset
+ARXIV_OUT     ?= work/arxiv
+
+.PHONY: arxiv-4k arxiv-16k
+
+arxiv-4k arxiv-16k: arxiv-%: install
+	@test -n "$(BART)" || { echo "make $@: set BART=<directory with a Fairseq BART model.pt and dict.txt>" >&2; exit 2; }
+	PYTHON=$(PY) GPT2_BPE=$(GPT2_BPE) recipes/arxiv/reproduce.sh $(if $(filter 4k,$*),4096,16384) \
+	    $(BART) $(ARXIV) $(ARXIV_OUT)

@@ -173,6 +173,74 @@ def test_hub_sample_matches_generate(work):
         summarizer.sample(["   "])
 
 
+def test_bf16_training_on_cpu(work, tmp_path):
+    """--bf16 (Fairseq forces --tpu with it: STACK.md pitfall 3) trains, in bf16."""
+    import torch
+
+    proc = _run([str(BIN / "fairseq-train"), str(work["data"]), *TRAIN, "--max-update", "2",
+                 "--save-dir", str(tmp_path), "--bf16", "--no-epoch-checkpoints"], env=_env())
+    assert "xla" not in (proc.stdout + proc.stderr).lower()
+    state = torch.load(tmp_path / "checkpoint_last.pt", map_location="cpu", weights_only=False)
+    assert state["cfg"]["common"]["bf16"] and not state["cfg"]["common"]["tpu"]
+    # Fairseq saves fp32 copies; weights that lived in bf16 are exactly bf16-representable
+    weight = state["model"]["encoder.layers.1.self_attn.q2_proj.weight"]
+    assert torch.equal(weight.to(torch.bfloat16).float(), weight.float())
+    assert state["optimizer_history"][-1]["num_updates"] == 2
+
+
+def test_generate_recipe_and_rouge(work, tmp_path):
+    """recipes/arxiv/generate.sh writes every summary in order; score.py scores them."""
+    generated, _ = _generate(work) if "generated" not in work else (work["generated"], None)
+    env = _env(PYTHON=sys.executable, MIN_LEN="1", NO_REPEAT="0", MAX_LEN_B="20", MAX_SOURCE="256")
+    _run(["bash", str(REPO / "recipes/arxiv/generate.sh"), str(work["data"]),
+          str(work["save"] / "checkpoint_last.pt"), str(tmp_path), "--subset", "test",
+          "--batch-size", "8"], env=env)
+    hyps = (tmp_path / "test.hypotheses").read_text().splitlines()
+    assert hyps == [generated[i] for i in range(N_TEST)]
+    refs = tmp_path / "refs.txt"
+    refs.write_text("the cat sat on the mat .\nno overlap here .\n")
+    pred = tmp_path / "pred.txt"
+    pred.write_text("the cat sat .\nsomething else entirely .\n")
+    proc = _run([sys.executable, str(REPO / "recipes/arxiv/score.py"), "--hypotheses", str(pred),
+                 "--references", str(refs), "--json", str(tmp_path / "rouge.json")])
+    scores = json.loads((tmp_path / "rouge.json").read_text())
+    # document 1: hyp unigrams {the, cat, sat} all in the reference (6 tokens; "." is dropped):
+    # P = 3/3, R = 3/6, F = 2/3; document 2: nothing in common. Mean F1 = 1/3.
+    assert scores["rouge1"]["precision"] == pytest.approx(50.0)
+    assert scores["rouge1"]["recall"] == pytest.approx(25.0)
+    assert scores["rouge1"]["f1"] == pytest.approx(100 / 3, abs=1e-3)
+    assert "| ROUGE-Lsum |" in proc.stdout and scores["n_documents"] == 2
+    pred.write_text("only one line\n")
+    bad = subprocess.run([sys.executable, str(REPO / "recipes/arxiv/score.py"), "--hypotheses",
+                          str(pred), "--references", str(refs)], capture_output=True, text=True)
+    assert bad.returncode != 0 and "has 1 lines but" in bad.stderr
+
+
+def test_train_recipe_command(tmp_path):
+    """recipes/arxiv/train.sh: paper hyper-parameters, batch 128 through --update-freq, torchrun."""
+    (tmp_path / "dict.source.txt").write_text("a 1\n")
+    env = _env(DRY_RUN="1", TRAIN_EXAMPLES="1000", NGPUS="8", NNODES="2", NODE_RANK="1",
+               MASTER_ADDR="10.0.0.1", INIT="/ckpt/model.pt", MAX_SOURCE="4096")
+    proc = _run(["bash", str(REPO / "recipes/arxiv/train.sh"), str(tmp_path), str(tmp_path / "save"),
+                 "--pf-pooling", "mean"], env=env)
+    cmd = proc.stdout.split()
+    def value(flag):
+        return cmd[cmd.index(flag) + 1]
+    assert "torch.distributed.run" in cmd and value("--nnodes") == "2" and value("--node_rank") == "1"
+    assert value("--nproc_per_node") == "8" and value("--distributed-world-size") == "16"
+    assert value("--batch-size") == "1" and value("--update-freq") == "8"  # 1 x 16 x 8 = 128
+    assert value("--lr") == "2e-4" and value("--warmup-updates") == "1000"
+    assert value("--lr-scheduler") == "polynomial_decay" and value("--power") == "1"
+    assert value("--total-num-update") == "80" and value("--max-epoch") == "10"  # ceil(1000/128) x 10
+    assert "--fp16" in cmd and "--checkpoint-activations" in cmd
+    assert value("--max-source-positions") == "4096" and value("--arch") == "poolingformer_bart_large"
+    assert value("--finetune-from-model") == "/ckpt/model.pt" and value("--pf-pooling") == "mean"
+    env.update(NGPUS="3", NNODES="1")
+    bad = subprocess.run(["bash", str(REPO / "recipes/arxiv/train.sh"), str(tmp_path), str(tmp_path / "s")],
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode != 0 and "TOTAL_BATCH=128 is not a multiple" in bad.stderr
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

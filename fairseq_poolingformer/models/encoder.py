@@ -9,7 +9,12 @@ Public API (import from ``fairseq_poolingformer.models.encoder``)
 ``set_poolingformer_defaults(args, **defaults)``
     For ``@register_model_architecture`` functions: fills every ``pf_*`` attribute that is
     missing (or None) from ``defaults``, else from ``PAPER_DEFAULTS`` (w1 128, w2 512,
-    kernel 5, stride 4, ldconv, layers "6-11", global "first").
+    kernel 5, stride 4, ldconv, layers "6-11", global "first"). It also applies
+    ``undo_bf16_forced_tpu(args)``, so every Poolingformer architecture trains with ``--bf16``.
+``undo_bf16_forced_tpu(args)``
+    Fairseq's option parsing turns ``--bf16`` into ``--tpu`` (STACK.md pitfall 3), which then
+    fails on GPU and CPU. Architecture functions run after that, on the same Namespace: when
+    ``torch_xla`` is not installed (so no TPU run is possible) this switches ``tpu`` back off.
 ``PoolingformerConfig.from_args(args)``
     The knobs as a validated dataclass (bad values raise ``ValueError`` naming the flag).
 ``parse_layer_spec(spec, num_layers) -> frozenset[int]``
@@ -35,6 +40,7 @@ weights (``q2_proj`` ... ``out2_proj``, ``k_pool_weight``, ``v_pool_weight``) ar
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, List, Optional
 
@@ -97,8 +103,19 @@ def add_poolingformer_args(parser: argparse.ArgumentParser) -> None:
                             "first = the first source token, none = no global token")
 
 
+def undo_bf16_forced_tpu(args: Any) -> None:
+    """``--bf16`` without torch_xla: keep bf16, drop the ``tpu`` flag Fairseq forced on."""
+    if getattr(args, "bf16", False) and getattr(args, "tpu", False):
+        if importlib.util.find_spec("torch_xla") is None:
+            args.tpu = False
+
+
 def set_poolingformer_defaults(args: Any, **defaults: Any) -> None:
-    """Fill missing ``pf_*`` attributes of ``args``: ``defaults`` first, then the paper's."""
+    """Fill missing ``pf_*`` attributes of ``args``: ``defaults`` first, then the paper's.
+
+    Also applies :func:`undo_bf16_forced_tpu` (architecture functions are the one place that
+    runs after Fairseq's option parsing and before the config is built)."""
+    undo_bf16_forced_tpu(args)
     for key, paper_value in PAPER_DEFAULTS.items():
         if getattr(args, key, None) is None:
             setattr(args, key, defaults.get(key, paper_value))

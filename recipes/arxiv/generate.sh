@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Summarize a binarized split with a Poolingformer-BART checkpoint (beam 5, length penalty 2).
+#
+# Usage:
+#   recipes/arxiv/generate.sh DATA_BIN CHECKPOINT OUT_DIR [options] [-- extra fairseq-generate args]
+#
+# Options:
+#   --subset S                      split to summarize (default test)
+#   --bpe gpt2 --encoder-json E --vocab-bpe V     decode GPT-2 BPE ids back to text
+#   --bpe sentencepiece --sentencepiece-model M   decode sentencepiece pieces back to text
+#   --bpe none                      write the hypotheses as they are (default)
+#   --batch-size N                  documents per batch (default 4)
+#
+# Environment: BEAM=5 LENPEN=2 MAX_LEN_B=512 MIN_LEN=56 NO_REPEAT=3 (decoding, the paper's beam
+# and length penalty; BART's arXiv-style min length and trigram blocking), MAX_SOURCE
+# (default: the checkpoint's --max-source-positions; longer sources are truncated, as in
+# training), CPU=1 to force the CPU (default: CPU when no GPU is visible).
+#
+# Writes OUT_DIR/generate-S.log (fairseq-generate's full output) and OUT_DIR/S.hypotheses:
+# one summary per line in the order of the split (line i = example i, the same order as
+# binarize.sh's text/S.target and text/S.id). Every example comes out: the script fails if
+# any id is missing (Fairseq drops partial batches unless told not to: see STACK.md).
+#
+# Python: $PYTHON if set, else the repository's .venv/bin/python if present, else python3.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+if [[ -z "${PYTHON:-}" ]]; then
+    if [[ -x "$REPO/.venv/bin/python" ]]; then PYTHON="$REPO/.venv/bin/python"; else PYTHON=python3; fi
+fi
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[[ $# -ge 3 ]] || usage
+DATA_BIN=$1; CHECKPOINT=$2; OUT_DIR=$3; shift 3
+SUBSET=test; BPE=none; ENCODER_JSON=""; VOCAB_BPE=""; SPM=""; BATCH_SIZE=4; EXTRA=()
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --subset) SUBSET=$2; shift 2 ;;
+        --bpe) BPE=$2; shift 2 ;;
+        --encoder-json) ENCODER_JSON=$2; shift 2 ;;
+        --vocab-bpe) VOCAB_BPE=$2; shift 2 ;;
+        --sentencepiece-model) SPM=$2; shift 2 ;;
+        --batch-size) BATCH_SIZE=$2; shift 2 ;;
+        --) shift; EXTRA=("$@"); break ;;
+        -h|--help) usage ;;
+        *) echo "generate.sh: unknown option $1" >&2; usage ;;
+    esac
+done
+die() { echo "generate.sh: $*" >&2; exit 1; }
+[[ -f $CHECKPOINT ]] || die "checkpoint not found: $CHECKPOINT"
+[[ -f $DATA_BIN/dict.source.txt ]] || die "no dict.source.txt in $DATA_BIN"
+
+BPE_ARGS=()
+case $BPE in
+    none) ;;
+    gpt2) [[ -f $ENCODER_JSON && -f $VOCAB_BPE ]] || die "--bpe gpt2 needs --encoder-json and --vocab-bpe files"
+          BPE_ARGS=(--bpe gpt2 --gpt2-encoder-json "$ENCODER_JSON" --gpt2-vocab-bpe "$VOCAB_BPE") ;;
+    sentencepiece) [[ -f $SPM ]] || die "--bpe sentencepiece needs --sentencepiece-model FILE"
+          BPE_ARGS=(--bpe sentencepiece --sentencepiece-model "$SPM") ;;
+    *) die "--bpe must be none, gpt2 or sentencepiece" ;;
+esac
+
+if [[ -z ${MAX_SOURCE:-} ]]; then  # the positions the model was trained with
+    MAX_SOURCE=$("$PYTHON" - "$CHECKPOINT" <<'EOF'
+import sys
+import fairseq_poolingformer  # noqa: F401  (compat: torch.load of Fairseq checkpoints)
+from fairseq import checkpoint_utils
+cfg = checkpoint_utils.load_checkpoint_to_cpu(sys.argv[1])["cfg"]
+print(int(getattr(cfg["model"], "max_source_positions", None) or cfg["task"]["max_source_positions"]))
+EOF
+)
+fi
+DEVICE_ARGS=()
+if [[ -n ${CPU:-} ]] || ! "$PYTHON" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
+    DEVICE_ARGS=(--cpu)
+fi
+
+mkdir -p "$OUT_DIR"
+LOG=$OUT_DIR/generate-$SUBSET.log
+echo "generate.sh: $SUBSET of $DATA_BIN with $CHECKPOINT (max source $MAX_SOURCE, beam ${BEAM:-5}, lenpen ${LENPEN:-2})" >&2
+"$PYTHON" -m fairseq_cli.generate "$DATA_BIN" --user-dir "$REPO/fairseq_poolingformer" \
+    --task translation --source-lang source --target-lang target --gen-subset "$SUBSET" \
+    --path "$CHECKPOINT" --max-source-positions "$MAX_SOURCE" --truncate-source \
+    --beam "${BEAM:-5}" --lenpen "${LENPEN:-2}" --max-len-b "${MAX_LEN_B:-512}" \
+    --min-len "${MIN_LEN:-56}" --no-repeat-ngram-size "${NO_REPEAT:-3}" \
+    --batch-size "$BATCH_SIZE" --required-batch-size-multiple 1 \
+    "${BPE_ARGS[@]}" "${DEVICE_ARGS[@]}" "${EXTRA[@]}" > "$LOG"
+
+# D-<id> lines hold the detokenized hypotheses; write them in id order, all of them.
+"$PYTHON" - "$LOG" "$OUT_DIR/$SUBSET.hypotheses" "$DATA_BIN" "$SUBSET" <<'EOF'
+import os, sys
+log, out, data_bin, subset = sys.argv[1:]
+from fairseq.data import data_utils
+n = len(data_utils.load_indexed_dataset(f"{data_bin}/{subset}.source-target.source", None))
+hyps = {}
+with open(log, encoding="utf-8") as f:
+    for line in f:
+        if line.startswith("D-"):
+            idx, _score, text = line.rstrip("\n").split("\t", 2)
+            hyps[int(idx[2:])] = text
+missing = sorted(set(range(n)) - set(hyps))
+if missing:
+    sys.exit(f"generate.sh: {len(missing)} of {n} examples missing from {log} (ids {missing[:10]})")
+tmp = out + ".tmp"
+with open(tmp, "w", encoding="utf-8") as f:
+    for i in range(n):
+        f.write(hyps[i] + "\n")
+os.replace(tmp, out)
+print(f"generate.sh: {n} summaries -> {out}", file=sys.stderr)
+EOF
