@@ -1,6 +1,5 @@
 """The fast attention against the dense reference (tests/reference.py), on the spec's corner cases."""
 
-import itertools
 
 import pytest
 import torch

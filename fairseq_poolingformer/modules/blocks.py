@@ -1,16 +1,15 @@
 """Blocked local attention: the one kernel both Poolingformer levels run on.
 
-Queries are cut into blocks of ``block`` consecutive positions. Block j attends to the
-``keys`` consecutive key rows starting at ``first + j * step`` (a band of tokens and global tokens for level
-1, a band of pooled segments for level 2), under a boolean mask that encodes the exact rule. The key bands are
-``unfold`` views of the (padded) keys, not copies, and the (block x keys) problems are batched
-into ``scaled_dot_product_attention``: the work runs in fused kernels and memory stays linear
-in T. Nothing of size T x T is ever built.
+Queries are cut into blocks of ``block`` consecutive positions. Block j attends to the ``keys``
+consecutive key rows starting at ``first + j * step`` (for level 1 a band of tokens plus the
+global tokens, for level 2 a band of pooled segments), under a boolean mask that encodes the
+exact rule. The key bands are ``unfold`` views of the (padded) keys, not copies, and the
+(block x keys) problems are batched into ``scaled_dot_product_attention``: the work runs in
+fused kernels and memory stays linear in T. Nothing of size T x T is ever built.
 """
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
