@@ -11,7 +11,7 @@ Compares, at the same size (BART-base: 6+6 layers, 768 hidden, 12 heads, GPT-2 v
 One training step = forward, label-smoothed cross-entropy, backward and an Adam update, in
 ``model.train()`` (dropout on). Each (model, T) runs in a fresh subprocess: the model is built,
 Adam's state allocated, the kernels warmed up on a 512-token input, then the step is timed
-(median of ``--repeats``) and its peak memory is measured as the growth of the process's peak
+(median of ``--repeats`` steps) and the peak memory of the first is measured as the growth of the process's peak
 resident set (Linux ``VmHWM``, reset just before the step) over the resident set before it:
 what the step itself needs on top of the model, gradients excluded at the start, optimizer
 state included in the baseline. ``full`` is skipped above ``--max-full`` tokens, and a run
@@ -115,12 +115,16 @@ def child(kind: str, length: int, repeats: int) -> Dict[str, float]:
 
     step(*batch(512))  # warm-up: kernels, allocator
     inputs = batch(length)
-    peak = peak_growth_mib(lambda: step(*inputs))
-    times = []
-    for _ in range(repeats):
+    times: List[float] = []
+
+    def timed_step() -> None:
         t0 = time.perf_counter()
         step(*inputs)
         times.append(time.perf_counter() - t0)
+
+    peak = peak_growth_mib(timed_step)  # the first step is timed too
+    for _ in range(repeats - 1):
+        timed_step()
     return {"step_s": statistics.median(times), "step_s_min": min(times),
             "step_s_max": max(times), "peak_mib": peak,
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
