@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import fairseq_poolingformer
 
@@ -26,6 +27,16 @@ USER_DIR = str(Path(fairseq_poolingformer.__file__).parent)
 BIN = Path(sys.executable).parent
 N_TRAIN, N_VALID, N_TEST = 37, 13, 11  # none a multiple of 8 (Fairseq's default batch multiple)
 VOCAB = [f"tok{i}" for i in range(40)]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run on one thread: two OpenMP threads on a busy 2-core machine make every
+    small op wait for a descheduled thread (measured: 100x slower beam search)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 COMMON = [
     "--user-dir", USER_DIR, "--task", "translation", "--source-lang", "source",
@@ -171,6 +182,31 @@ def test_hub_sample_matches_generate(work):
     assert isinstance(summarizer.sample(long_doc, max_len_b=5), str)
     with pytest.raises(ValueError, match="empty document"):
         summarizer.sample(["   "])
+
+
+def test_hub_bpe_matches_the_preprocessing(tmp_path):
+    """The hub encodes documents exactly as preprocess.bpe encoded the training data."""
+    import shutil
+
+    from fairseq_poolingformer.hub import _build_bpe
+    from preprocess import bpe as prep
+
+    text = "Poolingformer summarizes long documents , with w1 = 128 and a 16k-token input ."
+    spm = str(REPO / "tests/data/sentencepiece/test_model.model")
+    enc, voc = (str(REPO / "tests/data/gpt2_bpe" / f) for f in ("encoder.json", "vocab.bpe"))
+    for hub_bpe, backend in (
+        (_build_bpe(str(tmp_path), None, None, None, spm), prep.sentencepiece_backend(spm)),
+        (_build_bpe(str(tmp_path), "gpt2", enc, voc, None), prep.gpt2_backend(enc, voc)),
+    ):
+        encoded = hub_bpe.encode(text)
+        assert encoded == prep.encode_line(backend, text)
+        assert hub_bpe.decode(encoded) == prep.decode_line(backend, encoded)
+    shutil.copy(spm, tmp_path / "spm.model")  # found beside the checkpoint
+    assert type(_build_bpe(str(tmp_path), None, None, None, None)).__name__ == "SentencepieceBPE"
+    with pytest.raises(FileNotFoundError, match="gpt2_vocab_bpe not found"):
+        _build_bpe(str(tmp_path), "gpt2", enc, None, None)
+    with pytest.raises(ValueError, match="bpe must be"):
+        _build_bpe(str(tmp_path), "wordpiece", None, None, None)
 
 
 def test_bf16_training_on_cpu(work, tmp_path):
