@@ -233,3 +233,21 @@ def test_cli_entry_point(bart_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == str(tmp_path / "model.pt")
     assert "level 2 in encoder layers [1]" in proc.stderr
+
+
+def test_converted_directory_loads_through_the_hub(converted):
+    """model.pt + dict files beside it: PoolingformerBARTModel.from_pretrained(dir) summarizes."""
+    from fairseq_poolingformer.models.poolingformer_bart import PoolingformerBARTModel
+
+    summarizer = PoolingformerBARTModel.from_pretrained(os.path.dirname(converted), bpe="none")
+    model, task = _load(converted)
+    src = _left_padded([40], seed=5)  # (1, 40)
+    doc = task.source_dictionary.string(src[0, :-1])
+    assert summarizer.encode(doc).tolist() == src[0].tolist()
+    gen = SequenceGenerator([model], task.target_dictionary, beam_size=5, len_penalty=2.0, max_len_b=16)
+    with torch.no_grad():
+        ref = gen.generate([model], {"net_input": {"src_tokens": src, "src_lengths": torch.tensor([40])}})
+    expected = task.target_dictionary.string(ref[0][0]["tokens"])
+    assert summarizer.sample([doc], beam=5, lenpen=2.0, max_len_b=16) == [expected]
+    # longer than the 2500 positions: truncated to 2499 tokens + </s>
+    assert summarizer.encode(" ".join(["w7"] * 3000)).numel() == NEW_MAX
