@@ -28,18 +28,18 @@ def segment_taps(x: torch.Tensor, valid: Optional[torch.Tensor], kernel: int, st
     """The kernel offsets of every segment.
 
     x: (B, T, ...) aligned; valid: (B, T) bool or None (= no padding).
-    Returns taps: kernel views of shape (B, S, ...) (tap j of segment s is position s*stride + j,
-    zero past T) and tap_valid: (B, S, kernel) bool.
+    Returns taps: kernel strided views of x, taps[j] of shape (B, S_j, ...) holding position
+    s*stride + j of segments s < S_j (the later segments have no tap j: it is past T), and
+    tap_valid: (B, S, kernel) bool. Views, so pooling keeps no copy of x for backward.
     """
     batch, length = x.shape[:2]
     segments = num_segments(length, stride)
-    padded = (segments - 1) * stride + kernel
-    x_pad = torch.cat([x, x.new_zeros((batch, padded - length) + x.shape[2:])], dim=1) if padded > length else x
     if valid is None:
         valid = torch.ones(batch, length, dtype=torch.bool, device=x.device)
+    padded = (segments - 1) * stride + kernel
     valid_pad = F.pad(valid, (0, padded - length), value=False)
     end = (segments - 1) * stride + 1
-    taps = [x_pad[:, j : j + end : stride] for j in range(kernel)]
+    taps = [x[:, j::stride] for j in range(min(kernel, length))]
     tap_valid = torch.stack([valid_pad[:, j : j + end : stride] for j in range(kernel)], dim=-1)
     return taps, tap_valid
 
@@ -100,16 +100,18 @@ def _mean_weights(tap_valid: torch.Tensor) -> torch.Tensor:
 
 
 def _weighted_sum(taps: List[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-    """taps: kernel x (B, S, ...); weights: (B, S, kernel). Returns (B, S, ...).
+    """taps: segment_taps views, taps[j]: (B, S_j, ...); weights: (B, S, kernel). Returns (B, S, ...).
 
     Accumulates in float32 for half inputs: the gradient of the weights sums over all
     features and overflows in fp16."""
     dtype = taps[0].dtype
     acc = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
     weights = weights.to(acc).reshape(weights.shape + (1,) * (taps[0].dim() - 2))
-    out = taps[0].to(acc) * weights[:, :, 0]
+    out = taps[0].to(acc) * weights[:, :, 0]  # tap 0 exists for every segment
     for j in range(1, len(taps)):
-        out = out + taps[j].to(acc) * weights[:, :, j]
+        n = taps[j].shape[1]
+        term = taps[j].to(acc) * weights[:, :n, j]
+        out = out + (F.pad(term, (0, 0) * (term.dim() - 2) + (0, out.shape[1] - n)) if n < out.shape[1] else term)
     return out.to(dtype)
 
 
@@ -117,10 +119,13 @@ def _masked_max(taps: List[torch.Tensor], tap_valid: torch.Tensor) -> torch.Tens
     """Element-wise max over the real taps; 0 for segments without any. Returns (B, S, ...)."""
     extra = (1,) * (taps[0].dim() - 2)
     lowest = torch.finfo(taps[0].dtype).min
-    out = None
-    for j, tap in enumerate(taps):
-        tap = tap.masked_fill(~tap_valid[:, :, j].reshape(tap_valid.shape[:2] + extra), lowest)
-        out = tap if out is None else torch.maximum(out, tap)
+    out = taps[0].masked_fill(~tap_valid[:, :, 0].reshape(tap_valid.shape[:2] + extra), lowest)
+    for j in range(1, len(taps)):
+        n = taps[j].shape[1]
+        tap = taps[j].masked_fill(~tap_valid[:, :n, j].reshape((tap_valid.shape[0], n) + extra), lowest)
+        if n < out.shape[1]:
+            tap = torch.cat([tap, out[:, n:]], dim=1)
+        out = torch.maximum(out, tap)
     return out.masked_fill(~tap_valid.any(dim=-1).reshape(tap_valid.shape[:2] + extra), 0.0)
 
 

@@ -19,7 +19,7 @@ from .checks import check_mask, check_pooling, check_positive_int
 from .layout import Layout, from_aligned, make_layout, to_aligned, zero_padding_rows
 from .pooling import pool_projected
 from .pooling_attention import segment_attention
-from .sliding_window import default_block, sliding_window_aligned
+from .sliding_window import default_block, sliding_window_parts
 
 
 class SlidingWindowSelfAttention(nn.Module):
@@ -70,19 +70,22 @@ class SlidingWindowSelfAttention(nn.Module):
         return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim)
 
     def _project_qkv(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x: (B, T, C) -> q, k, v: (B, T, H, D), from one fused (C -> 3C) matmul."""
-        projs = (self.q_proj, self.k_proj, self.v_proj)
-        weight = torch.cat([p.weight for p in projs])
-        bias = torch.cat([p.bias for p in projs]) if self.q_proj.bias is not None else None
-        qkv = F.linear(x, weight, bias).view(x.shape[0], x.shape[1], 3, self.num_heads, self.head_dim)
-        return qkv.unbind(dim=2)
+        """x: (B, T, C) -> q, k, v: (B, T, H, D). k and v come from one fused (C -> 2C) matmul;
+        q has its own, so that the attention, which keeps q for backward, does not also keep k, v."""
+        kv_weight = torch.cat([self.k_proj.weight, self.v_proj.weight])
+        kv_bias = torch.cat([self.k_proj.bias, self.v_proj.bias]) if self.k_proj.bias is not None else None
+        k, v = F.linear(x, kv_weight, kv_bias).view(x.shape[0], x.shape[1], 2, self.num_heads, self.head_dim).unbind(2)
+        return self._heads(self.q_proj(x)), k, v
 
     def _level1(self, x: torch.Tensor, layout: Layout, global_mask: Optional[torch.Tensor]) -> torch.Tensor:
         """x: (B, T, C) aligned -> Y: (B, T, C)."""
         q, k, v = self._project_qkv(x)
         dropout_p = self.dropout if self.training else 0.0
-        y = sliding_window_aligned(q, k, v, self.w1, layout, global_mask, dropout_p, default_block(self.w1))
-        return self.out_proj(y.reshape(x.shape))
+        out, global_rows = sliding_window_parts(q, k, v, self.w1, layout, global_mask, dropout_p, default_block(self.w1))
+        y = self.out_proj(out.reshape(x.shape))  # a view of the attention output: no copy kept
+        if global_rows is None:
+            return y
+        return global_rows.map(lambda rows: self.out_proj(rows.flatten(1))).put_into(y)
 
     def _prepare(
         self,

@@ -5,7 +5,8 @@ token attends to every real token. Positions count from each sequence's first re
 """
 
 import math
-from typing import Optional, Tuple
+from dataclasses import dataclass
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -59,10 +60,47 @@ def sliding_window_aligned(
 ) -> torch.Tensor:
     """Level 1 on aligned inputs. q, k, v: (B, T, H, D); global_mask: (B, T) or None.
 
+    Returns (B, T, H, D); rows of padding hold finite garbage (callers zero them)."""
+    out, global_rows = sliding_window_parts(q, k, v, w1, layout, global_mask, dropout_p, block)
+    return global_rows.put_into(out) if global_rows is not None else out
+
+
+@dataclass
+class GlobalRows:
+    """The outputs of the global tokens, to be written over the band outputs at their positions.
+
+    batch, position: (N,) long; value: (N, ...)."""
+
+    batch: torch.Tensor
+    position: torch.Tensor
+    value: torch.Tensor
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "GlobalRows":
+        return GlobalRows(self.batch, self.position, fn(self.value))
+
+    def put_into(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, ...) -> a copy of x with the global rows replaced."""
+        return x.index_put((self.batch, self.position), self.value)
+
+
+def sliding_window_parts(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    w1: int,
+    layout: Layout,
+    global_mask: Optional[torch.Tensor],
+    dropout_p: float,
+    block: int,
+) -> Tuple[torch.Tensor, Optional[GlobalRows]]:
+    """Level 1 on aligned inputs, as the band output of every row (B, T, H, D) and, separately,
+    the outputs of the global rows (None without global tokens), so that a caller can project
+    both before merging them. q, k, v: (B, T, H, D); global_mask: (B, T) or None.
+
     Keys are laid out in chunks of ``block`` rows, each followed by a copy of the G global keys;
     query block j attends to the 2*reach + 1 chunks around it (a view: no per-block copies),
     and uses the global copies of its own chunk only, for globals outside its window.
-    Returns (B, T, H, D); rows of padding hold finite garbage (callers zero them)."""
+    Rows of padding hold finite garbage (callers zero them)."""
     batch, length = q.shape[:2]
     device = q.device
     w1 = min(w1, length - 1)  # a wider window sees nothing more
@@ -101,11 +139,17 @@ def sliding_window_aligned(
     mask = mask | ~q_valid.unsqueeze(-1)  # (B, nb, block, keys)
     out = blocked_attention(q, k_ext, v_ext, band, mask, dropout_p, rows_may_be_empty=False)
     if gpos is None:
-        return out
-    # global rows: attend to every real token
+        return out, None
+    # global rows attend to every real token: each appears once among the local slots of
+    # k_ext (already kept for backward; the chunks' global copies are left out)
+    chunk_slot = torch.arange(k_ext.shape[1], device=device, dtype=torch.int32) % chunk
+    chunk_pos = torch.arange(k_ext.shape[1], device=device, dtype=torch.int32) // chunk * block + chunk_slot - reach * block
+    key_ok = (chunk_slot < block) & (chunk_pos >= 0) & (chunk_pos < length)  # (S_ext,)
+    if layout.valid is not None:
+        key_ok = key_ok & layout.valid[:, chunk_pos.clamp(0, length - 1)]  # (B, S_ext)
     bidx = torch.arange(batch, device=device)[:, None]
-    g_out = _full_attention(q[bidx, gpos], k, v, layout.valid, dropout_p)  # (B, G, H, D)
-    return out.index_put((bidx.expand_as(gpos)[gvalid], gpos[gvalid]), g_out[gvalid])
+    g_out = _full_attention(q[bidx, gpos], k_ext, v_ext, key_ok, dropout_p)  # (B, G, H, D)
+    return out, GlobalRows(bidx.expand_as(gpos)[gvalid], gpos[gvalid], g_out[gvalid])
 
 
 def _chunked_keys(x: torch.Tensor, block: int, reach: int, nb: int, gpos: Optional[torch.Tensor]) -> torch.Tensor:
@@ -130,10 +174,12 @@ def _global_positions(global_mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Te
 
 
 def _full_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid: Optional[torch.Tensor], dropout_p: float
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_ok: torch.Tensor, dropout_p: float
 ) -> torch.Tensor:
-    """q: (B, G, H, D) attends to all keys k, v: (B, T, H, D); key_valid: (B, T) or None. Returns (B, G, H, D)."""
-    mask = None if key_valid is None else key_valid[:, None, None, :]
+    """q: (B, G, H, D) attends to the allowed keys of k, v: (B, S, H, D); key_ok: (S,) or (B, S) bool.
+
+    Returns (B, G, H, D)."""
+    mask = key_ok.expand(q.shape[0], -1)[:, None, None, :]
     out = F.scaled_dot_product_attention(
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, dropout_p=dropout_p
     )
