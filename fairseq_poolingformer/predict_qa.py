@@ -14,7 +14,8 @@ Per example (every example of ``<split>.examples.jsonl``, in its order), windows
 the short answer is the best-scoring span over all windows; the long answer is the candidate
 with the best score over all windows; the yes/no answer is YES / NO when the answer-type head of
 the window holding the best span predicts yes / no (the short answer is then empty, as in the
-official formats). Spans map back through ``unit_map`` and the example's ``units``.
+official formats). Spans map back through ``unit_map`` and the example's ``units`` (explicit
+spans, or NQ's compact form ``"units": null, "num_units": N``: unit i is token i).
 
 Outputs, exactly the official formats:
 - ``--format nq``: one JSON object ``{"predictions": [...]}`` (NQ ``nq_eval.py``), each with
@@ -45,6 +46,7 @@ import torch
 import fairseq_poolingformer  # noqa: F401  (registers the model, task and criterion)
 from fairseq_poolingformer.criterions.long_qa import best_spans
 from fairseq_poolingformer.tasks.long_qa import QA_HEAD_NAME
+from preprocess.qa_units import example_units
 
 logger = logging.getLogger("fairseq_poolingformer.predict_qa")
 
@@ -136,6 +138,13 @@ def _int_id(example_id: str) -> int | str:
         return example_id
 
 
+def unit_offsets(example: dict, pred: ExamplePrediction) -> tuple[int, int]:
+    """Source offsets ``[start, end)`` of the predicted units ``unit_start..unit_end``: NQ token
+    offsets, TyDi byte offsets (either form of the example's units, see ``preprocess.qa_units``)."""
+    units = example_units(example)
+    return units[pred.unit_start][0], units[pred.unit_end][1]
+
+
 def nq_entry(example: dict, pred: ExamplePrediction) -> dict:
     """One NQ prediction. NQ units are document tokens, ``units[u] = [start_token, end_token)``;
     byte offsets come from the example's ``token_bytes`` (original format) or are -1
@@ -147,7 +156,7 @@ def nq_entry(example: dict, pred: ExamplePrediction) -> dict:
         long_answer = {k: int(cand[k]) for k in ("start_token", "end_token", "start_byte", "end_byte")}
     short_answers = []
     if pred.unit_start >= 0:
-        start_token, end_token = example["units"][pred.unit_start][0], example["units"][pred.unit_end][1]
+        start_token, end_token = unit_offsets(example, pred)
         start_byte = end_byte = -1
         token_bytes = example.get("token_bytes")
         if token_bytes:
@@ -171,7 +180,7 @@ def tydi_entry(example: dict, pred: ExamplePrediction) -> dict:
     passage_index = int(example["candidates"][pred.long_index]["index"]) if pred.long_index >= 0 else -1
     start_byte = end_byte = -1
     if pred.unit_start >= 0:
-        start_byte, end_byte = example["units"][pred.unit_start][0], example["units"][pred.unit_end][1]
+        start_byte, end_byte = unit_offsets(example, pred)
     return {
         "example_id": _int_id(example["example_id"]),
         "language": example["language"],

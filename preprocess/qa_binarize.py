@@ -16,7 +16,9 @@ Output, in ``--destdir`` (everything ``long_qa`` and ``predict_qa`` read)::
                                      example_row, window_index, question_len, answer_type,
                                      start_position, end_position, long_position
     <split>.examples.jsonl           the examples, one compact JSON object a line; example_row r
-                                     of labels.npy is line r + 1 of this file
+                                     of labels.npy is line r + 1 of this file (records as given:
+                                     NQ units stay in their compact form, read them with
+                                     preprocess.qa_units.example_units)
 
 Window i of the split is item i of every indexed dataset and row i of labels.npy.
 Both inputs are streamed (a window is parsed, checked and written, then dropped); only a few
@@ -48,6 +50,7 @@ from fairseq.data.indexed_dataset import MMapIndexedDatasetBuilder, best_fitting
 
 from preprocess.common import InputError, atomic_outputs, iter_jsonl, iter_lines, parse_jsonl_line
 from preprocess.common import parallel_map, require
+from preprocess.qa_units import example_units
 
 LABEL_COLUMNS = (
     "example_row", "window_index", "question_len", "answer_type",
@@ -88,10 +91,7 @@ def check_example(record: dict, path: str, line: int) -> tuple[str, int, int]:
         raise InputError(path, line, "dataset", f"expected one of {DATASETS}, got {dataset!r}")
     require(record, "language", str, path, line)
     require(record, "question", str, path, line)
-    units = require(record, "units", list, path, line, item_type=list)
-    for i, unit in enumerate(units):
-        if len(unit) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in unit):
-            raise InputError(path, line, f"units[{i}]", f"expected [start, end] integers, got {unit!r}")
+    units = example_units(record, path, line)  # explicit [[start, end], ...] or NQ's compact form
     candidates = require(record, "candidates", list, path, line, item_type=dict)
     for i, cand in enumerate(candidates):
         for key in ("index", "start_token", "end_token", "start_byte", "end_byte"):

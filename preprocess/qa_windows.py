@@ -2,7 +2,8 @@
 streaming pipeline shared by ``preprocess.nq`` and ``preprocess.tydi``.
 
 Output format (one split): ``docs/qa_data_format.md``. In short, per example one line of
-``<split>.examples.jsonl`` (question, candidates, units) and per window one line of
+``<split>.examples.jsonl`` (question, candidates, units: compact for NQ, see
+``preprocess.qa_units``) and per window one line of
 ``<split>.windows.jsonl`` (input ids, unit map, candidates and labels relative to the window).
 
 Windows: the document subwords are cut into spans of ``budget = max_length - question_len - 1``
@@ -39,6 +40,7 @@ from preprocess.common import (
     InputError, Report, atomic_outputs, iter_lines, parallel_map, parse_jsonl_line, require,
 )
 from preprocess.qa_tokenize import TokenizedDoc, TokenizerSpec, get_tokenizer, tokenize_text, tokenize_tokens
+from preprocess.qa_units import units_to_json
 
 __all__ = [
     "Candidate", "Annotation", "QAExample", "choose_label", "WindowConfig",
@@ -264,7 +266,8 @@ def example_record(ex: QAExample, doc: TokenizedDoc) -> dict:
     rec = {
         "example_id": ex.example_id, "dataset": ex.dataset, "language": ex.language,
         "question": ex.question, "candidates": [c.to_json() for c in ex.candidates],
-        "units": [list(u) for u in doc.units],
+        # NQ: unit i is token i, written compactly ("units": null, "num_units": N); TyDi: byte spans
+        **units_to_json(doc.units, compact=ex.dataset == "nq"),
         "annotations": [a.to_json() for a in ex.annotations],
     }
     if ex.token_bytes is not None:

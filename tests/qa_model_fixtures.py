@@ -3,7 +3,7 @@
 Independent of the QA preprocessing (``preprocess/nq.py``, ``preprocess/tydi.py``): every unit
 is one "subword" whose dictionary symbol is the unit's text (a word-level dictionary built here),
 so expected offsets can be computed by hand. NQ units are the document tokens (token offsets
-``[i, i + 1)``), TyDi units are the whitespace-free runs of the plain text cut at passage and
+``[i, i + 1)``, written in the compact form), TyDi units are the whitespace-free runs of the plain text cut at passage and
 answer boundaries (UTF-8 byte offsets). Windows, labels and files follow docs/qa_data_format.md.
 """
 from __future__ import annotations
@@ -166,9 +166,15 @@ def windows_for(doc: Doc, d: Dictionary, max_length: int, stride: int, max_quest
     return out
 
 
-def example_record(doc: Doc) -> dict:
-    return {"example_id": doc.example_id, "dataset": doc.dataset, "language": doc.language,
-            "question": doc.question, "candidates": doc.candidates, "units": doc.units}
+def example_record(doc: Doc, compact_nq: bool = True) -> dict:
+    """The examples.jsonl record; NQ units (token i = unit i) in the compact form
+    ``"units": null, "num_units": N`` unless ``compact_nq`` is False (both are valid)."""
+    rec = {"example_id": doc.example_id, "dataset": doc.dataset, "language": doc.language,
+           "question": doc.question, "candidates": doc.candidates, "units": doc.units}
+    if doc.dataset == "nq" and compact_nq:
+        assert doc.units == [[i, i + 1] for i in range(len(doc.units))]
+        rec.update(units=None, num_units=len(doc.units))
+    return rec
 
 
 def write_split(docs: list[Doc], d: Dictionary, out_dir: str, split: str, max_length: int = 128,

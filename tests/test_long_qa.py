@@ -130,6 +130,28 @@ def test_binarize_bad_example_and_malformed_json(qa_data, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("change,field,message", [
+    ({"num_units": None}, "num_units", "non-negative integer"),
+    ({"num_units": -3}, "num_units", "non-negative integer"),
+    ({"units": "all"}, "units", "expected a list or null"),
+    ({"num_units": 10}, "unit_map", ">= number of units 10 of the example"),  # windows point further
+])
+def test_binarize_compact_nq_units_checked(qa_data, tmp_path, change, field, message):
+    """The NQ example is written with compact units (``"units": null, "num_units": N``)."""
+    ex_path, win_path = qa_data["raw"]["valid"]
+    examples = read_jsonl(ex_path)
+    assert examples[0]["dataset"] == "nq" and examples[0]["units"] is None and examples[0]["num_units"] > 3000
+    examples[0].update(change)
+    bad = tmp_path / "bad.examples.jsonl"
+    bad.write_text("".join(json.dumps(e) + "\n" for e in examples))
+    with pytest.raises(InputError) as err:
+        qa_binarize.binarize_split(win_path, str(bad), str(qa_data["root"] / "dict.txt"), str(tmp_path / "o"), "x",
+                                   progress=False)
+    assert err.value.field == field and message in str(err.value)
+    assert str(err.value).startswith(f"{win_path if field == 'unit_map' else bad}:")
+    assert not (tmp_path / "o").exists()
+
+
 # ---------------------------------------------------------------------------
 # batching
 

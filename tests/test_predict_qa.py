@@ -204,6 +204,7 @@ def _oracle_predictions(data, split, fmt, out, max_answer_len=30):
                                             max_answer_len=max_answer_len, max_sentences=5)
     assert sum(len(v) for v in by_example.values()) == len(ds)  # every window, none dropped
     predict_qa.write_predictions(os.path.join(data["bin"], f"{split}.examples.jsonl"), by_example, fmt, str(out))
+    return by_example
 
 
 def test_oracle_nq_prediction_is_the_gold_answer(data, tmp_path):
@@ -217,6 +218,26 @@ def test_oracle_nq_prediction_is_the_gold_answer(data, tmp_path):
     assert [(s["start_token"], s["end_token"]) for s in p["short_answers"]] == [
         (s["start_token"], s["end_token"]) for s in ann["short_answers"]]
     assert p["short_answers_score"] > 0 and p["long_answer_score"] > 0
+
+
+def test_oracle_nq_compact_and_explicit_units_give_identical_offsets(data, tmp_path):
+    """The preprocessing writes NQ units compactly; the same examples with the explicit
+    [[i, i + 1], ...] list must give byte-identical predictions (the gold short answer)."""
+    by_example = _oracle_predictions(data, "nq", "nq", tmp_path / "compact.json")
+    [example] = [json.loads(line) for line in open(os.path.join(data["bin"], "nq.examples.jsonl"), encoding="utf-8")]
+    n_tokens = len(_gold_nq()[0]["document_text"].split(" "))
+    assert example["units"] is None and example["num_units"] == n_tokens
+    explicit = dict(example, units=[[i, i + 1] for i in range(n_tokens)])
+    del explicit["num_units"]
+    explicit_path = tmp_path / "explicit.examples.jsonl"
+    explicit_path.write_text(json.dumps(explicit) + "\n", encoding="utf-8")
+    predict_qa.write_predictions(str(explicit_path), by_example, "nq", str(tmp_path / "explicit.json"))
+    compact = (tmp_path / "compact.json").read_bytes()
+    assert compact == (tmp_path / "explicit.json").read_bytes()
+    [p] = json.loads(compact)["predictions"]
+    ann = _gold_nq()[0]["annotations"][0]
+    assert [(s["start_token"], s["end_token"]) for s in p["short_answers"]] == [
+        (s["start_token"], s["end_token"]) for s in ann["short_answers"]] == [(213, 215)]
 
 
 def test_oracle_tydi_prediction_is_the_gold_answer(data, tmp_path):
@@ -263,14 +284,20 @@ def test_combine_windows_takes_the_best_span_and_candidate():
     assert (empty.long_index, empty.unit_start, empty.yes_no) == (-1, -1, "NONE")
 
 
-def test_entries_map_units_to_official_offsets():
-    nq_example = {"example_id": "-8062182676792486818", "units": [[i, i + 1] for i in range(6)],
+@pytest.mark.parametrize("units", [{"units": [[i, i + 1] for i in range(6)]}, {"units": None, "num_units": 6}],
+                         ids=["explicit", "compact"])
+def test_entries_map_units_to_official_offsets(units):
+    nq_example = {"example_id": "-8062182676792486818", **units,
                   "candidates": [{"index": 0, "start_token": 1, "end_token": 5, "start_byte": 10, "end_byte": 50}],
                   "token_bytes": [[0, 3], [4, 9], [10, 14], [15, 20], [21, 30], [31, 40]]}
     e = nq_entry(nq_example, ExamplePrediction(0, 1.5, 2, 3, 0.5, "NONE"))
     assert e["example_id"] == -8062182676792486818
     assert e["long_answer"] == {"start_token": 1, "end_token": 5, "start_byte": 10, "end_byte": 50}
     assert e["short_answers"] == [{"start_token": 2, "end_token": 4, "start_byte": 10, "end_byte": 20}]
+    last = nq_entry(nq_example, ExamplePrediction(0, 1.5, 5, 5, 0.5, "NONE"))  # the last token
+    assert last["short_answers"] == [{"start_token": 5, "end_token": 6, "start_byte": 31, "end_byte": 40}]
+    with pytest.raises(IndexError):  # a unit the example does not have
+        nq_entry(nq_example, ExamplePrediction(0, 1.5, 5, 6, 0.5, "NONE"))
     null = nq_entry(nq_example, ExamplePrediction())
     assert null["long_answer"] == {k: -1 for k in SPAN_KEYS} and null["short_answers"] == []
     tydi_example = {"example_id": "7", "language": "thai", "units": [[1, 4], [4, 10], [11, 20]],

@@ -13,6 +13,7 @@ import pytest
 from preprocess.common import InputError
 from preprocess.nq import is_html, main, read_nq
 from preprocess.qa_tokenize import TokenizerSpec, build_tokenizer
+from preprocess.qa_units import example_units
 from preprocess.qa_windows import WindowConfig, run_pipeline, tokenize_example, window_spans
 
 REPO = Path(__file__).resolve().parent.parent
@@ -136,7 +137,9 @@ def test_dev_sample_windows_small(tmp_path, gpt2):
     [ex] = examples
     assert ex["example_id"] == "5328212470870865242" and ex["dataset"] == "nq" and ex["language"] == "english"
     assert ex["question"] == rec["question_text"]
-    assert ex["units"] == [[i, i + 1] for i in range(len(tokens))]
+    # NQ units are the document tokens, written in the compact form (docs/qa_data_format.md)
+    assert ex["units"] is None and ex["num_units"] == len(tokens)
+    assert list(example_units(ex)) == [(i, i + 1) for i in range(len(tokens))]
     assert [(c["index"], c["start_token"], c["end_token"], c["top_level"]) for c in ex["candidates"]] == \
         [(i, c["start_token"], c["end_token"], c["top_level"]) for i, c in enumerate(rec["long_answer_candidates"])]
     assert all(c["start_byte"] == -1 == c["end_byte"] for c in ex["candidates"])
@@ -183,6 +186,10 @@ def test_real_length_4096_on_18k_token_sample(tmp_path):
     ql = windows[0]["question_len"]
     spans = window_spans(len(doc.ids), 4096 - ql - 1, 1568)
     assert len(doc.units) == 17964 and len(spans) == len(windows) >= 3
+    # compact units: the examples line is the candidates plus a few fields (an explicit
+    # [[i, i + 1], ...] list alone took 229 KB of the 253 KB line)
+    assert (ex["units"], ex["num_units"]) == (None, 17964)
+    assert (tmp_path / "dev.examples.jsonl").stat().st_size < len(json.dumps(ex["candidates"])) + 1000
     assert [len(w["input_ids"]) for w in windows[:-1]] == [4096] * (len(windows) - 1)
     assert len(windows[-1]["input_ids"]) <= 4096
     covered = set()
@@ -231,6 +238,7 @@ def test_original_format_shards(tmp_path, gpt2):
     assert [e["example_id"] for e in examples] == [str(rec["example_id"]), "42"] and rep["kept"] == 2
     ex = examples[0]
     toks = first["document_tokens"]
+    assert (ex["units"], ex["num_units"]) == (None, len(toks))
     assert ex["token_bytes"] == [[t["start_byte"], t["end_byte"]] for t in toks]
     for c, orig in zip(ex["candidates"], first["long_answer_candidates"]):
         assert (c["start_byte"], c["end_byte"]) == (orig["start_byte"], orig["end_byte"])

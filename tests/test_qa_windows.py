@@ -14,6 +14,8 @@ from preprocess.qa_tokenize import (
     TokenizedDoc, TokenizerSpec, build_tokenizer, text_segments, tokenize_text, tokenize_tokens,
     utf8_char_starts,
 )
+from preprocess.common import InputError
+from preprocess.qa_units import example_units, units_to_json
 from preprocess.qa_windows import (
     Annotation, Candidate, QAExample, WindowConfig, WindowStats, build_windows, choose_label,
     process_example, window_spans,
@@ -213,7 +215,7 @@ def test_windows_structure_labels_and_coverage(gpt2):
             assert rec["candidates"][rec["long_position"]][0] == 1
     assert seen_units == set(range(200))  # every token with subwords is in some window
     assert stats.windows == len(windows) and stats.answer_types[1] >= 1
-    assert example["units"] == [[i, i + 1] for i in range(200)]
+    assert example["units"] is None and example["num_units"] == 200  # NQ: compact identity units
     assert example["annotations"][1] == {"long": 1, "short": [[50, 53]], "yes_no": "NONE"}
 
 
@@ -305,3 +307,60 @@ def test_random_examples_labels_point_at_answer(gpt2):
         budget = cfg.max_length - (len(gpt2.encode(ex.question)[:5]) + 3)
         if n_short <= budget - min(cfg.doc_stride, budget) + 1:  # then some window holds it whole
             assert any(r["answer_type"] == 1 for r in windows)
+
+
+# ---------------------------------------------------------------------------
+# the units field of examples.jsonl: compact (NQ) and explicit (TyDi) forms
+
+def test_units_compact_and_explicit_forms_read_the_same():
+    identity = [(i, i + 1) for i in range(5)]
+    compact, explicit = units_to_json(identity, compact=True), units_to_json(identity, compact=False)
+    assert compact == {"units": None, "num_units": 5}
+    assert explicit == {"units": [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5]]}
+    a, b = example_units(compact), example_units(explicit)
+    assert len(a) == len(b) == 5 and list(a) == list(b) == identity
+    assert a.is_identity and not b.is_identity
+    assert [a[u] for u in (0, 4)] == [b[u] for u in (0, 4)] == [(0, 1), (4, 5)]
+    for units in (a, b):
+        with pytest.raises(IndexError):
+            units[5]
+        with pytest.raises(IndexError):
+            units[-1]
+    # num_units next to an explicit list must agree with it
+    assert len(example_units({"units": [[3, 7]], "num_units": 1})) == 1
+    assert len(example_units({"units": None, "num_units": 0})) == 0
+    # only identity units have a compact form
+    with pytest.raises(ValueError, match=r"unit 1 is \(2, 5\)"):
+        units_to_json([(0, 1), (2, 5)], compact=True)
+
+
+@pytest.mark.parametrize("record,field,message", [
+    ({}, "units", "missing required field"),
+    ({"units": None}, "num_units", "non-negative integer"),
+    ({"units": None, "num_units": -1}, "num_units", "non-negative integer"),
+    ({"units": None, "num_units": True}, "num_units", "non-negative integer"),
+    ({"units": None, "num_units": "5"}, "num_units", "non-negative integer"),
+    ({"units": "0-5"}, "units", "expected a list or null"),
+    ({"units": [[0, 1], [1]]}, "units[1]", "expected [start, end] integers"),
+    ({"units": [[0, 1], [1, 2.5]]}, "units[1]", "expected [start, end] integers"),
+    ({"units": [[0, 1], [False, 2]]}, "units[1]", "expected [start, end] integers"),
+    ({"units": [[0, 1]], "num_units": 2}, "num_units", "!= len(units) 1"),
+])
+def test_example_units_bad_input_names_file_line_field(record, field, message):
+    with pytest.raises(InputError) as err:
+        example_units(record, "x.examples.jsonl", 3)
+    assert str(err.value).startswith(f"x.examples.jsonl:3: field '{field}': ")
+    assert message in err.value.message
+
+
+def test_tydi_example_record_keeps_explicit_byte_units(gpt2):
+    text = "東京 is big"
+    raw = text.encode("utf-8")
+    ex = QAExample("9", "tydi", "japanese", "where", [Candidate(0, -1, -1, 0, len(raw), True)],
+                   [Annotation(0, [(0, 6)], "NONE")], text=text)
+    example, _, _ = process_example(ex, gpt2, WindowConfig(max_length=32, doc_stride=8, max_question_len=4))
+    assert "num_units" not in example and isinstance(example["units"], list)
+    units = example_units(example)
+    assert not units.is_identity and units[0][0] == 0 and units[len(units) - 1][1] == len(raw)
+    # whitespace belongs to no unit; the units' bytes are the text's non-space bytes
+    assert b"".join(raw[s:e] for s, e in units) == b"".join(raw.split())
