@@ -11,8 +11,9 @@ Formats (one JSON object per line, ``.gz`` read transparently; a directory stand
   fields with ``start_byte``/``end_byte`` (offsets into ``document_html``) next to the token
   offsets; dev has 5 annotations per example.
 
-Document tokens are the units (so every NQ token offset maps back exactly). HTML tokens stay
-units but get no subwords by default (``--html drop``: a window spends its length on text;
+Document tokens are the units (so every NQ token offset maps back exactly; ``examples.jsonl``
+stores them compactly as ``"units": null, "num_units": N``, see ``preprocess.qa_units``).
+HTML tokens stay units but get no subwords by default (``--html drop``: a window spends its length on text;
 candidates still start/end on their HTML tags through their own token offsets, and a short
 answer that begins or ends on an HTML token maps back without it); ``--html keep`` tokenizes
 them as text. The training label of a multi-annotation example is the first annotation with a

@@ -66,15 +66,16 @@ def test_binarize_round_trip(qa_data):
     assert LABEL_COLUMNS == qa_binarize.LABEL_COLUMNS
 
 
-def test_binarize_cli_reports_counts(qa_data, tmp_path):
+def test_binarize_cli_reports_counts(qa_data, tmp_path, capsys):
+    """The command line (in process: ``python -m preprocess.qa_binarize`` itself runs in the
+    recipe tests), with 2 worker processes."""
     ex_path, win_path = qa_data["raw"]["valid"]
-    proc = subprocess.run([sys.executable, "-m", "preprocess.qa_binarize", "--windows", win_path, "--examples",
-                           ex_path, "--dict", str(qa_data["root"] / "dict.txt"), "--split", "dev",
-                           "--destdir", str(tmp_path), "--no-progress", "--workers", "2"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    rc = qa_binarize.main(["--windows", win_path, "--examples", ex_path, "--dict", str(qa_data["root"] / "dict.txt"),
+                           "--split", "dev", "--destdir", str(tmp_path), "--no-progress", "--workers", "2"])
+    stderr = capsys.readouterr().err
+    assert rc == 0, stderr
     n = len(read_jsonl(win_path))
-    assert f"kept {n} windows of 4 examples" in proc.stderr
+    assert f"kept {n} windows of 4 examples" in stderr
     assert np.load(tmp_path / "dev.labels.npy").shape == (n, 7)
 
 

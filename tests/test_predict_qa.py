@@ -158,10 +158,13 @@ def test_predict_cli_nq_and_tydi_formats(data, checkpoint, tmp_path):
     assert len(preds) == 3
 
 
-def test_predict_cli_rejects_wrong_format(data, checkpoint, tmp_path):
-    proc = _predict_cli(checkpoint, data["bin"], "tydi", "nq", tmp_path / "x.json")
-    assert proc.returncode != 0
-    assert "holds 'tydi' examples; use --format tydi" in proc.stderr
+def test_predict_cli_rejects_wrong_format(data, checkpoint, tmp_path, capsys):
+    """Checked before the model loads (in process: the command itself runs in the test above)."""
+    with pytest.raises(SystemExit) as exit_info:
+        predict_qa.main(["--checkpoint", checkpoint, "--data-dir", data["bin"], "--split", "tydi", "--format", "nq",
+                         "--output", str(tmp_path / "x.json"), "--cpu"])
+    assert exit_info.value.code != 0
+    assert "holds 'tydi' examples; use --format tydi" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
 
 

@@ -353,18 +353,18 @@ def test_bad_input_fail_and_skip(tmp_path, case):
     assert len(examples) == 1 and windows and rep["skipped_by_reason"] == {reason: 1}
 
 
-def test_cli_fail_writes_nothing_and_names_file_line_field(tmp_path):
+def test_cli_fail_writes_nothing_and_names_file_line_field(tmp_path, capsys):
+    """The command line in process (``python -m preprocess.nq`` itself runs in the recipe test)."""
     bad = json.loads(json.dumps(load(NQ_DEV)[0]))
     bad["long_answer_candidates"][0]["end_token"] = 10 ** 6
     path = tmp_path / "in.jsonl"
     path.write_text(json.dumps(load(NQ_DEV)[0]) + "\n\n" + json.dumps(bad) + "\n")
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "preprocess.nq", "--input", str(path), "--output-dir", str(out),
-                           "--split", "dev", "--no-progress", *GPT2_ARGS],
-                          cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert proc.returncode == 1
-    assert f"{path}:3: field 'long_answer_candidates[0].start_token/end_token'" in proc.stderr
-    assert "no output written" in proc.stderr and not out.exists()
+    rc = main(["--input", str(path), "--output-dir", str(out), "--split", "dev", "--no-progress", *GPT2_ARGS])
+    stderr = capsys.readouterr().err
+    assert rc == 1
+    assert f"{path}:3: field 'long_answer_candidates[0].start_token/end_token'" in stderr
+    assert "no output written" in stderr and not out.exists()
 
 
 def test_all_records_bad_is_an_error(tmp_path):
