@@ -12,14 +12,14 @@ Formats (one JSON object per line, ``.gz`` read transparently; a directory stand
   offsets; dev has 5 annotations per example.
 
 Document tokens are the units (so every NQ token offset maps back exactly; ``examples.jsonl``
-stores them compactly as ``"units": null, "num_units": N``, see ``preprocess.qa_units``).
-HTML tokens stay units but get no subwords by default (``--html drop``: a window spends its length on text;
-candidates still start/end on their HTML tags through their own token offsets, and a short
-answer that begins or ends on an HTML token maps back without it); ``--html keep`` tokenizes
-them as text. The training label of a multi-annotation example is the first annotation with a
-short or yes/no answer, else the first with a long answer, else null (``choose_label``);
-only the first short answer of that annotation becomes the span label (all annotations are
-kept in ``<split>.examples.jsonl``).
+stores them compactly as ``"units": null, "num_units": N``, see ``preprocess.qa_units``). HTML
+tokens stay units but get no subwords by default (``--html drop``: a window spends its length
+on text; candidates still start/end on their HTML tags through their own token offsets, and a
+short answer that begins or ends on an HTML token maps back without it); ``--html keep``
+tokenizes them as text. The training label of a multi-annotation example is the first
+annotation with a short or yes/no answer, else the first with a long answer, else null
+(``choose_label``); only the first short answer of that annotation becomes the span label (all
+annotations are kept in ``<split>.examples.jsonl``).
 
 Bad records (missing fields, wrong types, offsets outside the document, short answers outside
 their long answer, long answers that are not a candidate, empty documents, non-UTF-8) are an
