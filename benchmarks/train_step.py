@@ -8,6 +8,9 @@ Compares, at the same size (BART-base: 6+6 layers, 768 hidden, 12 heads, GPT-2 v
 - ``sliding``: the same model with every encoder layer level 1 only (``--pf-layers none``);
 - ``full``: stock Fairseq ``bart_base`` (full self-attention) with its positions extended.
 
+Any of them with ``+ckpt`` (e.g. ``--models poolingformer+ckpt``) runs with
+``--checkpoint-activations`` (every encoder and decoder layer recomputed in the backward).
+
 One training step = forward, label-smoothed cross-entropy, backward and an Adam update, in
 ``model.train()`` (dropout on). Each (model, T) runs in a fresh subprocess: the model is built,
 Adam's state allocated, the kernels warmed up on a 512-token input, then the step is timed
@@ -39,6 +42,7 @@ from typing import Callable, Dict, List, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("poolingformer", "sliding", "full")
+CKPT_SUFFIX = "+ckpt"  # a model kind with this suffix runs with --checkpoint-activations
 TARGET_TOKENS = 256
 VOCAB = 50265
 
@@ -65,6 +69,8 @@ def peak_growth_mib(fn: Callable[[], None]) -> float:
 
 
 def build_model(kind: str, max_source: int):
+    checkpoint = kind.endswith(CKPT_SUFFIX)
+    kind = kind[: -len(CKPT_SUFFIX)] if checkpoint else kind
     import fairseq_poolingformer  # noqa: F401  (registers poolingformer_bart)
     from fairseq.data import Dictionary
     from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_REGISTRY
@@ -78,7 +84,7 @@ def build_model(kind: str, max_source: int):
 
     arch = "bart_base" if kind == "full" else "poolingformer_bart_base"
     args = argparse.Namespace(arch=arch, task="translation", max_source_positions=max_source,
-                              max_target_positions=1024)
+                              max_target_positions=1024, checkpoint_activations=checkpoint)
     if kind == "sliding":
         args.pf_layers = "none"
     ARCH_CONFIG_REGISTRY[arch](args)
@@ -167,7 +173,9 @@ def markdown(rows: List[Dict[str, object]]) -> str:
 def main(argv: Optional[List[str]] = None) -> List[Dict[str, object]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[4096, 8192, 16384])
-    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=list(MODELS),
+                        choices=[m + sfx for m in MODELS for sfx in ("", CKPT_SUFFIX)],
+                        help=f"'{CKPT_SUFFIX}' = with --checkpoint-activations (encoder and decoder)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1, help="timed steps per run (median)")
     parser.add_argument("--max-full", type=int, default=16384, help="longest source for full attention")
@@ -178,7 +186,7 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, object]]:
     rows = []
     for length in args.lengths:
         for kind in args.models:
-            if kind == "full" and length > args.max_full:
+            if kind.startswith("full") and length > args.max_full:
                 result: Dict[str, object] = {"status": f"skipped (> --max-full {args.max_full})"}
             else:
                 result = run_one(kind, length, args.threads, args.repeats, args.timeout)

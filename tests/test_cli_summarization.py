@@ -213,8 +213,14 @@ def test_bf16_training_on_cpu(work, tmp_path):
     """--bf16 (Fairseq forces --tpu with it: STACK.md pitfall 3) trains, in bf16."""
     import torch
 
-    proc = _run([str(BIN / "fairseq-train"), str(work["data"]), *TRAIN, "--max-update", "2",
-                 "--save-dir", str(tmp_path), "--bf16", "--no-epoch-checkpoints"], env=_env())
+    # through the installed package's console script (no --user-dir) when it is installed
+    if (BIN / "pf-train").exists():
+        cmd = [str(BIN / "pf-train"), str(work["data"]), *TRAIN[2:]]
+        assert TRAIN[:2] == ["--user-dir", USER_DIR]
+    else:
+        cmd = [str(BIN / "fairseq-train"), str(work["data"]), *TRAIN]
+    proc = _run(cmd + ["--max-update", "2", "--save-dir", str(tmp_path), "--bf16",
+                       "--no-epoch-checkpoints"], env=_env())
     assert "xla" not in (proc.stdout + proc.stderr).lower()
     state = torch.load(tmp_path / "checkpoint_last.pt", map_location="cpu", weights_only=False)
     assert state["cfg"]["common"]["bf16"] and not state["cfg"]["common"]["tpu"]
