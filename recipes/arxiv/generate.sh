@@ -91,8 +91,15 @@ echo "generate.sh: $SUBSET of $DATA_BIN with $CHECKPOINT (max source $MAX_SOURCE
 "$PYTHON" - "$LOG" "$OUT_DIR/$SUBSET.hypotheses" "$DATA_BIN" "$SUBSET" <<'EOF'
 import os, sys
 log, out, data_bin, subset = sys.argv[1:]
-from fairseq.data import data_utils
-n = len(data_utils.load_indexed_dataset(f"{data_bin}/{subset}.source-target.source", None))
+import struct
+prefix = f"{data_bin}/{subset}.source-target.source"
+with open(prefix + ".idx", "rb") as f:  # fairseq-preprocess's mmap index: magic, version, dtype, count
+    head = f.read(26)
+if head[:9] == b"MMIDIDX\x00\x00":
+    n = struct.unpack("<Q", head[18:26])[0]
+else:  # another dataset format: ask Fairseq (slower import)
+    from fairseq.data import data_utils
+    n = len(data_utils.load_indexed_dataset(prefix, None))
 hyps = {}
 with open(log, encoding="utf-8") as f:
     for line in f:
