@@ -41,8 +41,8 @@ from typing import Sequence
 
 from preprocess.common import InputError, require
 from preprocess.qa_windows import (
-    YES_NO, Annotation, Candidate, QAExample, WindowConfig, add_common_args, check_text,
-    main_for, negative_rate_from_args, require_at,
+    Annotation, Candidate, QAExample, WindowConfig, add_common_args, check_text,
+    main_for, negative_rate_from_args, require_at, require_yes_no,
 )
 
 FORMATS = ("simplified", "original")
@@ -127,13 +127,7 @@ def _read_annotation(a: dict, path: str, line: int, where: str, n: int,
             raise InputError(path, line, swhere, f"short answer [{s}, {e}) is outside the long answer "
                              f"[{ls}, {le})", reason="answer_outside_candidate")
         shorts.append((s, e))
-    yes_no = require_at(a, "yes_no_answer", str, path, line, where)
-    if yes_no not in YES_NO:
-        raise InputError(path, line, f"{where}.yes_no_answer", f"expected one of {YES_NO}, got {yes_no!r}",
-                         reason="invalid_value")
-    if yes_no != "NONE" and ci < 0:
-        raise InputError(path, line, f"{where}.yes_no_answer", f"{yes_no} without a long answer",
-                         reason="answer_outside_candidate")
+    yes_no = require_yes_no(a, ci >= 0, path, line, where, "long answer")
     return Annotation(ci, shorts, yes_no)
 
 

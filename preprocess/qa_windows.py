@@ -47,7 +47,7 @@ __all__ = [
     "tokenize_example", "window_spans", "build_windows", "example_record",
     "process_example", "run_pipeline", "output_paths", "expand_inputs", "window_summary",
     "add_common_args", "tokenizer_spec_from_args", "negative_rate_from_args", "main_for",
-    "require_at", "check_text",
+    "require_at", "require_yes_no", "check_text",
 ]
 
 ANSWER_TYPES = {"null": 0, "short": 1, "long": 2, "yes": 3, "no": 4}
@@ -497,6 +497,19 @@ def require_at(obj: dict, key: str, types, path: str, line: int, where: str):
         return require(obj, key, types, path, line)
     except InputError as e:
         raise InputError(path, line, f"{where}.{key}" if where else key, e.message, e.reason) from None
+
+
+def require_yes_no(annotation: dict, has_long: bool, path: str, line: int, where: str, long_name: str) -> str:
+    """The annotation's ``yes_no_answer``: one of YES_NO, and YES/NO only with a long answer
+    (NQ) / passage answer (TyDi), named ``long_name`` in the error."""
+    yes_no = require_at(annotation, "yes_no_answer", str, path, line, where)
+    if yes_no not in YES_NO:
+        raise InputError(path, line, f"{where}.yes_no_answer", f"expected one of {YES_NO}, got {yes_no!r}",
+                         reason="invalid_value")
+    if yes_no != "NONE" and not has_long:
+        raise InputError(path, line, f"{where}.yes_no_answer", f"{yes_no} without a {long_name}",
+                         reason="answer_outside_candidate")
+    return yes_no
 
 
 def check_text(text: str, path: str, line: int, field_name: str) -> None:
