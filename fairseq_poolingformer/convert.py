@@ -36,7 +36,7 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -214,12 +214,50 @@ def _pf_flags(args: argparse.Namespace) -> List[str]:
     return flags
 
 
+def build_converted_model(
+    train_argv: List[str], model_class: type, pretrained_args: argparse.Namespace, own_keys: Sequence[str]
+) -> Tuple[Any, nn.Module]:
+    """Parse ``train_argv`` like fairseq-train, then take every model hyper-parameter (dims, layers,
+    dropouts, ...) from the pretrained checkpoint, except the ``pf_*`` ones and ``own_keys``.
+    Returns (cfg, model)."""
+    from fairseq import options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    new_args = options.parse_args_and_arch(options.get_training_parser(), train_argv)
+    for key in model_arg_names(model_class):
+        if key.startswith("pf_") or key in own_keys:
+            continue
+        value = getattr(pretrained_args, key, None)
+        if value is not None:
+            setattr(new_args, key, value)
+    cfg = convert_namespace_to_omegaconf(new_args)
+    return cfg, tasks.setup_task(cfg.task).build_model(cfg.model)
+
+
+def finish_conversion(
+    model: nn.Module, cfg: Any, weights: Dict[str, torch.Tensor], two_level: Sequence[int], staging: str,
+    output_dir: str,
+) -> int:
+    """Load the pretrained weights, start level 2 from level 1, save the checkpoint in ``staging``
+    and move everything staged into ``output_dir``. Returns the number of new (level-2) tensors."""
+    new_keys = load_pretrained_weights(model, weights, model_cfg=cfg.model)
+    n_two_level = init_level2(model)
+    if n_two_level != len(two_level):
+        raise ConversionError(f"initialised level 2 in {n_two_level} layers, expected {len(two_level)}")
+    cfg.task.data = output_dir  # the staging path must not end up in the checkpoint
+    if getattr(cfg.model, "data", None) is not None:
+        cfg.model.data = output_dir
+    save_checkpoint(os.path.join(staging, "model.pt"), cfg, model)
+    os.makedirs(output_dir, exist_ok=True)
+    for name in sorted(os.listdir(staging)):
+        os.replace(os.path.join(staging, name), os.path.join(output_dir, name))
+    return len(new_keys)
+
+
 def convert_bart(args: argparse.Namespace) -> str:
     """Convert a Fairseq BART checkpoint (see the module docstring); returns the output path."""
     import fairseq_poolingformer  # noqa: F401  (registers poolingformer_bart)
-    from fairseq import options, tasks
     from fairseq.data import Dictionary
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
     from fairseq_poolingformer.models.poolingformer_bart import PoolingformerBARTModel
 
@@ -262,33 +300,10 @@ def convert_bart(args: argparse.Namespace) -> str:
             "--arch", pf_arch, "--max-source-positions", str(args.max_source_positions),
             "--truncate-source", "--cpu",
         ] + _pf_flags(args)
-        new_args = options.parse_args_and_arch(options.get_training_parser(), train_argv)
-        # every BART hyper-parameter (dims, layers, dropouts, ...) comes from the checkpoint
-        for key in model_arg_names(PoolingformerBARTModel):
-            if key.startswith("pf_") or key == "max_source_positions":
-                continue
-            value = getattr(bart_args, key, None)
-            if value is not None:
-                setattr(new_args, key, value)
-        cfg = convert_namespace_to_omegaconf(new_args)
-        task = tasks.setup_task(cfg.task)
-        model = task.build_model(cfg.model)
-
+        cfg, model = build_converted_model(train_argv, PoolingformerBARTModel, bart_args, ["max_source_positions"])
         weights = dict(weights)
         weights[pos_key] = extend_positions(weights[pos_key], args.max_source_positions, offset)
-        new_keys = load_pretrained_weights(model, weights, model_cfg=cfg.model)
-        n_two_level = init_level2(model)
-        expected = len(model.encoder.two_level_layer_indices())
-        if n_two_level != expected:
-            raise ConversionError(f"initialised level 2 in {n_two_level} layers, expected {expected}")
-
-        cfg.task.data = output_dir  # the staging path must not end up in the checkpoint
-        if getattr(cfg.model, "data", None) is not None:
-            cfg.model.data = output_dir
-        save_checkpoint(os.path.join(staging, "model.pt"), cfg, model)
-        os.makedirs(output_dir, exist_ok=True)
-        for name in sorted(os.listdir(staging)):
-            os.replace(os.path.join(staging, name), os.path.join(output_dir, name))
+        n_new = finish_conversion(model, cfg, weights, model.encoder.two_level_layer_indices(), staging, output_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -296,8 +311,7 @@ def convert_bart(args: argparse.Namespace) -> str:
     logger.info(
         "converted %s (%s, %d positions) -> %s (%s, %d positions; level 2 in encoder layers %s: "
         "%d new tensors, initialised from level 1)", args.checkpoint, bart_arch, old_max,
-        out_path, pf_arch, args.max_source_positions, model.encoder.two_level_layer_indices(),
-        len(new_keys),
+        out_path, pf_arch, args.max_source_positions, model.encoder.two_level_layer_indices(), n_new,
     )
     return out_path
 
@@ -329,9 +343,7 @@ def convert_roberta(args: argparse.Namespace) -> str:
     OUTPUT_DIR/model.pt and OUTPUT_DIR/dict.txt; nothing on failure.
     """
     import fairseq_poolingformer  # noqa: F401  (registers poolingformer_roberta, long_qa)
-    from fairseq import options, tasks
     from fairseq.data import Dictionary
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
     from fairseq_poolingformer.models.poolingformer_roberta import PoolingformerRobertaModel
 
@@ -362,31 +374,15 @@ def convert_roberta(args: argparse.Namespace) -> str:
         write_dictionaries(args.dict, staging, [])
         train_argv = [staging, "--task", "long_qa", "--criterion", "long_qa", "--arch", pf_arch,
                       "--max-positions", str(args.max_positions), "--cpu"] + _pf_flags(args)
-        new_args = options.parse_args_and_arch(options.get_training_parser(), train_argv)
-        for key in model_arg_names(PoolingformerRobertaModel):  # dims, layers, dropouts: as pretrained
-            if key.startswith("pf_") or key == "max_positions":
-                continue
-            value = getattr(src_args, key, None)
-            if value is not None:
-                setattr(new_args, key, value)
-        cfg = convert_namespace_to_omegaconf(new_args)
-        model = tasks.setup_task(cfg.task).build_model(cfg.model)
-        new_keys = load_pretrained_weights(model, weights, model_cfg=cfg.model)
-        n_two_level = init_level2(model)
-        expected = len(model.encoder.sentence_encoder.two_level_layer_indices())
-        if n_two_level != expected:
-            raise ConversionError(f"initialised level 2 in {n_two_level} layers, expected {expected}")
-        cfg.task.data = output_dir  # the staging path must not end up in the checkpoint
-        save_checkpoint(os.path.join(staging, "model.pt"), cfg, model)
-        os.makedirs(output_dir, exist_ok=True)
-        for name in sorted(os.listdir(staging)):
-            os.replace(os.path.join(staging, name), os.path.join(output_dir, name))
+        cfg, model = build_converted_model(train_argv, PoolingformerRobertaModel, src_args, ["max_positions"])
+        two_level = model.encoder.sentence_encoder.two_level_layer_indices()
+        n_new = finish_conversion(model, cfg, weights, two_level, staging, output_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     out_path = os.path.join(output_dir, "model.pt")
     logger.info("converted %s (%s, %d positions) -> %s (%s, %d positions; level 2 in layers %s: %d new "
                 "tensors, initialised from level 1)", args.checkpoint, src_arch, old_max, out_path, pf_arch,
-                args.max_positions, model.encoder.sentence_encoder.two_level_layer_indices(), len(new_keys))
+                args.max_positions, model.encoder.sentence_encoder.two_level_layer_indices(), n_new)
     return out_path
 
 
