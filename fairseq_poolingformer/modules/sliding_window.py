@@ -44,25 +44,10 @@ def sliding_window_attention(
     # (B, H, T, D) -> (B, T, H, D), real tokens first
     qt, kt, vt = (to_aligned(x.transpose(1, 2), layout) for x in (q, k, v))
     globals_ = to_aligned(global_mask, layout) if global_mask is not None else None
-    out = sliding_window_aligned(qt, kt, vt, w1, layout, globals_, dropout_p, block or default_block(w1))
+    out, global_rows = sliding_window_parts(qt, kt, vt, w1, layout, globals_, dropout_p, block or default_block(w1))
+    if global_rows is not None:
+        out = global_rows.put_into(out)
     return from_aligned(zero_padding_rows(out, layout), layout).transpose(1, 2)
-
-
-def sliding_window_aligned(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    w1: int,
-    layout: Layout,
-    global_mask: Optional[torch.Tensor],
-    dropout_p: float,
-    block: int,
-) -> torch.Tensor:
-    """Level 1 on aligned inputs. q, k, v: (B, T, H, D); global_mask: (B, T) or None.
-
-    Returns (B, T, H, D); rows of padding hold finite garbage (callers zero them)."""
-    out, global_rows = sliding_window_parts(q, k, v, w1, layout, global_mask, dropout_p, block)
-    return global_rows.put_into(out) if global_rows is not None else out
 
 
 @dataclass
