@@ -56,17 +56,24 @@ NQ_OUT        ?= work/nq
 TYDI_TRAIN    ?= data/tydiqa/tydiqa-v1.0-train.jsonl.gz
 TYDI_DEV      ?= data/tydiqa/tydiqa-v1.0-dev.jsonl.gz
 TYDI_OUT      ?= work/tydi
+# Blind test sets (records without annotations): make nq-test NQ_TEST=... binarizes the split
+# `test` and writes $(NQ_OUT)/test_predictions.json from checkpoint_best.pt (TyDi: .jsonl).
+NQ_TEST       ?=
+TYDI_TEST     ?=
 
-.PHONY: nq-convert nq-binarize nq-train nq-predict tydi-convert tydi-binarize tydi-train tydi-predict
+NQ_BPE   = --dict $(ROBERTA_DIR)/dict.txt --bpe gpt2 --encoder-json $(GPT2_BPE)/encoder.json \
+           --vocab-bpe $(GPT2_BPE)/vocab.bpe --format $(NQ_FORMAT) --workers $(QA_WORKERS)
+TYDI_BPE = --dict $(XLMR_DIR)/dict.txt --bpe sentencepiece \
+           --sentencepiece-model $(XLMR_DIR)/sentencepiece.bpe.model --workers $(QA_WORKERS)
+
+.PHONY: nq-convert nq-binarize nq-train nq-predict nq-test tydi-convert tydi-binarize tydi-train tydi-predict tydi-test
 
 nq-convert: install
 	$(PY) -m fairseq_poolingformer.convert roberta --checkpoint $(ROBERTA_DIR)/model.pt \
 	    --dict $(ROBERTA_DIR)/dict.txt --output-dir $(NQ_OUT)/pretrained --arch poolingformer_roberta_large
 
 nq-binarize: install
-	PYTHON=$(PY) recipes/nq/binarize.sh $(NQ_OUT) --train $(NQ_TRAIN) --valid $(NQ_DEV) \
-	    --dict $(ROBERTA_DIR)/dict.txt --bpe gpt2 --encoder-json $(GPT2_BPE)/encoder.json \
-	    --vocab-bpe $(GPT2_BPE)/vocab.bpe --format $(NQ_FORMAT) --workers $(QA_WORKERS)
+	PYTHON=$(PY) recipes/nq/binarize.sh $(NQ_OUT) --train $(NQ_TRAIN) --valid $(NQ_DEV) $(NQ_BPE)
 
 nq-train: install
 	PYTHON=$(PY) recipes/nq/train.sh $(NQ_OUT)/bin $(NQ_OUT)/pretrained/model.pt $(NQ_OUT)/checkpoints
@@ -75,14 +82,18 @@ nq-predict: install
 	PYTHON=$(PY) recipes/nq/predict.sh $(NQ_OUT)/checkpoints/checkpoint_best.pt $(NQ_OUT)/bin \
 	    $(NQ_OUT)/predictions.json
 
+nq-test: install
+	@test -n "$(NQ_TEST)" || { echo "make $@: set NQ_TEST=<NQ test records, annotations not needed>" >&2; exit 2; }
+	PYTHON=$(PY) recipes/nq/binarize.sh $(NQ_OUT) --test $(NQ_TEST) $(NQ_BPE)
+	PYTHON=$(PY) recipes/nq/predict.sh $(NQ_OUT)/checkpoints/checkpoint_best.pt $(NQ_OUT)/bin \
+	    $(NQ_OUT)/test_predictions.json --split test
+
 tydi-convert: install
 	$(PY) -m fairseq_poolingformer.convert roberta --checkpoint $(XLMR_DIR)/model.pt \
 	    --dict $(XLMR_DIR)/dict.txt --output-dir $(TYDI_OUT)/pretrained --arch poolingformer_xlmr_large
 
 tydi-binarize: install
-	PYTHON=$(PY) recipes/tydi/binarize.sh $(TYDI_OUT) --train $(TYDI_TRAIN) --valid $(TYDI_DEV) \
-	    --dict $(XLMR_DIR)/dict.txt --bpe sentencepiece \
-	    --sentencepiece-model $(XLMR_DIR)/sentencepiece.bpe.model --workers $(QA_WORKERS)
+	PYTHON=$(PY) recipes/tydi/binarize.sh $(TYDI_OUT) --train $(TYDI_TRAIN) --valid $(TYDI_DEV) $(TYDI_BPE)
 
 tydi-train: install
 	PYTHON=$(PY) recipes/tydi/train.sh $(TYDI_OUT)/bin $(TYDI_OUT)/pretrained/model.pt $(TYDI_OUT)/checkpoints
@@ -90,6 +101,12 @@ tydi-train: install
 tydi-predict: install
 	PYTHON=$(PY) recipes/tydi/predict.sh $(TYDI_OUT)/checkpoints/checkpoint_best.pt $(TYDI_OUT)/bin \
 	    $(TYDI_OUT)/predictions.jsonl
+
+tydi-test: install
+	@test -n "$(TYDI_TEST)" || { echo "make $@: set TYDI_TEST=<TyDi QA test records, annotations not needed>" >&2; exit 2; }
+	PYTHON=$(PY) recipes/tydi/binarize.sh $(TYDI_OUT) --test $(TYDI_TEST) $(TYDI_BPE)
+	PYTHON=$(PY) recipes/tydi/predict.sh $(TYDI_OUT)/checkpoints/checkpoint_best.pt $(TYDI_OUT)/bin \
+	    $(TYDI_OUT)/test_predictions.jsonl --split test
 
 # ---------------------------------------------------------------------------------------
 # Long-document summarization (issue 3): the paper's arXiv table at 4k and 16k source tokens

@@ -1,21 +1,35 @@
 """Run a ``long_qa`` checkpoint over every window of a split and write official-format predictions.
 
     python -m fairseq_poolingformer.predict_qa --checkpoint ckpt/checkpoint_best.pt \
-        --data-dir data-bin/nq --split dev --format nq --output preds.json
+        --data-dir data-bin/nq --split valid --format nq --output preds.json
 
 Per window (all windows of the split, none dropped), from the QA head's logits:
-- short / minimal answer: the best span with start <= end < start + ``--max-answer-len`` (30)
-  whose two ends are document subwords; its score is start + end logit minus the <s>
-  ("no span") start + end logit;
-- long answer / passage: each candidate in the window scores its logit minus the
-  "no candidate" logit;
-- answer type: the five type logits.
-Per example (every example of ``<split>.examples.jsonl``, in its order), windows combine as:
-the short answer is the best-scoring span over all windows; the long answer is the candidate
-with the best score over all windows; the yes/no answer is YES / NO when the answer-type head of
-the window holding the best span predicts yes / no (the short answer is then empty, as in the
-official formats). Spans map back through ``unit_map`` and the example's ``units`` (explicit
-spans, or NQ's compact form ``"units": null, "num_units": N``: unit i is token i).
+- span: the best span with start <= end < start + ``--max-answer-len`` (30) whose two ends are
+  document subwords;
+- long answer / passage: every candidate in the window;
+- answer type: the five type logits (null, short, long only, yes, no).
+
+Per example (every example of ``<split>.examples.jsonl``, in its order), the windows combine
+at the **document** level, as in the paper ("the answer type is predicted by the document
+representation"):
+
+- the answer-type evidence of type t is its margin over null, maxed over the example's windows:
+  ``E_t = max_w (type_logit_w[t] - type_logit_w[null])`` for t in {short, yes, no};
+- the short / minimal answer is YES or NO when ``E_yes`` or ``E_no`` is the largest of the three
+  (the short answer is then empty, as the official formats require), else the best span over
+  all windows (ties go to the span);
+- the long answer / passage is the candidate with the best score over all windows.
+
+Scores (the rule the official scorers' threshold sweep relies on). Every score is the natural
+log-odds of the written answer against the null answer, under the head that chose it, so real
+answers of every kind rank on one scale and a null answer scores 0 (``NULL_SCORE``):
+- span: ``(start[i] + end[j]) - (start[<s>] + end[<s>])``, best over windows;
+- YES / NO: ``E_yes`` / ``E_no`` above;
+- long answer / passage: ``long[c] - long[no candidate]``, best over windows.
+A real answer thus scores above a null one exactly by its margin over null (below it when the
+model prefers null); nothing is thresholded here: ``nq_eval.py`` / ``tydi_eval.py`` sweep the
+threshold over these scores. Spans map back through ``unit_map`` and the example's ``units``
+(explicit spans, or NQ's compact form ``"units": null, "num_units": N``: unit i is token i).
 
 Outputs, exactly the official formats:
 - ``--format nq``: one JSON object ``{"predictions": [...]}`` (NQ ``nq_eval.py``), each with
@@ -26,8 +40,13 @@ Outputs, exactly the official formats:
   ``example_id`` (int, as in the official files), ``language``, ``passage_answer_index``,
   ``passage_answer_score``, ``minimal_answer`` {start_byte_offset, end_byte_offset},
   ``minimal_answer_score``, ``yes_no_answer``.
-Every answer is written with its score, never thresholded: the official scripts choose the
-score thresholds. Final numbers come from those scripts, not from the criterion's
+Splits without gold (blind test sets, preprocessed from records without ``annotations``) are
+predicted the same way: one entry per example.
+
+Next to the output, ``<output stem>.report.json`` (also logged) counts examples and windows,
+short answers by kind (span / YES / NO / null), long answers, and the predicted spans that are
+exactly ``--max-answer-len`` subwords long (a gold answer longer than the limit can only come
+out cut to it). Final numbers come from the official scripts, not from the criterion's
 approximate window-level F1.
 """
 from __future__ import annotations
@@ -38,6 +57,7 @@ import logging
 import math
 import os
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -50,9 +70,9 @@ from preprocess.qa_units import example_units
 
 logger = logging.getLogger("fairseq_poolingformer.predict_qa")
 
-YES_TYPE, NO_TYPE = 3, 4
+NULL_TYPE, SHORT_TYPE, YES_TYPE, NO_TYPE = 0, 1, 3, 4   # answer types of the QA head
 YES_NO = {YES_TYPE: "YES", NO_TYPE: "NO"}
-NULL_SCORE = 0.0  # score written with a null answer (scores of real answers are finite floats)
+NULL_SCORE = 0.0  # score of a null answer: a real answer scores its log-odds against null
 
 
 # ---------------------------------------------------------------------------
@@ -61,16 +81,25 @@ NULL_SCORE = 0.0  # score written with a null answer (scores of real answers are
 @dataclass
 class WindowResult:
     """What one window contributes to its example's prediction."""
-    span_score: float            # -inf when the window has no document subword
+    span_score: float            # best span's log-odds against the <s> span; -inf: no document subword
     unit_start: int              # index into the example's units (-1 when no span)
     unit_end: int
-    type_logits: list[float]     # (5,)
+    type_logits: list[float]     # (5,) null, short, long only, yes, no
     candidate_scores: dict[int, float] = field(default_factory=dict)  # cand_list_pos -> score
+    span_len: int = 0            # subwords in the best span (0 when none)
+
+    def type_margin(self, answer_type: int) -> float:
+        """Log-odds of ``answer_type`` against null in this window's answer-type head."""
+        return self.type_logits[answer_type] - self.type_logits[NULL_TYPE]
 
 
 def window_results(logits: dict[str, torch.Tensor], sample: dict[str, Any], unit_maps: list[torch.Tensor],
                    max_answer_len: int) -> list[WindowResult]:
-    """Decode one batch of head logits into one WindowResult per window (batch order)."""
+    """Decode one batch of head logits into one WindowResult per window (batch order).
+
+    logits: start, end (B, T); long (B, K + 1); answer_type (B, 5). sample: doc_mask (B, T),
+    candidate_index (B, K). unit_maps: B tensors (T_b,).
+    """
     start, end = logits["start"].float(), logits["end"].float()          # (B, T)
     best, s_hat, e_hat = best_spans(start, end, sample["doc_mask"], max_answer_len)
     null = start[:, 0] + end[:, 0]                                       # (B,) the <s> span
@@ -91,6 +120,7 @@ def window_results(logits: dict[str, torch.Tensor], sample: dict[str, Any], unit
             unit_end=int(unit_map[e_hat[b]]) if has_span else -1,
             type_logits=logits["answer_type"][b].float().tolist(),
             candidate_scores=scores,
+            span_len=int(e_hat[b] - s_hat[b]) + 1 if has_span else 0,
         ))
     return results
 
@@ -106,20 +136,28 @@ class ExamplePrediction:
     unit_end: int = -1
     short_score: float = NULL_SCORE
     yes_no: str = "NONE"
+    span_len: int = 0             # subwords of the predicted span (0: no span)
+
+
+def answer_type_evidence(windows: list[WindowResult]) -> dict[int, float]:
+    """Document-level evidence ``E_t = max_w margin_w(t)`` for t in short, yes, no."""
+    return {t: max(w.type_margin(t) for w in windows) for t in (SHORT_TYPE, YES_TYPE, NO_TYPE)}
 
 
 def combine_windows(windows: list[WindowResult]) -> ExamplePrediction:
-    """Best span and best candidate over an example's windows (see the module docstring)."""
+    """One example's prediction from all its windows (rules in the module docstring)."""
     pred = ExamplePrediction()
+    if not windows:
+        return pred
+    evidence = answer_type_evidence(windows)
+    kind = max((SHORT_TYPE, YES_TYPE, NO_TYPE), key=lambda t: evidence[t])  # ties: the span
     with_span = [w for w in windows if not math.isinf(w.span_score)]
-    if with_span:
+    if kind in YES_NO:
+        pred.yes_no, pred.short_score = YES_NO[kind], evidence[kind]
+    elif with_span:
         top = max(with_span, key=lambda w: w.span_score)
-        answer_type = max(range(len(top.type_logits)), key=lambda t: top.type_logits[t])
-        pred.short_score = top.span_score
-        if answer_type in YES_NO:
-            pred.yes_no = YES_NO[answer_type]
-        else:
-            pred.unit_start, pred.unit_end = top.unit_start, top.unit_end
+        pred.unit_start, pred.unit_end, pred.short_score = top.unit_start, top.unit_end, top.span_score
+        pred.span_len = top.span_len
     best: dict[int, float] = {}
     for w in windows:
         for pos, score in w.candidate_scores.items():
@@ -242,31 +280,90 @@ def _to_cuda(sample: Any) -> Any:
     return sample
 
 
+@dataclass
+class PredictionReport:
+    """What a prediction run wrote: counts by answer kind, and spans cut at the length limit."""
+    examples: int = 0
+    windows: int = 0
+    examples_without_windows: int = 0
+    short: Counter = field(default_factory=Counter)   # span / YES / NO / null
+    long: Counter = field(default_factory=Counter)    # answer / null
+    max_answer_len: int = 0
+    spans_at_max_answer_len: int = 0
+
+    def add(self, pred: ExamplePrediction, n_windows: int) -> None:
+        self.examples += 1
+        self.windows += n_windows
+        self.examples_without_windows += n_windows == 0
+        kind = pred.yes_no if pred.yes_no != "NONE" else ("span" if pred.unit_start >= 0 else "null")
+        self.short[kind] += 1
+        self.long["answer" if pred.long_index >= 0 else "null"] += 1
+        self.spans_at_max_answer_len += pred.span_len == self.max_answer_len
+
+    def to_dict(self) -> dict:
+        return {"examples": self.examples, "windows": self.windows,
+                "examples_without_windows": self.examples_without_windows,
+                "short_answers": {k: self.short[k] for k in ("span", "YES", "NO", "null")},
+                "long_answers": {k: self.long[k] for k in ("answer", "null")},
+                "max_answer_len": self.max_answer_len,
+                "spans_at_max_answer_len": self.spans_at_max_answer_len}
+
+    def summary(self) -> str:
+        s, lg = self.short, self.long
+        return (f"{self.examples} predictions ({self.windows} windows, {self.examples_without_windows} examples "
+                f"without windows); short answers: {s['span']} spans, {s['YES']} YES, {s['NO']} NO, "
+                f"{s['null']} null; long answers: {lg['answer']}, null {lg['null']}; "
+                f"{self.spans_at_max_answer_len} predicted spans are --max-answer-len {self.max_answer_len} "
+                f"subwords long (longer answers are cut to it)")
+
+
+def report_path(output: str) -> str:
+    """``preds.json`` -> ``preds.report.json`` (next to the predictions)."""
+    return os.path.splitext(output)[0] + ".report.json"
+
+
+def _write_atomic(path: str, write) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def write_predictions(examples_path: str, by_example: dict[int, list[tuple[int, WindowResult]]],
-                      fmt: str, output: str) -> int:
-    """Combine windows per example and write the official format atomically; return #examples."""
+                      fmt: str, output: str, max_answer_len: int = 30) -> PredictionReport:
+    """Combine windows per example and write the official format, then its report, each
+    atomically. Every example gets one entry (null answers when it has no window)."""
     entries = []
+    report = PredictionReport(max_answer_len=max_answer_len)
     for row, example in enumerate(iter_examples(examples_path)):
         if example.get("dataset", fmt) != fmt:
             raise ValueError(f"predict_qa: {examples_path}:{row + 1}: dataset {example.get('dataset')!r} "
                              f"cannot be written in --format {fmt}")
         windows = [r for _, r in sorted(by_example.get(row, []), key=lambda x: x[0])]
         pred = combine_windows(windows)
+        report.add(pred, len(windows))
         entries.append(nq_entry(example, pred) if fmt == "nq" else tydi_entry(example, pred))
-    tmp = f"{output}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            if fmt == "nq":
-                json.dump({"predictions": entries}, f, ensure_ascii=False)
-                f.write("\n")
-            else:
-                for entry in entries:
-                    f.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return len(entries)
+    unknown = sorted(set(by_example) - set(range(len(entries))))
+    if unknown:
+        raise ValueError(f"predict_qa: windows point at example rows {unknown[:5]} but {examples_path} "
+                         f"has {len(entries)} examples (binaries and examples file of different runs?)")
+
+    def write_entries(f) -> None:
+        if fmt == "nq":
+            json.dump({"predictions": entries}, f, ensure_ascii=False)
+            f.write("\n")
+        else:
+            for entry in entries:
+                f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+    _write_atomic(output, write_entries)
+    _write_atomic(report_path(output), lambda f: f.write(json.dumps(
+        {"predictions": output, "format": fmt, **report.to_dict()}, indent=2) + "\n"))
+    return report
 
 
 def load_model(checkpoint: str, data_dir: str, use_cuda: bool = False, fp16: bool = False):
@@ -308,8 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     task.load_dataset(args.split)
     by_example = predict_windows(model, task, args.split, args.max_answer_len, args.batch_size,
                                  args.max_tokens, use_cuda)
-    n = write_predictions(examples_path, by_example, args.format, args.output)
-    logger.info(f"wrote {n} predictions ({sum(len(v) for v in by_example.values())} windows) to {args.output}")
+    report = write_predictions(examples_path, by_example, args.format, args.output, args.max_answer_len)
+    logger.info(f"wrote {report.summary()} to {args.output} (report: {report_path(args.output)})")
     return 0
 
 

@@ -35,6 +35,8 @@ Usage::
     python -m preprocess.bpe --bpe sentencepiece --sentencepiece-train --vocab-size 8000 \\
         --sentencepiece-model bpe/spm.model --inputs text/train.source text/train.target \\
         --outputs bpe/train.source bpe/train.target
+    # the Fairseq dict.txt of an existing sentencepiece model, nothing else (e.g. for preprocess.tydi)
+    python -m preprocess.bpe --bpe sentencepiece --sentencepiece-model spm.model --write-dict dict.txt
 """
 from __future__ import annotations
 
@@ -258,8 +260,9 @@ def write_fairseq_dict(model_path: str, dict_path: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m preprocess.bpe", description=__doc__.split("\n\n")[0])
     p.add_argument("--bpe", choices=["gpt2", "sentencepiece"], required=True)
-    p.add_argument("--inputs", nargs="+", required=True, help="text files, one example per line")
-    p.add_argument("--outputs", nargs="+", required=True, help="one output per input")
+    p.add_argument("--inputs", nargs="+", default=[],
+                   help="text files, one example per line (optional with --write-dict alone)")
+    p.add_argument("--outputs", nargs="+", default=[], help="one output per input")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--decode", action="store_true", help="BPE lines -> text instead")
     p.add_argument("--keep-empty", action="store_true", help="encode empty lines instead of failing")
@@ -288,6 +291,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if len(args.inputs) != len(args.outputs):
         parser.error(f"{len(args.inputs)} --inputs but {len(args.outputs)} --outputs")
+    if args.write_dict and args.bpe != "sentencepiece":
+        parser.error("--write-dict writes the dictionary of a sentencepiece model: use --bpe sentencepiece "
+                     "(GPT-2 BPE models use the released dict.txt of RoBERTa / BART)")
+    if not args.inputs and not args.write_dict:
+        parser.error("nothing to do: give --inputs and --outputs (and/or --write-dict DICT)")
+    if args.sentencepiece_train and not (args.train_inputs or args.inputs):
+        parser.error("--sentencepiece-train needs --train-inputs or --inputs")
     try:
         if args.bpe == "gpt2":
             if not (args.encoder_json and args.vocab_bpe):
@@ -307,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 n = write_fairseq_dict(args.sentencepiece_model, args.write_dict)
                 print(f"wrote Fairseq dictionary: {args.write_dict} ({n} pieces)", file=sys.stderr)
         stats = process_files(backend, args.inputs, args.outputs, workers=args.workers, decode=args.decode,
-                              keep_empty=args.keep_empty, progress=not args.no_progress)
+                              keep_empty=args.keep_empty, progress=not args.no_progress) if args.inputs else []
     except (InputError, OSError, RuntimeError) as e:
         print(f"error: {e}; no output written", file=sys.stderr)
         return 1

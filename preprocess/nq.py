@@ -42,7 +42,7 @@ from typing import Sequence
 from preprocess.common import InputError, require
 from preprocess.qa_windows import (
     Annotation, Candidate, QAExample, WindowConfig, add_common_args, check_text,
-    main_for, negative_rate_from_args, require_at, require_yes_no,
+    main_for, negative_rate_from_args, read_annotations, require_at, require_yes_no,
 )
 
 FORMATS = ("simplified", "original")
@@ -145,10 +145,8 @@ def read_nq(record: dict, path: str, line: int, fmt: str = "simplified") -> QAEx
         raise InputError(path, line, "document_text" if fmt == "simplified" else "document_tokens",
                          "empty document", reason="empty_document")
     cands = _read_candidates(record, path, line, len(tokens), fmt == "original")
-    annotations = [
-        _read_annotation(a, path, line, f"annotations[{i}]", len(tokens), cands)
-        for i, a in enumerate(require(record, "annotations", list, path, line))
-    ]
+    annotations = read_annotations(
+        record, path, line, lambda a, where: _read_annotation(a, path, line, where, len(tokens), cands))
     return QAExample(str(example_id), "nq", "english", question, cands, annotations,
                      tokens=tokens, html=html, token_bytes=token_bytes)
 

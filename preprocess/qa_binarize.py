@@ -14,7 +14,9 @@ Output, in ``--destdir`` (everything ``long_qa`` and ``predict_qa`` read)::
                                      (window positions, inclusive); K may be 0
     <split>.labels.npy               int64 (N, 7), one row per window, columns LABEL_COLUMNS:
                                      example_row, window_index, question_len, answer_type,
-                                     start_position, end_position, long_position
+                                     start_position, end_position, long_position; the last four
+                                     are -1 for a window of an unlabelled example (blind test
+                                     sets: a window without the label fields)
     <split>.examples.jsonl           the examples, one compact JSON object a line; example_row r
                                      of labels.npy is line r + 1 of this file (records as given:
                                      NQ units stay in their compact form, read them with
@@ -76,15 +78,21 @@ def output_paths(destdir: str, split: str) -> dict[str, str]:
 # ---------------------------------------------------------------------------
 # examples
 
+LABEL_FIELDS = ("answer_type", "start_position", "end_position", "long_position")
+UNLABELLED = [-1, -1, -1, -1]   # label columns of a window without labels
+
+
 @dataclass
 class ExampleInfo:
     row: int
     num_units: int
     num_candidates: int
+    labelled: bool | None   # None: the record has no "annotations" field (an optional addition)
 
 
-def check_example(record: dict, path: str, line: int) -> tuple[str, int, int]:
-    """Validate one examples record; return (example_id, num_units, num_candidates)."""
+def check_example(record: dict, path: str, line: int) -> tuple[str, int, int, bool | None]:
+    """Validate one examples record; return (example_id, num_units, num_candidates, labelled):
+    labelled is False for ``"annotations": null`` (unlabelled), None when the field is absent."""
     example_id = require(record, "example_id", str, path, line)
     dataset = require(record, "dataset", str, path, line)
     if dataset not in DATASETS:
@@ -98,7 +106,12 @@ def check_example(record: dict, path: str, line: int) -> tuple[str, int, int]:
             value = cand.get(key)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise InputError(path, line, f"candidates[{i}].{key}", f"expected integer, got {value!r}")
-    return example_id, len(units), len(candidates)
+    if "annotations" not in record:
+        return example_id, len(units), len(candidates), None
+    annotations = record["annotations"]
+    if annotations is not None and not isinstance(annotations, list):
+        raise InputError(path, line, "annotations", f"expected a list or null, got {annotations!r}")
+    return example_id, len(units), len(candidates), annotations is not None
 
 
 # ---------------------------------------------------------------------------
@@ -142,6 +155,21 @@ def parse_window(item: tuple[str, int, bytes]) -> tuple[str, int, dict]:
             raise InputError(path, line, f"candidates[{i}]",
                              f"{c!r}: need cand_list_pos >= 0 and 0 <= start_pos <= end_pos < {n}")
         cands[i] = c
+    labelled = any(f in record for f in LABEL_FIELDS)
+    arrays = {
+        "input_ids": np.asarray(input_ids, dtype=np.int64),
+        "unit_map": np.asarray(unit_map, dtype=np.int32),
+        "candidates": cands.astype(np.int32).reshape(-1),
+        "labels": [window_index, question_len] + (_labels(record, path, line, n, question_len, len(raw_cands))
+                                                  if labelled else UNLABELLED),
+        "max_cand_pos": int(cands[:, 0].max()) if len(cands) else -1,
+        "labelled": labelled,
+    }
+    return example_id, line, arrays
+
+
+def _labels(record: dict, path: str, line: int, n: int, question_len: int, n_cands: int) -> list[int]:
+    """[answer_type, start_position, end_position, long_position] of a labelled window, checked."""
     answer_type = require(record, "answer_type", int, path, line)
     if not 0 <= answer_type < NUM_ANSWER_TYPES:
         raise InputError(path, line, "answer_type", f"{answer_type} not in [0, {NUM_ANSWER_TYPES})")
@@ -154,17 +182,10 @@ def parse_window(item: tuple[str, int, bytes]) -> tuple[str, int, dict]:
         raise InputError(path, line, "start_position",
                          f"short answer starts at {start}, inside the question (question_len {question_len})")
     long_position = require(record, "long_position", int, path, line)
-    if not -1 <= long_position < len(raw_cands):
+    if not -1 <= long_position < n_cands:
         raise InputError(path, line, "long_position",
-                         f"{long_position} not in [-1, {len(raw_cands)}) (number of window candidates)")
-    arrays = {
-        "input_ids": np.asarray(input_ids, dtype=np.int64),
-        "unit_map": np.asarray(unit_map, dtype=np.int32),
-        "candidates": cands.astype(np.int32).reshape(-1),
-        "labels": [window_index, question_len, answer_type, start, end, long_position],
-        "max_cand_pos": int(cands[:, 0].max()) if len(cands) else -1,
-    }
-    return example_id, line, arrays
+                         f"{long_position} not in [-1, {n_cands}) (number of window candidates)")
+    return [answer_type, start, end, long_position]
 
 
 def _raw_windows(path: str) -> Iterator[tuple[str, int, bytes]]:
@@ -183,7 +204,7 @@ def binarize_split(windows_path: str, examples_path: str, dict_path: str, destdi
     vocab_size, pad = len(dictionary), dictionary.pad()
     paths = output_paths(destdir, split)
     keys = list(paths)
-    summary: dict = {"split": split, "examples": 0, "windows": 0, "answer_types": Counter(),
+    summary: dict = {"split": split, "examples": 0, "windows": 0, "unlabelled_windows": 0, "answer_types": Counter(),
                      "windows_per_example_max": 0, "max_window_length": 0}
     with atomic_outputs([paths[k] for k in keys]) as tmp_list:
         tmp = dict(zip(keys, tmp_list))
@@ -191,10 +212,10 @@ def binarize_split(windows_path: str, examples_path: str, dict_path: str, destdi
         info: dict[str, ExampleInfo] = {}
         with open(tmp["examples"], "w", encoding="utf-8") as out:
             for line, record in iter_jsonl(examples_path):
-                example_id, n_units, n_cands = check_example(record, examples_path, line)
+                example_id, n_units, n_cands, labelled = check_example(record, examples_path, line)
                 if example_id in info:
                     raise InputError(examples_path, line, "example_id", f"duplicate example_id {example_id!r}")
-                info[example_id] = ExampleInfo(len(info), n_units, n_cands)
+                info[example_id] = ExampleInfo(len(info), n_units, n_cands, labelled)
                 out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
         summary["examples"] = len(info)
 
@@ -223,11 +244,20 @@ def binarize_split(windows_path: str, examples_path: str, dict_path: str, destdi
                 raise InputError(windows_path, line, "candidates",
                                  f"cand_list_pos {arrays['max_cand_pos']} >= number of candidates "
                                  f"{ex.num_candidates} of the example")
+            if ex.labelled is not None and arrays["labelled"] != ex.labelled:
+                raise InputError(windows_path, line, "answer_type",
+                                 "labels present but the example is unlabelled (\"annotations\": null)"
+                                 if arrays["labelled"] else
+                                 f"no labels (answer_type, start_position, end_position, long_position) "
+                                 f"but the example has annotations in {examples_path}")
             for key in builders:
                 builders[key].add_item(torch.from_numpy(arrays[key]))
             labels.append([ex.row] + arrays["labels"])
             windows_per_example[example_id] += 1
-            summary["answer_types"][arrays["labels"][2]] += 1
+            if arrays["labelled"]:
+                summary["answer_types"][arrays["labels"][2]] += 1
+            else:
+                summary["unlabelled_windows"] += 1
             summary["max_window_length"] = max(summary["max_window_length"], len(ids))
         for key, builder in builders.items():
             builder.finalize(tmp[f"{key}.idx"])
@@ -260,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{args.split}: kept {summary['windows']} windows of {summary['examples']} examples "
           f"({summary['examples_without_windows']} examples without windows), skipped 0; "
-          f"answer types {summary['answer_types']}, longest window {summary['max_window_length']}",
+          f"answer types {summary['answer_types']}, {summary['unlabelled_windows']} unlabelled windows, longest window {summary['max_window_length']}",
           file=sys.stderr)
     return 0
 

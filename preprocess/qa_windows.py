@@ -12,7 +12,7 @@ step is ``min(doc_stride, budget)``, so no subword is ever left out). ``question
 ``<s> question </s>`` with the question truncated to ``max_question_len`` subwords.
 
 Labels, relative to each window (answer_type 0 null, 1 short/minimal, 2 long-only/passage-only,
-3 yes, 4 no):
+3 yes, 4 no), for labelled examples only:
   1 when the gold short/minimal answer's subwords are all inside the window;
   3 / 4 for a yes/no answer when the gold long answer/passage overlaps the window;
   2 when the gold long answer/passage overlaps the window (and no short answer is inside);
@@ -21,6 +21,12 @@ Labels, relative to each window (answer_type 0 null, 1 short/minimal, 2 long-onl
 Training (``negative_rate < 1``): each answer_type-0 window is kept with probability
 ``negative_rate``, drawn from ``random.Random(f"{seed}:{example_id}")`` so the choice does not
 depend on the number of workers. ``window_index`` numbers the windows before sub-sampling.
+
+Unlabelled examples (records without ``annotations``, or with ``null`` / ``[]``: the blind NQ and
+TyDi QA test sets) are kept whole: every window, whatever ``negative_rate``, written without the
+four label fields (``answer_type``, ``start_position``, ``end_position``, ``long_position``), and
+the example with ``"annotations": null``. Nothing about their answers is invented; they can be
+predicted, not trained on. The report counts them.
 """
 from __future__ import annotations
 
@@ -47,7 +53,7 @@ __all__ = [
     "tokenize_example", "window_spans", "build_windows", "example_record",
     "process_example", "run_pipeline", "output_paths", "expand_inputs", "window_summary",
     "add_common_args", "tokenizer_spec_from_args", "negative_rate_from_args", "main_for",
-    "require_at", "require_yes_no", "check_text",
+    "require_at", "require_yes_no", "check_text", "read_annotations",
 ]
 
 ANSWER_TYPES = {"null": 0, "short": 1, "long": 2, "yes": 3, "no": 4}
@@ -107,15 +113,19 @@ class QAExample:
     language: str
     question: str
     candidates: list[Candidate]
-    annotations: list[Annotation]
+    annotations: list[Annotation] | None     # None: unlabelled (a blind test record)
     tokens: list[str] | None = None
     html: list[bool] | None = None
     token_bytes: list[tuple[int, int]] | None = None
     text: str | None = None
 
     @property
+    def labelled(self) -> bool:
+        return self.annotations is not None
+
+    @property
     def label(self) -> Annotation:
-        return choose_label(self.annotations)
+        return choose_label(self.annotations or [])
 
 
 def choose_label(annotations: Sequence[Annotation]) -> Annotation:
@@ -142,7 +152,7 @@ def tokenize_example(ex: QAExample, tokenizer, drop_html: bool = True,
         return tokenize_tokens(ex.tokens, tokenizer, ex.html if drop_html else None)
     cuts = [b for c in ex.candidates for b in (c.start_byte, c.end_byte)]
     if split_at_answers:
-        cuts += [b for a in ex.annotations for s in a.short_spans for b in s]
+        cuts += [b for a in ex.annotations or [] for s in a.short_spans for b in s]
     return tokenize_text(ex.text, tokenizer, cuts)
 
 
@@ -189,6 +199,7 @@ class WindowStats:
     kept: int = 0
     negatives_dropped: int = 0
     answer_types: Counter = field(default_factory=Counter)
+    unlabelled: int = 0             # windows of unlabelled examples (kept, no labels)
     labels_not_exact: int = 0       # gold span whose subwords map back to other offsets
     labels_without_subwords: int = 0  # gold span with no subword at all (answer lost)
 
@@ -221,7 +232,7 @@ def build_windows(ex: QAExample, doc: TokenizedDoc, question_ids: list[int], bos
     contained = ex.dataset == "nq" or cfg.split_at_answers
     cand_sw = [doc.subword_span(*c.span(ex.dataset), contained=contained) for c in ex.candidates]
     label = ex.label
-    long_sw, short_sw = _gold_subwords(ex, doc, label, contained, stats)
+    long_sw, short_sw = _gold_subwords(ex, doc, label, contained, stats) if ex.labelled else (None, None)
     kind = label.kind
     rng = random.Random(f"{cfg.seed}:{ex.example_id}")
 
@@ -237,6 +248,16 @@ def build_windows(ex: QAExample, doc: TokenizedDoc, question_ids: list[int], bos
             if pos == label.long_index:
                 long_position = len(cands)
             cands.append([pos, max(sw[0], first) + off, min(sw[1], last) + off])
+        record = {
+            "example_id": ex.example_id, "window_index": w, "input_ids": input_ids,
+            "question_len": question_len, "unit_map": unit_map, "candidates": cands,
+        }
+        stats.windows += 1
+        if not ex.labelled:
+            stats.kept += 1
+            stats.unlabelled += 1
+            records.append(record)
+            continue
         answer_type, start_position, end_position = 0, 0, 0
         if long_sw is not None and long_position >= 0:
             if kind == "short" and short_sw is not None and first <= short_sw[0] and short_sw[1] <= last:
@@ -246,18 +267,13 @@ def build_windows(ex: QAExample, doc: TokenizedDoc, question_ids: list[int], bos
                 answer_type = ANSWER_TYPES[kind]
             else:
                 answer_type = 2
-        stats.windows += 1
         if answer_type == 0 and cfg.negative_rate < 1.0 and rng.random() >= cfg.negative_rate:
             stats.negatives_dropped += 1
             continue
         stats.kept += 1
         stats.answer_types[answer_type] += 1
-        records.append({
-            "example_id": ex.example_id, "window_index": w, "input_ids": input_ids,
-            "question_len": question_len, "unit_map": unit_map, "candidates": cands,
-            "answer_type": answer_type, "start_position": start_position,
-            "end_position": end_position, "long_position": long_position,
-        })
+        records.append({**record, "answer_type": answer_type, "start_position": start_position,
+                        "end_position": end_position, "long_position": long_position})
     return records
 
 
@@ -268,7 +284,7 @@ def example_record(ex: QAExample, doc: TokenizedDoc) -> dict:
         "question": ex.question, "candidates": [c.to_json() for c in ex.candidates],
         # NQ: unit i is token i, written compactly ("units": null, "num_units": N); TyDi: byte spans
         **units_to_json(doc.units, compact=ex.dataset == "nq"),
-        "annotations": [a.to_json() for a in ex.annotations],
+        "annotations": None if ex.annotations is None else [a.to_json() for a in ex.annotations],
     }
     if ex.token_bytes is not None:
         rec["token_bytes"] = [list(b) for b in ex.token_bytes]
@@ -401,6 +417,7 @@ def _add_stats(total: WindowStats, s: WindowStats) -> None:
     total.kept += s.kept
     total.negatives_dropped += s.negatives_dropped
     total.answer_types.update(s.answer_types)
+    total.unlabelled += s.unlabelled
     total.labels_not_exact += s.labels_not_exact
     total.labels_without_subwords += s.labels_without_subwords
 
@@ -408,7 +425,7 @@ def _add_stats(total: WindowStats, s: WindowStats) -> None:
 def window_summary(stats: WindowStats) -> str:
     types = ", ".join(f"{k}: {stats.answer_types[v]}" for k, v in ANSWER_TYPES.items())
     return (f"windows: kept {stats.kept} of {stats.windows} ({stats.negatives_dropped} negatives dropped); "
-            f"answer types {{{types}}}; labels not exact {stats.labels_not_exact}, "
+            f"answer types {{{types}}}, unlabelled {stats.unlabelled}; labels not exact {stats.labels_not_exact}, "
             f"labels without subwords {stats.labels_without_subwords}")
 
 
@@ -417,6 +434,7 @@ def _write_report(path: str, report: Report, stats: WindowStats, cfg: WindowConf
     data["windows"] = {
         "total": stats.windows, "kept": stats.kept, "negatives_dropped": stats.negatives_dropped,
         "answer_types": {k: stats.answer_types[v] for k, v in ANSWER_TYPES.items()},
+        "unlabelled": stats.unlabelled,
         "labels_not_exact": stats.labels_not_exact,
         "labels_without_subwords": stats.labels_without_subwords,
     }
@@ -497,6 +515,16 @@ def require_at(obj: dict, key: str, types, path: str, line: int, where: str):
         return require(obj, key, types, path, line)
     except InputError as e:
         raise InputError(path, line, f"{where}.{key}" if where else key, e.message, e.reason) from None
+
+
+def read_annotations(record: dict, path: str, line: int,
+                     read_one: Callable[[dict, str], Annotation]) -> list[Annotation] | None:
+    """The record's annotations through ``read_one(annotation, where)``; ``None`` (unlabelled)
+    when ``annotations`` is absent, ``null`` or ``[]``, as in the blind test sets."""
+    if record.get("annotations") in (None, []):
+        return None
+    items = require(record, "annotations", list, path, line)
+    return [read_one(a, f"annotations[{i}]") for i, a in enumerate(items)]
 
 
 def require_yes_no(annotation: dict, has_long: bool, path: str, line: int, where: str, long_name: str) -> str:

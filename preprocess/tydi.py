@@ -33,7 +33,7 @@ from typing import Sequence
 from preprocess.common import InputError, require
 from preprocess.qa_windows import (
     Annotation, Candidate, QAExample, WindowConfig, add_common_args, check_text,
-    main_for, negative_rate_from_args, require_at, require_yes_no,
+    main_for, negative_rate_from_args, read_annotations, require_at, require_yes_no,
 )
 
 
@@ -98,10 +98,8 @@ def read_tydi(record: dict, path: str, line: int) -> QAExample:
     for i, c in enumerate(require(record, "passage_answer_candidates", list, path, line, item_type=dict)):
         s, e = _byte_span(c, path, line, f"passage_answer_candidates[{i}]", raw, allow_null=False)
         cands.append(Candidate(i, -1, -1, s, e, True))
-    annotations = [
-        _read_annotation(a, path, line, f"annotations[{i}]", raw, cands)
-        for i, a in enumerate(require(record, "annotations", list, path, line))
-    ]
+    annotations = read_annotations(
+        record, path, line, lambda a, where: _read_annotation(a, path, line, where, raw, cands))
     return QAExample(str(example_id), "tydi", language, question, cands, annotations, text=text)
 
 

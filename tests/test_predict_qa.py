@@ -1,6 +1,8 @@
 """predict_qa: official NQ / TyDi QA prediction formats from real samples run through the real QA
 preprocessing (GPT-2 BPE), a tiny checkpoint trained by fairseq-train, and an oracle model whose
-predictions must map back to exactly the gold tokens / bytes."""
+predictions must map back to exactly the gold tokens / bytes, YES / NO answers included, with
+scores that the official NQ scorer's threshold sweep fully credits; blind test splits."""
+import dataclasses
 import gzip
 import json
 import math
@@ -8,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -35,19 +38,74 @@ def _bpe_args(split: str, out: str, extra=()) -> list:
             "--max-length", "192", "--doc-stride", "96", "--no-progress", *extra]
 
 
+def _question(record: dict, prefix: str) -> dict:
+    """The same document asked another question (so the oracle tells its windows apart)."""
+    return dict(record, question_text=f"{prefix} {record['question_text']}")
+
+
+def nq_yes_no_records() -> list[dict]:
+    """The real NQ dev example (long + short answer, tokens 212-310 / 213-215) and the same
+    document with a YES on candidate 22 (tokens 941-1107), a NO on candidate 30 (1933-2067),
+    both far from the first window, and a null answer."""
+    base = _gold_nq()[0]
+    ann = base["annotations"][0]
+    records = [base]
+    for k, (prefix, yes_no, cand) in enumerate((("is it true that", "YES", 22), ("is it false that", "NO", 30),
+                                                ("who else knows", "NONE", -1)), start=1):
+        c = base["long_answer_candidates"][cand] if cand >= 0 else {"start_token": -1, "end_token": -1}
+        a = dict(ann, short_answers=[], yes_no_answer=yes_no,
+                 long_answer={"start_token": c["start_token"], "end_token": c["end_token"], "candidate_index": cand})
+        records.append(dict(_question(base, prefix), example_id=base["example_id"] + k, annotations=[a]))
+    return records
+
+
+def tydi_yes_no_records() -> list[dict]:
+    """The three real TyDi dev examples (Korean null, Thai and Arabic minimal answers) and two
+    more questions on the Korean and Thai documents: NO on Korean passage 12, YES on Thai
+    passage 5 (both far from the first window)."""
+    korean, thai, arabic = _gold_tydi()
+    null_minimal = {"plaintext_start_byte": -1, "plaintext_end_byte": -1}
+    records = [korean, thai, arabic]
+    for k, (rec, passage, yes_no) in enumerate(((korean, 12, "NO"), (thai, 5, "YES")), start=1):
+        ann = {"passage_answer": {"candidate_index": passage}, "minimal_answer": null_minimal, "yes_no_answer": yes_no}
+        records.append(dict(_question(rec, "yes or no:"), example_id=rec["example_id"] + k, annotations=[ann] * 3))
+    return records
+
+
+def _write_jsonl(path, records) -> str:
+    with open(path, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return str(path)
+
+
+def _without_annotations(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "annotations"} for r in records]
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """Windows of the real NQ dev sample and TyDi dev samples (GPT-2 BPE, 192 / 96), binarized
-    in one data dir: splits nq, tydi, and train (= nq) for a short training run."""
+    in one data dir: splits nq, tydi, train (= nq) for a short training run, nq_yn / tydi_yn
+    (the samples plus YES / NO / null questions on the same documents) and nq_test / tydi_test
+    (those, without annotations: blind test sets)."""
     root = tmp_path_factory.mktemp("predict")
     jsonl, bin_dir = str(root / "jsonl"), str(root / "bin")
     assert nq_pre.main(["--input", NQ_DEV, *_bpe_args("nq", jsonl)]) == 0
     # split: every gold minimal answer maps to whole subwords (exact round trip for the oracle)
     assert tydi_pre.main(["--input", TYDI_DEV, *_bpe_args("tydi", jsonl, ["--answer-boundaries", "split"])]) == 0
-    for split, src in (("nq", "nq"), ("tydi", "tydi"), ("train", "nq")):
+    nq_yn, tydi_yn = nq_yes_no_records(), tydi_yes_no_records()
+    for pre, split, records, extra in (
+            (nq_pre, "nq_yn", nq_yn, []), (tydi_pre, "tydi_yn", tydi_yn, ["--answer-boundaries", "split"]),
+            (nq_pre, "nq_test", _without_annotations(nq_yn), []),
+            (tydi_pre, "tydi_test", _without_annotations(tydi_yn), [])):
+        src = _write_jsonl(root / f"{split}.jsonl", records)
+        assert pre.main(["--input", src, *_bpe_args(split, jsonl, extra)]) == 0
+    for split, src in (("nq", "nq"), ("tydi", "tydi"), ("train", "nq"), ("nq_yn", "nq_yn"),
+                       ("tydi_yn", "tydi_yn"), ("nq_test", "nq_test"), ("tydi_test", "tydi_test")):
         qa_binarize.binarize_split(f"{jsonl}/{src}.windows.jsonl", f"{jsonl}/{src}.examples.jsonl",
                                    os.path.join(BPE, "dict.txt"), bin_dir, split, progress=False)
-    return {"root": root, "bin": bin_dir}
+    return {"root": root, "bin": bin_dir, "nq_yn": nq_yn, "tydi_yn": tydi_yn}
 
 
 @pytest.fixture(scope="module")
@@ -86,11 +144,11 @@ def _gold_tydi():
 # ---------------------------------------------------------------------------
 # format checks (shared by the CLI run and the oracle)
 
-def check_nq(path):
+def check_nq(path, gold_records=None):
     with open(path, encoding="utf-8") as f:
         top = json.load(f)
     assert set(top) == {"predictions"}
-    gold = {int(g["example_id"]): g for g in _gold_nq()}
+    gold = {int(g["example_id"]): g for g in gold_records or _gold_nq()}
     preds = top["predictions"]
     assert sorted(p["example_id"] for p in preds) == sorted(gold)
     for p in preds:
@@ -107,6 +165,8 @@ def check_nq(path):
             assert {"start_token": la["start_token"], "end_token": la["end_token"]} in [
                 {"start_token": c["start_token"], "end_token": c["end_token"]} for c in g["long_answer_candidates"]]
         assert isinstance(p["short_answers"], list)
+        if p["yes_no_answer"] != "NONE":  # the official reader refuses YES/NO next to a short answer
+            assert p["short_answers"] == []
         for sa in p["short_answers"]:
             assert set(sa) == SPAN_KEYS and all(type(v) is int for v in sa.values())
             assert 0 <= sa["start_token"] < sa["end_token"] <= n_tokens
@@ -120,12 +180,12 @@ def _schema(value):
     return type(value).__name__
 
 
-def check_tydi(path):
+def check_tydi(path, gold_records=None):
     sample = [json.loads(line) for line in open(TYDI_SAMPLE_PREDICTION, encoding="utf-8")]
     schema = _schema(sample[0])
     assert all(_schema(s) == schema for s in sample)
     lines = [json.loads(line) for line in open(path, encoding="utf-8")]
-    gold = {g["example_id"]: g for g in _gold_tydi()}
+    gold = {g["example_id"]: g for g in gold_records or _gold_tydi()}
     assert sorted(p["example_id"] for p in lines) == sorted(gold)
     for p in lines:
         assert _schema(p) == schema, p
@@ -134,6 +194,8 @@ def check_tydi(path):
         assert -1 <= p["passage_answer_index"] < len(g["passage_answer_candidates"])
         assert p["yes_no_answer"] in ("NONE", "YES", "NO")
         m = p["minimal_answer"]
+        if p["yes_no_answer"] != "NONE":  # the official reader refuses YES/NO next to a minimal span
+            assert m == {"start_byte_offset": -1, "end_byte_offset": -1}
         text = g["document_plaintext"].encode("utf-8")
         if m["start_byte_offset"] != -1:
             assert 0 <= m["start_byte_offset"] < m["end_byte_offset"] <= len(text)
@@ -150,8 +212,12 @@ def check_tydi(path):
 def test_predict_cli_nq_and_tydi_formats(data, checkpoint, tmp_path):
     proc = _predict_cli(checkpoint, data["bin"], "nq", "nq", tmp_path / "nq.json")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "wrote 1 predictions (40 windows)" in proc.stderr
+    assert "wrote 1 predictions (40 windows, 0 examples without windows)" in proc.stderr
     check_nq(tmp_path / "nq.json")
+    report = json.loads((tmp_path / "nq.report.json").read_text())
+    assert report["examples"] == 1 and report["windows"] == 40 and report["max_answer_len"] == 30
+    assert sum(report["short_answers"].values()) == sum(report["long_answers"].values()) == 1
+    assert 0 <= report["spans_at_max_answer_len"] <= report["short_answers"]["span"]
     proc = _predict_cli(checkpoint, data["bin"], "tydi", "tydi", tmp_path / "tydi.jsonl")
     assert proc.returncode == 0, proc.stderr[-3000:]
     preds = check_tydi(tmp_path / "tydi.jsonl")
@@ -200,14 +266,43 @@ class Oracle(torch.nn.Module):
         return {"start": start, "end": end, "long": long, "answer_type": answer_type}, {}
 
 
-def _oracle_predictions(data, split, fmt, out, max_answer_len=30):
+def _oracle_predictions(data, split, fmt, out, max_answer_len=30, max_sentences=5):
     task = LongQATask.setup_task(LongQAConfig(data=data["bin"], seed=1))
     ds = task.load_dataset(split)
     by_example = predict_qa.predict_windows(Oracle(ds, task.dictionary.pad()), task, split,
-                                            max_answer_len=max_answer_len, max_sentences=5)
+                                            max_answer_len=max_answer_len, max_sentences=max_sentences or len(ds))
     assert sum(len(v) for v in by_example.values()) == len(ds)  # every window, none dropped
-    predict_qa.write_predictions(os.path.join(data["bin"], f"{split}.examples.jsonl"), by_example, fmt, str(out))
+    predict_qa.write_predictions(os.path.join(data["bin"], f"{split}.examples.jsonl"), by_example, fmt, str(out),
+                                 max_answer_len)
     return by_example
+
+
+def _answer_windows(data, split, answer_type):
+    """window_index of the windows labelled ``answer_type`` (3 yes, 4 no), per example row."""
+    labels = np.load(os.path.join(data["bin"], f"{split}.labels.npy"))
+    rows = labels[labels[:, 3] == answer_type]
+    return {int(r): sorted(int(w) for w in rows[rows[:, 0] == r, 1]) for r in np.unique(rows[:, 0])}
+
+
+def nq_official_scores(gold_records, predictions_path, tmp_path) -> dict:
+    """The official NQ scorer (PyPI natural-questions: natural_questions.nq_eval) on our file.
+    Gold: the records with their annotations in the original-format span layout (bytes -1, so
+    spans compare by token); one annotation each, so one non-null vote makes a gold answer."""
+    def span(d):
+        return {"start_token": d["start_token"], "end_token": d["end_token"], "start_byte": -1, "end_byte": -1}
+
+    gold_path = tmp_path / "nq-gold.jsonl.gz"
+    with gzip.open(gold_path, "wt", encoding="utf-8") as f:
+        for g in gold_records:
+            anns = [{"long_answer": span(a["long_answer"]), "short_answers": [span(x) for x in a["short_answers"]],
+                     "yes_no_answer": a["yes_no_answer"]} for a in g["annotations"]]
+            f.write(json.dumps({"example_id": g["example_id"], "annotations": anns}) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "natural_questions.nq_eval", f"--gold_path={gold_path}",
+                           f"--predictions_path={predictions_path}", "--long_non_null_threshold=1",
+                           "--short_non_null_threshold=1", "--num_threads=1"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_oracle_nq_prediction_is_the_gold_answer(data, tmp_path):
@@ -270,10 +365,70 @@ def test_oracle_tydi_spans_respect_max_answer_len(data, tmp_path):
 
 
 # ---------------------------------------------------------------------------
+# YES / NO answers and scores the official threshold sweep can use
+
+def test_oracle_nq_yes_no_null_and_span_score_full_marks_with_the_official_scorer(data, tmp_path):
+    """One batch holds every window of a span, a YES, a NO and a null example (same document):
+    the answer type is decided per document, and the official scorer's best-threshold F1 is 1."""
+    yes_no_windows = {**_answer_windows(data, "nq_yn", 3), **_answer_windows(data, "nq_yn", 4)}
+    assert sorted(yes_no_windows) == [1, 2] and all(min(w) > 0 for w in yes_no_windows.values())  # not first
+    out = tmp_path / "nq.json"
+    _oracle_predictions(data, "nq_yn", "nq", out, max_sentences=None)
+    gold = data["nq_yn"]
+    preds = check_nq(out, gold)
+    span, yes, no, null = (preds[int(g["example_id"])] for g in gold)
+    assert [p["yes_no_answer"] for p in (span, yes, no, null)] == ["NONE", "YES", "NO", "NONE"]
+    assert [(s["start_token"], s["end_token"]) for s in span["short_answers"]] == [(213, 215)]
+    assert (yes["long_answer"]["start_token"], no["long_answer"]["start_token"]) == (941, 1933)
+    assert null["long_answer"]["start_token"] == -1 or null["long_answer_score"] < 0
+    # one scale: every real answer above every null one
+    assert min(p["short_answers_score"] for p in (span, yes, no)) > 0 > null["short_answers_score"]
+    assert min(p["long_answer_score"] for p in (span, yes, no)) > 0 > null["long_answer_score"]
+    scores = nq_official_scores(gold, out, tmp_path)
+    assert scores["long-best-threshold-f1"] == 1.0 and scores["short-best-threshold-f1"] == 1.0, scores
+
+
+def test_oracle_tydi_yes_no_in_late_windows_of_multibyte_documents(data, tmp_path):
+    yes_no_windows = {**_answer_windows(data, "tydi_yn", 3), **_answer_windows(data, "tydi_yn", 4)}
+    assert sorted(yes_no_windows) == [3, 4] and all(min(w) > 0 for w in yes_no_windows.values())
+    out = tmp_path / "tydi.jsonl"
+    _oracle_predictions(data, "tydi_yn", "tydi", out, max_answer_len=512, max_sentences=None)
+    gold = data["tydi_yn"]
+    preds = check_tydi(out, gold)
+    korean, thai, arabic, korean_no, thai_yes = (preds[g["example_id"]] for g in gold)
+    assert (korean_no["yes_no_answer"], korean_no["passage_answer_index"]) == ("NO", 12)
+    assert (thai_yes["yes_no_answer"], thai_yes["passage_answer_index"]) == ("YES", 5)
+    assert (thai["minimal_answer"]["start_byte_offset"], thai["minimal_answer"]["end_byte_offset"]) == (814, 852)
+    assert [p["yes_no_answer"] for p in (korean, thai, arabic)] == ["NONE"] * 3
+    real = (thai, arabic, korean_no, thai_yes)
+    assert min(p["minimal_answer_score"] for p in real) > 0 > korean["minimal_answer_score"]
+    assert min(p["passage_answer_score"] for p in real) > 0 > korean["passage_answer_score"]
+
+
+# ---------------------------------------------------------------------------
+# blind test sets
+
+@pytest.mark.parametrize("fmt", ["nq", "tydi"])
+def test_predict_cli_on_a_blind_test_split(data, checkpoint, tmp_path, fmt):
+    """Records without annotations: binarized whole, predicted, one entry per example."""
+    output = tmp_path / ("test.json" if fmt == "nq" else "test.jsonl")
+    proc = _predict_cli(checkpoint, data["bin"], f"{fmt}_test", fmt, output)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "without labels (predict only)" in proc.stderr
+    gold = data[f"{fmt}_yn"]
+    preds = check_nq(output, gold) if fmt == "nq" else check_tydi(output, gold)
+    assert len(preds) == len(gold)
+    labels = np.load(os.path.join(data["bin"], f"{fmt}_test.labels.npy"))
+    report = json.loads((tmp_path / "test.report.json").read_text())
+    assert report["examples"] == len(gold) and report["windows"] == len(labels)
+    assert (labels[:, 3:] == -1).all()
+
+
+# ---------------------------------------------------------------------------
 # combining windows and writing entries
 
-def _w(score, us, ue, types=(0, 5, 0, 0, 0), cands=None):
-    return WindowResult(score, us, ue, list(map(float, types)), dict(cands or {}))
+def _w(score, us, ue, types=(0, 5, 0, 0, 0), cands=None, span_len=1):
+    return WindowResult(score, us, ue, list(map(float, types)), dict(cands or {}), span_len)
 
 
 def test_combine_windows_takes_the_best_span_and_candidate():
@@ -281,8 +436,6 @@ def test_combine_windows_takes_the_best_span_and_candidate():
                             _w(-math.inf, -1, -1, cands={2: 0.5})])
     assert (pred.unit_start, pred.unit_end, pred.short_score) == (10, 12, 2.5)
     assert (pred.long_index, pred.long_score, pred.yes_no) == (1, 3.0, "NONE")
-    yes = combine_windows([_w(1.0, 3, 4, types=(0, 0, 0, 9, 0)), _w(0.5, 5, 5)])
-    assert yes.yes_no == "YES" and yes.unit_start == -1 and yes.short_score == 1.0
     empty = combine_windows([])
     assert (empty.long_index, empty.unit_start, empty.yes_no) == (-1, -1, "NONE")
 
@@ -310,3 +463,72 @@ def test_entries_map_units_to_official_offsets(units):
     assert t == {"example_id": 7, "language": "thai", "passage_answer_index": 1, "passage_answer_score": 2.0,
                  "minimal_answer": {"start_byte_offset": 4, "end_byte_offset": 20}, "minimal_answer_score": 1.0,
                  "yes_no_answer": "NONE"}
+
+
+NULL_WINDOW = (10, 0, 0, 0, 0)   # type logits of a window the model calls null
+
+
+def test_yes_no_is_decided_per_document_not_by_the_best_span_window():
+    """A null window first, the yes evidence in window 3, every span tied at the null score
+    (yes/no windows point their span at <s>): YES, scored by its margin over null."""
+    windows = [_w(-20.0, 0, 0, NULL_WINDOW), _w(-20.0, 5, 5, NULL_WINDOW), _w(-20.0, 9, 9, NULL_WINDOW),
+               _w(-20.0, 14, 14, (1, 0, 2, 7.5, 0)), _w(-20.0, 20, 20, NULL_WINDOW)]
+    yes = combine_windows(windows)
+    assert (yes.yes_no, yes.unit_start, yes.unit_end, yes.span_len) == ("YES", -1, -1, 0)
+    assert yes.short_score == 6.5  # 7.5 - 1: its log-odds against null in that window
+    no = combine_windows(windows[:3] + [_w(-20.0, 14, 14, (1, 0, 2, 0, 4))])
+    assert (no.yes_no, no.short_score) == ("NO", 3.0)
+    null = combine_windows(windows[:3])
+    assert (null.yes_no, null.unit_start, null.short_score) == ("NONE", 0, -20.0)  # best span, below 0
+    assert null.short_score < 0 < no.short_score < yes.short_score
+
+
+def test_short_evidence_against_yes_no_evidence_across_windows():
+    span_window = _w(12.0, 3, 4, (0, 6, 0, 1, 0), span_len=2)
+    weak_yes = _w(-3.0, 9, 9, (0, 0, 0, 4, 0))
+    pred = combine_windows([weak_yes, span_window])
+    assert (pred.yes_no, pred.unit_start, pred.unit_end, pred.short_score, pred.span_len) == ("NONE", 3, 4, 12.0, 2)
+    strong_yes = _w(-3.0, 9, 9, (0, 0, 0, 8, 0))
+    pred = combine_windows([strong_yes, span_window])
+    assert (pred.yes_no, pred.unit_start, pred.short_score) == ("YES", -1, 8.0)
+    tie = combine_windows([_w(2.0, 1, 1, (0, 5, 0, 5, 5))])  # a tie goes to the span
+    assert (tie.yes_no, tie.unit_start) == ("NONE", 1)
+
+
+def test_yes_no_entries_in_both_official_formats():
+    pred = ExamplePrediction(long_index=0, long_score=4.0, short_score=6.5, yes_no="YES")
+    nq_example = {"example_id": "5", "units": None, "num_units": 6,
+                  "candidates": [{"index": 0, "start_token": 1, "end_token": 5, "start_byte": -1, "end_byte": -1}]}
+    e = nq_entry(nq_example, pred)
+    assert (e["short_answers"], e["yes_no_answer"], e["short_answers_score"]) == ([], "YES", 6.5)
+    tydi_example = {"example_id": "7", "language": "russian", "units": [[0, 4]],
+                    "candidates": [{"index": 0, "start_byte": 0, "end_byte": 4}]}
+    t = tydi_entry(tydi_example, dataclasses.replace(pred, yes_no="NO"))
+    assert t["minimal_answer"] == {"start_byte_offset": -1, "end_byte_offset": -1}
+    assert (t["yes_no_answer"], t["minimal_answer_score"], t["passage_answer_index"]) == ("NO", 6.5, 0)
+
+
+def test_report_counts_answer_kinds_and_spans_cut_at_max_answer_len(tmp_path):
+    examples = tmp_path / "x.examples.jsonl"
+    records = [{"example_id": str(i), "dataset": "tydi", "language": "thai", "units": [[j, j + 1] for j in range(40)],
+                "candidates": [{"index": 0, "start_byte": 0, "end_byte": 40}]} for i in range(4)]
+    examples.write_text("".join(json.dumps(r) + "\n" for r in records))
+    by_example = {
+        0: [(0, _w(9.0, 2, 31, cands={0: 1.0}, span_len=30))],           # a span at the limit
+        1: [(0, _w(9.0, 2, 5, span_len=4))],                              # a short span
+        2: [(1, _w(-5.0, 2, 2, (0, 0, 0, 3, 0))), (0, _w(-5.0, 1, 1, NULL_WINDOW))],  # YES
+    }                                                                     # 3: no window at all
+    report = predict_qa.write_predictions(str(examples), by_example, "tydi", str(tmp_path / "p.jsonl"), 30)
+    saved = json.loads((tmp_path / "p.report.json").read_text())
+    assert saved == {"predictions": str(tmp_path / "p.jsonl"), "format": "tydi", **report.to_dict()}
+    assert saved["short_answers"] == {"span": 2, "YES": 1, "NO": 0, "null": 1}
+    assert saved["long_answers"] == {"answer": 1, "null": 3}
+    assert (saved["examples"], saved["windows"], saved["examples_without_windows"]) == (4, 4, 1)
+    assert saved["spans_at_max_answer_len"] == 1
+    assert "1 predicted spans are --max-answer-len 30 subwords long" in report.summary()
+    lines = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [p["example_id"] for p in lines] == [0, 1, 2, 3]
+    assert lines[3]["minimal_answer_score"] == lines[3]["passage_answer_score"] == predict_qa.NULL_SCORE
+    with pytest.raises(ValueError, match="example rows \\[7\\]"):
+        predict_qa.write_predictions(str(examples), {7: by_example[0]}, "tydi", str(tmp_path / "q.jsonl"))
+    assert not (tmp_path / "q.jsonl").exists()

@@ -303,7 +303,8 @@ def _delete(key):
 
 BAD = {
     "missing_question": (_delete("question_text"), "question_text", "missing_field"),
-    "missing_annotations": (_delete("annotations"), "annotations", "missing_field"),
+    # (no annotations at all is a blind test record: tests/test_qa_blind.py)
+    "annotations_not_a_list": (_set(["annotations"], {"long_answer": None}), "annotations", "wrong_type"),
     "missing_nested": (_mutate(lambda r: r["annotations"][0].pop("yes_no_answer")),
                        "annotations[0].yes_no_answer", "missing_field"),
     "wrong_type": (_set(["long_answer_candidates"], "x"), "long_answer_candidates", "wrong_type"),

@@ -277,6 +277,7 @@ MIN = "annotations[0].minimal_answer"
 BAD = {
     "missing_plaintext": (_mut(lambda r: r.pop("document_plaintext")), "document_plaintext", "missing_field"),
     "missing_language": (_mut(lambda r: r.pop("language")), "language", "missing_field"),
+    "annotations_not_a_list": (_set(["annotations"], "none"), "annotations", "wrong_type"),
     "missing_nested": (_mut(lambda r: r["annotations"][0].pop("passage_answer")),
                        "annotations[0].passage_answer", "missing_field"),
     "wrong_type": (_set(["passage_answer_candidates", 0, "plaintext_start_byte"], "1"),

@@ -17,6 +17,8 @@ span of at most ``--max-answer-len`` subwords), a long answer when the long head
 candidate to "no candidate"; a prediction counts as right when it equals the window's gold.
 It tracks training progress only: the numbers to report come from the official NQ / TyDi QA
 evaluation scripts run on ``predict_qa``'s output.
+
+A batch holding windows without labels (answer_type -1: a blind test split) is a ``ValueError``.
 """
 
 import math
@@ -77,8 +79,14 @@ class LongQACriterion(FairseqCriterion):
         self.report_f1 = report_f1
 
     def forward(self, model, sample, reduce: bool = True):
-        logits = model(**sample["net_input"], qa_head=QA_HEAD_NAME)[0]
         target = sample["target"]
+        unlabelled = int((target["answer_type"] < 0).sum())
+        if unlabelled:
+            raise ValueError(
+                f"long_qa: {unlabelled} of {target['answer_type'].numel()} windows in this batch have no labels "
+                f"(a split preprocessed from records without annotations, e.g. a blind test set): it can be "
+                f"predicted with python -m fairseq_poolingformer.predict_qa, not trained or validated on")
+        logits = model(**sample["net_input"], qa_head=QA_HEAD_NAME)[0]
         losses = {
             name: F.cross_entropy(logits[name].float(), target[key], reduction="sum")
             for name, key in (("start", "start"), ("end", "end"), ("long", "long"), ("answer_type", "answer_type"))

@@ -13,7 +13,7 @@ Batch layout (``sample``)::
                                            positions (<s> question </s>) by default
     net_input.candidate_spans   (B, K, 2)  inclusive window positions of each candidate
     net_input.candidate_mask    (B, K)     True for real candidates (K = most in the batch)
-    target.answer_type          (B,)       0 null, 1 short, 2 long-only, 3 yes, 4 no
+    target.answer_type          (B,)       0 null, 1 short, 2 long-only, 3 yes, 4 no; -1 unlabelled
     target.start, target.end    (B,)       inclusive span positions (0/0 = <s> = no span)
     target.long                 (B,)       1 + index of the gold candidate, 0 = "no candidate"
     doc_mask                    (B, T)     True where the position is a document subword
@@ -232,7 +232,9 @@ class LongQATask(FairseqTask):
             os.path.join(self.cfg.data, split), self.dictionary.pad(),
             shuffle=(split == "train" and not self.cfg.no_shuffle), seed=self.cfg.seed,
             global_tokens=str(self.cfg.global_tokens))
-        logger.info(f"[long_qa] {split}: {len(dataset)} windows")
+        unlabelled = int((dataset.labels[:, 3] < 0).sum())
+        logger.info(f"[long_qa] {split}: {len(dataset)} windows"
+                    + (f", {unlabelled} without labels (predict only)" if unlabelled else ""))
         self.datasets[split] = dataset
         return dataset
 

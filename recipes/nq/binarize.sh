@@ -3,12 +3,14 @@
 # (recipes/tydi/binarize.sh runs this script for TyDi QA.)
 #
 # Usage:
-#   recipes/nq/binarize.sh OUT_DIR [--train PATH] [--valid PATH] --dict D \
+#   recipes/nq/binarize.sh OUT_DIR [--train PATH] [--valid PATH] [--test PATH] --dict D \
 #       --bpe gpt2 --encoder-json E --vocab-bpe V [options]
 #   recipes/nq/binarize.sh OUT_DIR ... --dict D --bpe sentencepiece --sentencepiece-model M [options]
 #
 # PATH: a JSONL(.gz) file, or a directory of *.jsonl(.gz) shards (NQ original release:
-# v1.0/train/ and v1.0/dev/). At least one of --train / --valid. --dict is the model's
+# v1.0/train/ and v1.0/dev/). At least one of --train / --valid / --test. --test is a blind test
+# set (records without annotations; labelled records work too): every window is kept, no label
+# is written, and the split can be predicted, not trained on. --dict is the model's
 # dictionary (RoBERTa dict.txt for GPT-2 BPE, XLM-R dict.txt for sentencepiece).
 #
 # Options handled here:
@@ -20,10 +22,11 @@
 # (defaults: the paper's windows; negatives kept at 0.5 in train, all kept in valid).
 #
 # Writes:
-#   OUT_DIR/jsonl/{train,valid}.{examples,windows}.jsonl.gz   docs/qa_data_format.md
-#   OUT_DIR/jsonl/{train,valid}.report.json                   kept/skipped counts, window counts
+#   OUT_DIR/jsonl/{train,valid,test}.{examples,windows}.jsonl.gz   docs/qa_data_format.md
+#   OUT_DIR/jsonl/{train,valid,test}.report.json                   kept/skipped counts, window counts
 #   OUT_DIR/bin/                      python -m preprocess.qa_binarize output: the data dir for
-#                                     fairseq-train --task long_qa (splits train, valid)
+#                                     fairseq-train --task long_qa and predict_qa (splits train,
+#                                     valid, test)
 # Each step writes its outputs atomically; the binaries are built in a temporary directory and
 # moved into OUT_DIR/bin only when every split given was binarized (other splits already in
 # OUT_DIR/bin are left as they are).
@@ -44,11 +47,12 @@ die() { echo "$NAME: $*" >&2; exit 1; }
 
 [[ $# -ge 1 && $1 != -* ]] || usage
 OUT_DIR=$1; shift
-TRAIN=""; VALID=""; DICT=""; WORKERS=1; ON_ERROR=fail; PASS=()
+TRAIN=""; VALID=""; TEST=""; DICT=""; WORKERS=1; ON_ERROR=fail; PASS=()
 while [[ $# -gt 0 ]]; do
     case $1 in
         --train) TRAIN=$2; shift 2 ;;
         --valid) VALID=$2; shift 2 ;;
+        --test) TEST=$2; shift 2 ;;
         --dict) DICT=$2; shift 2 ;;
         --workers) WORKERS=$2; shift 2 ;;
         --on-error) ON_ERROR=$2; shift 2 ;;
@@ -58,7 +62,7 @@ while [[ $# -gt 0 ]]; do
         *) die "unexpected argument $1" ;;
     esac
 done
-[[ -n $TRAIN || -n $VALID ]] || die "give --train and/or --valid"
+[[ -n $TRAIN || -n $VALID || -n $TEST ]] || die "give --train, --valid and/or --test"
 [[ -n $DICT && -f $DICT ]] || die "--dict: the model's dict.txt is required (not found: '$DICT')"
 
 JSONL=$OUT_DIR/jsonl; BIN=$OUT_DIR/bin
@@ -66,10 +70,11 @@ mkdir -p "$OUT_DIR"
 SPLITS=()
 [[ -n $TRAIN ]] && SPLITS+=(train)
 [[ -n $VALID ]] && SPLITS+=(valid)
+[[ -n $TEST ]] && SPLITS+=(test)
 
 echo "== 1/2 $DATASET -> windows (${SPLITS[*]})" >&2
 for split in "${SPLITS[@]}"; do
-    if [[ $split == train ]]; then input=$TRAIN; else input=$VALID; fi
+    case $split in train) input=$TRAIN ;; valid) input=$VALID ;; test) input=$TEST ;; esac
     "$PYTHON" -m "preprocess.$DATASET" --input "$input" --output-dir "$JSONL" --split "$split" \
         --dict "$DICT" --workers "$WORKERS" --on-error "$ON_ERROR" --compress ${PASS[@]+"${PASS[@]}"}
 done

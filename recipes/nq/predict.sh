@@ -3,19 +3,22 @@
 # (recipes/tydi/predict.sh runs this script for TyDi QA.)
 #
 # Usage:
-#   recipes/nq/predict.sh CHECKPOINT DATA_BIN OUTPUT [--split valid] [predict_qa options]
+#   recipes/nq/predict.sh CHECKPOINT DATA_BIN OUTPUT [--split valid|test] [predict_qa options]
 #
 #   CHECKPOINT  SAVE_DIR/checkpoint_best.pt of recipes/nq/train.sh
 #   DATA_BIN    OUT_DIR/bin of recipes/nq/binarize.sh
-#   OUTPUT      NQ: one JSON file {"predictions": [...]}; TyDi: a JSONL file
+#   OUTPUT      NQ: one JSON file {"predictions": [...]}; TyDi: a JSONL file; the counts by
+#               answer kind go to OUTPUT's stem + .report.json
 # Other options go to python -m fairseq_poolingformer.predict_qa (--batch-size, --max-answer-len,
 # --fp16, --cpu, ...). Environment: PYTHON.
 #
-# Final numbers come from the official evaluation scripts, never from the training logs:
-#   NQ:   python -m natural_questions.nq_eval --gold_path='v1.0/dev/nq-dev-??.jsonl.gz' \
-#             --predictions_path=OUTPUT          (github.com/google-research-datasets/natural-questions)
-#   TyDi: python3 tydi_eval.py --gold_path=tydiqa-v1.0-dev.jsonl.gz --predictions_path=OUTPUT
-#                                                (github.com/google-research-datasets/tydiqa)
+# Final numbers come from the official evaluation scripts, never from the training logs
+# (docs/qa.md, "Scoring"):
+#   NQ:   pip install natural-questions==1.0.6 six absl-py
+#         python -m natural_questions.nq_eval --gold_path='v1.0/dev/nq-dev-??.jsonl.gz' \
+#             --predictions_path=OUTPUT        (gold: the original-format .jsonl.gz shards)
+#   TyDi: git clone https://github.com/google-research-datasets/tydiqa; pip install absl-py
+#         python tydiqa/tydi_eval.py --gold_path=tydiqa-v1.0-dev.jsonl.gz --predictions_path=OUTPUT
 set -euo pipefail
 
 usage() { sed -n '2,/^[^#]/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
