@@ -200,6 +200,7 @@ def test_real_length_4096_on_18k_token_sample(tmp_path):
     assert covered == set(doc.unit_of)
     assert rep["windows"] == {"total": len(spans), "kept": len(spans), "negatives_dropped": 0,
                               "answer_types": {"null": len(spans), "short": 0, "long": 0, "yes": 0, "no": 0},
+                              "unlabelled": 0,
                               "labels_not_exact": 0, "labels_without_subwords": 0}
     # --split train sub-samples the (all negative) windows at 0.5 by default
     out2 = tmp_path / "train"

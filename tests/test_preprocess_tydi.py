@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from preprocess import bpe
 from preprocess.common import InputError
 from preprocess.qa_tokenize import TokenizerSpec, build_tokenizer
 from preprocess.qa_windows import WindowConfig, process_example, run_pipeline, tokenize_example
@@ -26,15 +27,8 @@ GPT2_SPEC = TokenizerSpec("gpt2", str(BPE / "dict.txt"), str(BPE / "encoder.json
 
 
 def write_spm_dict(model: Path, out: Path) -> Path:
-    """XLM-R-style fairseq dict.txt for a sentencepiece model (every normal piece, count 1)."""
-    import sentencepiece as spm
-
-    sp = spm.SentencePieceProcessor(model_file=str(model))
-    with open(out, "w", encoding="utf-8") as f:
-        for i in range(sp.get_piece_size()):
-            piece = sp.id_to_piece(i)
-            if not (sp.is_control(i) or sp.is_unknown(i) or any(c.isspace() for c in piece)):
-                f.write(f"{piece} 1\n")
+    """XLM-R-style fairseq dict.txt for a sentencepiece model: the documented one command."""
+    assert bpe.main(["--bpe", "sentencepiece", "--sentencepiece-model", str(model), "--write-dict", str(out)]) == 0
     return out
 
 

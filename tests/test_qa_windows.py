@@ -4,12 +4,14 @@ References are independent of the code under test: GPT-2 subwords are decoded ba
 through the BPE byte table, sentencepiece pieces are compared with the NFKC-normalized text,
 window labels are recomputed from the unit map.
 """
+import os
 import random
 import unicodedata
 from pathlib import Path
 
 import pytest
 
+from preprocess import bpe
 from preprocess.qa_tokenize import (
     TokenizedDoc, TokenizerSpec, build_tokenizer, text_segments, tokenize_text, tokenize_tokens,
     utf8_char_starts,
@@ -27,15 +29,8 @@ MULTISCRIPT = ("Hello, wörld! 《도라에몽》은 1973년에 ฮอนด้�
 
 
 def write_spm_dict(model: Path, out: Path) -> Path:
-    """XLM-R-style fairseq dict.txt for a sentencepiece model (every normal piece, count 1)."""
-    import sentencepiece as spm
-
-    sp = spm.SentencePieceProcessor(model_file=str(model))
-    with open(out, "w", encoding="utf-8") as f:
-        for i in range(sp.get_piece_size()):
-            piece = sp.id_to_piece(i)
-            if not (sp.is_control(i) or sp.is_unknown(i) or any(c.isspace() for c in piece)):
-                f.write(f"{piece} 1\n")
+    """XLM-R-style fairseq dict.txt for a sentencepiece model: the documented one command."""
+    assert bpe.main(["--bpe", "sentencepiece", "--sentencepiece-model", str(model), "--write-dict", str(out)]) == 0
     return out
 
 
@@ -364,3 +359,36 @@ def test_tydi_example_record_keeps_explicit_byte_units(gpt2):
     assert not units.is_identity and units[0][0] == 0 and units[len(units) - 1][1] == len(raw)
     # whitespace belongs to no unit; the units' bytes are the text's non-space bytes
     assert b"".join(raw[s:e] for s, e in units) == b"".join(raw.split())
+
+
+def test_write_dict_is_one_command_and_covers_every_piece(tmp_path, capsys):
+    """``python -m preprocess.bpe --bpe sentencepiece --sentencepiece-model M --write-dict D``
+    alone (no --inputs/--outputs) writes a dict.txt that Fairseq loads and that maps every
+    piece the model emits on multi-script text to a real entry (so the QA tokenizer makes no
+    <unk> but for characters the model itself cannot spell)."""
+    import sentencepiece
+
+    from fairseq.data import Dictionary
+
+    model = DATA / "sentencepiece" / "test_model.model"
+    dict_path = write_spm_dict(model, tmp_path / "dict.txt")
+    assert os.listdir(tmp_path) == ["dict.txt"]
+    assert "wrote Fairseq dictionary" in capsys.readouterr().err
+    d = Dictionary.load(str(dict_path))
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(model))
+    pieces = sp.encode(MULTISCRIPT, out_type=str)
+    known = [p for p in pieces if sp.piece_to_id(p) != sp.unk_id()]
+    assert known and all(d.index(p) != d.unk() for p in known)
+    tok = build_tokenizer(TokenizerSpec("sentencepiece", str(dict_path), sentencepiece_model=str(model)))
+    ids = tok.encode("Hello, world! The model is here")  # every character known to the model: no <unk>
+    assert ids and d.unk() not in ids
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--bpe", "gpt2", "--write-dict", "d.txt"], "--write-dict writes the dictionary of a sentencepiece model"),
+    (["--bpe", "sentencepiece", "--sentencepiece-model", "m.model"], "nothing to do"),
+])
+def test_bpe_cli_says_what_is_missing(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        bpe.main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -18,7 +18,7 @@
 #   MAX_SENTENCES=1  windows per GPU per step (4096-token windows of a large model: 1-2)
 #   EPOCHS=2  LR=2e-5  WARMUP_RATIO=0.1  WEIGHT_DECAY=0.01  SEED=1
 #   MAX_POSITIONS=4096   positions of the model (as given to convert roberta --max-positions)
-#   FP16=1         0 for fp32 (CPU); bf16 needs the plugin's fix (see README)
+#   FP16=1         0 for fp32 (CPU); bf16 needs the plugin's fix (see docs/summarization.md)
 #   CPU=0          1 to train on CPU (smoke tests)
 #   CHECKPOINT_ACTIVATIONS=1   recompute activations in backward (memory for 4096 x 24 layers)
 #   NUM_GPUS       GPUs per node (default: all visible, via nvidia-smi; 1 on CPU)
