@@ -383,12 +383,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write NQ / TyDi QA predictions in the official formats.")
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--data-dir", required=True, help="directory written by preprocess/qa_binarize.py")
-    parser.add_argument("--split", default="valid", help="split name given to qa_binarize (recipes: valid)")
+    parser.add_argument("--split", default="valid",
+                        help="split name given to qa_binarize (recipes: valid, or test for a blind test set)")
     parser.add_argument("--format", choices=("nq", "tydi"), required=True)
     parser.add_argument("--output", required=True, help="NQ: a .json file; TyDi: a .jsonl file")
     parser.add_argument("--batch-size", type=int, default=8, help="windows per batch")
     parser.add_argument("--max-tokens", type=int, default=None)
-    parser.add_argument("--max-answer-len", type=int, default=30, help="longest short answer, in subwords")
+    parser.add_argument("--max-answer-len", type=int, default=30,
+                        help="longest short answer, in subwords (the report counts predicted spans of this length)")
     parser.add_argument("--cpu", action="store_true", help="run on CPU even when CUDA is available")
     parser.add_argument("--fp16", action="store_true", help="half precision (CUDA only)")
     args = parser.parse_args(argv)

@@ -290,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{args.split}: kept {summary['windows']} windows of {summary['examples']} examples "
           f"({summary['examples_without_windows']} examples without windows), skipped 0; "
-          f"answer types {summary['answer_types']}, {summary['unlabelled_windows']} unlabelled windows, longest window {summary['max_window_length']}",
+          f"answer types {summary['answer_types']}, {summary['unlabelled_windows']} unlabelled windows "
+          f"(predict only), longest window {summary['max_window_length']}",
           file=sys.stderr)
     return 0
 
