@@ -317,6 +317,10 @@ class PredictionReport:
                 f"subwords long (longer answers are cut to it)")
 
 
+def _has_nan(w: WindowResult) -> bool:
+    return any(math.isnan(v) for v in (w.span_score, *w.type_logits, *w.candidate_scores.values()))
+
+
 def report_path(output: str) -> str:
     """``preds.json`` -> ``preds.report.json`` (next to the predictions)."""
     return os.path.splitext(output)[0] + ".report.json"
@@ -345,6 +349,10 @@ def write_predictions(examples_path: str, by_example: dict[int, list[tuple[int, 
                              f"cannot be written in --format {fmt}")
         windows = [r for _, r in sorted(by_example.get(row, []), key=lambda x: x[0])]
         pred = combine_windows(windows)
+        if not (math.isfinite(pred.short_score) and math.isfinite(pred.long_score)) or any(map(_has_nan, windows)):
+            raise ValueError(f"predict_qa: {examples_path}:{row + 1}: example {example['example_id']}: the model's "
+                             f"logits are not finite (inf/NaN; scores {pred.short_score}, {pred.long_score}); "
+                             f"with --fp16, run without it; nothing written")
         report.add(pred, len(windows))
         entries.append(nq_entry(example, pred) if fmt == "nq" else tydi_entry(example, pred))
     unknown = sorted(set(by_example) - set(range(len(entries))))

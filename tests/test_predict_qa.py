@@ -532,3 +532,14 @@ def test_report_counts_answer_kinds_and_spans_cut_at_max_answer_len(tmp_path):
     with pytest.raises(ValueError, match="example rows \\[7\\]"):
         predict_qa.write_predictions(str(examples), {7: by_example[0]}, "tydi", str(tmp_path / "q.jsonl"))
     assert not (tmp_path / "q.jsonl").exists()
+
+
+@pytest.mark.parametrize("logits", [(0, 0, 0, math.inf, 0), (math.nan, 0, 0, 0, 0)], ids=["inf", "nan"])
+def test_non_finite_logits_are_an_error_not_a_score(tmp_path, logits):
+    """e.g. an fp16 overflow: the file would hold Infinity / NaN, which no scorer can rank."""
+    examples = tmp_path / "x.examples.jsonl"
+    examples.write_text(json.dumps({"example_id": "3", "dataset": "tydi", "language": "thai", "units": [[0, 1]],
+                                    "candidates": []}) + "\n")
+    with pytest.raises(ValueError, match="x.examples.jsonl:1: example 3: the model's logits are not finite"):
+        predict_qa.write_predictions(str(examples), {0: [(0, _w(1.0, 0, 0, logits))]}, "tydi", str(tmp_path / "p.jsonl"))
+    assert not (tmp_path / "p.jsonl").exists() and not (tmp_path / "p.report.json").exists()
