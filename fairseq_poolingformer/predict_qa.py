@@ -415,7 +415,11 @@ def main(argv: list[str] | None = None) -> int:
     task.load_dataset(args.split)
     by_example = predict_windows(model, task, args.split, args.max_answer_len, args.batch_size,
                                  args.max_tokens, use_cuda)
-    report = write_predictions(examples_path, by_example, args.format, args.output, args.max_answer_len)
+    try:
+        report = write_predictions(examples_path, by_example, args.format, args.output, args.max_answer_len)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     logger.info(f"wrote {report.summary()} to {args.output} (report: {report_path(args.output)})")
     return 0
 
