@@ -66,6 +66,7 @@ import torch
 import fairseq_poolingformer  # noqa: F401  (registers the model, task and criterion)
 from fairseq_poolingformer.criterions.long_qa import best_spans
 from fairseq_poolingformer.tasks.long_qa import QA_HEAD_NAME
+from preprocess.common import atomic_outputs
 from preprocess.qa_units import example_units
 
 logger = logging.getLogger("fairseq_poolingformer.predict_qa")
@@ -326,21 +327,10 @@ def report_path(output: str) -> str:
     return os.path.splitext(output)[0] + ".report.json"
 
 
-def _write_atomic(path: str, write) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def write_predictions(examples_path: str, by_example: dict[int, list[tuple[int, WindowResult]]],
                       fmt: str, output: str, max_answer_len: int = 30) -> PredictionReport:
-    """Combine windows per example and write the official format, then its report, each
-    atomically. Every example gets one entry (null answers when it has no window)."""
+    """Combine windows per example and write the official format and its report, together or
+    not at all. Every example gets one entry (null answers when it has no window)."""
     entries = []
     report = PredictionReport(max_answer_len=max_answer_len)
     for row, example in enumerate(iter_examples(examples_path)):
@@ -360,17 +350,17 @@ def write_predictions(examples_path: str, by_example: dict[int, list[tuple[int, 
         raise ValueError(f"predict_qa: windows point at example rows {unknown[:5]} but {examples_path} "
                          f"has {len(entries)} examples (binaries and examples file of different runs?)")
 
-    def write_entries(f) -> None:
-        if fmt == "nq":
-            json.dump({"predictions": entries}, f, ensure_ascii=False)
+    with atomic_outputs([output, report_path(output)]) as (tmp_output, tmp_report):
+        with open(tmp_output, "w", encoding="utf-8") as f:
+            if fmt == "nq":
+                json.dump({"predictions": entries}, f, ensure_ascii=False)
+                f.write("\n")
+            else:
+                for entry in entries:
+                    f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        with open(tmp_report, "w", encoding="utf-8") as f:
+            json.dump({"predictions": output, "format": fmt, **report.to_dict()}, f, indent=2)
             f.write("\n")
-        else:
-            for entry in entries:
-                f.write(json.dumps(entry, ensure_ascii=False) + "\n")
-
-    _write_atomic(output, write_entries)
-    _write_atomic(report_path(output), lambda f: f.write(json.dumps(
-        {"predictions": output, "format": fmt, **report.to_dict()}, indent=2) + "\n"))
     return report
 
 

@@ -163,7 +163,6 @@ def parse_window(item: tuple[str, int, bytes]) -> tuple[str, int, dict]:
         "labels": [window_index, question_len] + (_labels(record, path, line, n, question_len, len(raw_cands))
                                                   if labelled else UNLABELLED),
         "max_cand_pos": int(cands[:, 0].max()) if len(cands) else -1,
-        "labelled": labelled,
     }
     return example_id, line, arrays
 
@@ -244,17 +243,18 @@ def binarize_split(windows_path: str, examples_path: str, dict_path: str, destdi
                 raise InputError(windows_path, line, "candidates",
                                  f"cand_list_pos {arrays['max_cand_pos']} >= number of candidates "
                                  f"{ex.num_candidates} of the example")
-            if ex.labelled is not None and arrays["labelled"] != ex.labelled:
+            labelled = arrays["labels"][2] >= 0   # answer_type; -1 = no labels
+            if ex.labelled is not None and labelled != ex.labelled:
                 raise InputError(windows_path, line, "answer_type",
                                  "labels present but the example is unlabelled (\"annotations\": null)"
-                                 if arrays["labelled"] else
+                                 if labelled else
                                  f"no labels (answer_type, start_position, end_position, long_position) "
                                  f"but the example has annotations in {examples_path}")
             for key in builders:
                 builders[key].add_item(torch.from_numpy(arrays[key]))
             labels.append([ex.row] + arrays["labels"])
             windows_per_example[example_id] += 1
-            if arrays["labelled"]:
+            if labelled:
                 summary["answer_types"][arrays["labels"][2]] += 1
             else:
                 summary["unlabelled_windows"] += 1
