@@ -25,7 +25,7 @@ setup(
     long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["fairseq_poolingformer", "fairseq_poolingformer.*", "preprocess", "preprocess.*"]),
+    packages=find_packages(include=["fairseq_poolingformer", "fairseq_poolingformer.*"]),
     install_requires=[
         "torch>=2.1",
         "fairseq-fixed==0.12.3.1",  # imports as `fairseq`; upstream fairseq 0.12.2 fails on Python 3.11

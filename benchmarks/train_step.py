@@ -3,7 +3,7 @@
 Compares, at the same size (BART-base: 6+6 layers, 768 hidden, 12 heads, GPT-2 vocabulary of
 50,265, batch 1 document, a 256-token target):
 
-- ``poolingformer``: ``poolingformer_bart_base`` (two-level in encoder layers 3-5, level 1
+- ``poolingformer``: ``poolingformer_bart_base`` (two-level in encoder layers 2-4, level 1
   elsewhere; w1 128, w2 512, kernel 5, stride 4, LDConv, first token global);
 - ``sliding``: the same model with every encoder layer level 1 only (``--pf-layers none``);
 - ``full``: stock Fairseq ``bart_base`` (full self-attention) with its positions extended.

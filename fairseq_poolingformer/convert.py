@@ -4,7 +4,7 @@ BART (a Fairseq ``model.pt`` and its ``dict.txt``)::
 
     python -m fairseq_poolingformer.convert bart --checkpoint bart.large/model.pt \\
         --dict bart.large/dict.txt --max-source-positions 16384 --output-dir bart.large.pf16k \\
-        [--pf-w1 128 --pf-w2 512 --pf-kernel 5 --pf-stride 4 --pf-pooling ldconv --pf-layers 6-11 ...]
+        [--pf-w1 128 --pf-w2 512 --pf-kernel 5 --pf-stride 4 --pf-pooling ldconv --pf-layers 5-10 ...]
 
 writes ``OUTPUT_DIR/model.pt`` (a Fairseq checkpoint of ``poolingformer_bart``, loadable by
 ``fairseq-train --restore-file``, ``fairseq-generate`` and ``fairseq_poolingformer.hub``) and
@@ -259,6 +259,7 @@ def convert_bart(args: argparse.Namespace) -> str:
     import fairseq_poolingformer  # noqa: F401  (registers poolingformer_bart)
     from fairseq.data import Dictionary
 
+    from fairseq_poolingformer.models.encoder import describe_layers
     from fairseq_poolingformer.models.poolingformer_bart import PoolingformerBARTModel
 
     state = load_checkpoint(args.checkpoint)
@@ -311,7 +312,8 @@ def convert_bart(args: argparse.Namespace) -> str:
     logger.info(
         "converted %s (%s, %d positions) -> %s (%s, %d positions; level 2 in encoder layers %s: "
         "%d new tensors, initialised from level 1)", args.checkpoint, bart_arch, old_max,
-        out_path, pf_arch, args.max_source_positions, model.encoder.two_level_layer_indices(), n_new,
+        out_path, pf_arch, args.max_source_positions,
+        describe_layers(model.encoder.two_level_layer_indices(), len(model.encoder.layers)), n_new,
     )
     return out_path
 
@@ -345,6 +347,7 @@ def convert_roberta(args: argparse.Namespace) -> str:
     import fairseq_poolingformer  # noqa: F401  (registers poolingformer_roberta, long_qa)
     from fairseq.data import Dictionary
 
+    from fairseq_poolingformer.models.encoder import describe_layers
     from fairseq_poolingformer.models.poolingformer_roberta import PoolingformerRobertaModel
 
     state = load_checkpoint(args.checkpoint)
@@ -382,7 +385,7 @@ def convert_roberta(args: argparse.Namespace) -> str:
     out_path = os.path.join(output_dir, "model.pt")
     logger.info("converted %s (%s, %d positions) -> %s (%s, %d positions; level 2 in layers %s: %d new "
                 "tensors, initialised from level 1)", args.checkpoint, src_arch, old_max, out_path, pf_arch,
-                args.max_positions, model.encoder.sentence_encoder.two_level_layer_indices(), n_new)
+                args.max_positions, describe_layers(two_level, len(model.encoder.sentence_encoder.layers)), n_new)
     return out_path
 
 

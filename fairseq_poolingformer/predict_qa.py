@@ -66,8 +66,8 @@ import torch
 import fairseq_poolingformer  # noqa: F401  (registers the model, task and criterion)
 from fairseq_poolingformer.criterions.long_qa import best_spans
 from fairseq_poolingformer.tasks.long_qa import QA_HEAD_NAME
-from preprocess.common import atomic_outputs
-from preprocess.qa_units import example_units
+from fairseq_poolingformer.preprocess.common import atomic_outputs
+from fairseq_poolingformer.preprocess.qa_units import example_units
 
 logger = logging.getLogger("fairseq_poolingformer.predict_qa")
 
@@ -179,7 +179,7 @@ def _int_id(example_id: str) -> int | str:
 
 def unit_offsets(example: dict, pred: ExamplePrediction) -> tuple[int, int]:
     """Source offsets ``[start, end)`` of the predicted units ``unit_start..unit_end``: NQ token
-    offsets, TyDi byte offsets (either form of the example's units, see ``preprocess.qa_units``)."""
+    offsets, TyDi byte offsets (either form of the example's units, see ``fairseq_poolingformer.preprocess.qa_units``)."""
     units = example_units(example)
     return units[pred.unit_start][0], units[pred.unit_end][1]
 
@@ -380,7 +380,7 @@ def load_model(checkpoint: str, data_dir: str, use_cuda: bool = False, fp16: boo
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write NQ / TyDi QA predictions in the official formats.")
     parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--data-dir", required=True, help="directory written by preprocess/qa_binarize.py")
+    parser.add_argument("--data-dir", required=True, help="directory written by fairseq_poolingformer/preprocess/qa_binarize.py")
     parser.add_argument("--split", default="valid",
                         help="split name given to qa_binarize (recipes: valid, or test for a blind test set)")
     parser.add_argument("--format", choices=("nq", "tydi"), required=True)
@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
 
     examples_path = os.path.join(args.data_dir, f"{args.split}.examples.jsonl")
     if not os.path.exists(examples_path):
-        parser.error(f"{examples_path} not found (run preprocess/qa_binarize.py for split {args.split!r})")
+        parser.error(f"{examples_path} not found (run fairseq_poolingformer/preprocess/qa_binarize.py for split {args.split!r})")
     first = next(iter_examples(examples_path), {})
     if first.get("dataset", args.format) != args.format:
         parser.error(f"{examples_path} holds {first.get('dataset')!r} examples; use --format {first.get('dataset')}")

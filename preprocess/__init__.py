@@ -1,9 +1,8 @@
-"""Data conversion for fairseq-poolingformer: raw corpora -> plain text -> BPE -> fairseq-preprocess.
-
-Modules:
-  common  -- shared helpers: atomic outputs, JSONL reading, InputError, Report, parallel_map
-  arxiv   -- Cohan et al. arXiv/PubMed JSONL -> {split}.source / {split}.target
-  bpe     -- text files -> GPT-2 BPE ids or sentencepiece pieces (one line per line)
-
-This package never imports the models (data flows one way: raw -> preprocess -> binarized).
+"""Old command names, kept: ``python -m preprocess.X`` from the repository root runs
+``fairseq_poolingformer.preprocess.X`` (the data conversion moved into the installed package so
+that nothing here clashes with PyPI's unrelated ``preprocess``). Not installed; new scripts should
+call ``python -m fairseq_poolingformer.preprocess.X``, which works from any directory.
 """
+import fairseq_poolingformer.preprocess as _moved
+
+__path__ = list(_moved.__path__)  # submodules are found (and run by -m) where they now live

@@ -1,6 +1,6 @@
 """Contract-conformant QA windows built from the real NQ / TyDi QA samples, for the model-side tests.
 
-Independent of the QA preprocessing (``preprocess/nq.py``, ``preprocess/tydi.py``): every unit
+Independent of the QA preprocessing (``fairseq_poolingformer/preprocess/nq.py``, ``fairseq_poolingformer/preprocess/tydi.py``): every unit
 is one "subword" whose dictionary symbol is the unit's text (a word-level dictionary built here),
 so expected offsets can be computed by hand. NQ units are the document tokens (token offsets
 ``[i, i + 1)``, written in the compact form), TyDi units are the whitespace-free runs of the plain text cut at passage and

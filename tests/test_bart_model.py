@@ -75,12 +75,12 @@ def test_arch_defaults_follow_the_paper():
     assert large.max_source_positions == 16384 and large.max_target_positions == 1024
     pf = PoolingformerConfig.from_args(large)
     assert (pf.w1, pf.w2, pf.kernel, pf.stride, pf.pooling, pf.global_tokens) == (128, 512, 5, 4, "ldconv", "first")
-    assert pf.two_level_layers(12) == frozenset(range(6, 12)) and not pf.mix and not pf.share_weights
+    assert pf.two_level_layers(12) == frozenset(range(5, 11)) and not pf.mix and not pf.share_weights
 
     base = argparse.Namespace()
     ARCH_CONFIG_REGISTRY["poolingformer_bart_base"](base)
     assert (base.encoder_layers, base.encoder_embed_dim, base.max_source_positions) == (6, 768, 16384)
-    assert PoolingformerConfig.from_args(base).two_level_layers(6) == frozenset({3, 4, 5})
+    assert PoolingformerConfig.from_args(base).two_level_layers(6) == frozenset({2, 3, 4})
 
     # flags win over the arch defaults
     given = argparse.Namespace(pf_w1=64, pf_layers="0,11", pf_pooling="max", pf_mix=True)

@@ -185,7 +185,7 @@ def test_hub_sample_matches_generate(work):
 
 
 def test_hub_bpe_matches_the_preprocessing(tmp_path):
-    """The hub encodes documents exactly as preprocess.bpe encoded the training data."""
+    """The hub encodes documents exactly as fairseq_poolingformer.preprocess.bpe encoded the training data."""
     import shutil
 
     from fairseq_poolingformer.hub import _build_bpe

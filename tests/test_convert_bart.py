@@ -215,8 +215,8 @@ def test_bad_inputs_give_clear_errors(bart_dir, tmp_path):
     with pytest.raises(SystemExit, match="checkpoint not found"):
         convert.main(["bart", "--checkpoint", str(tmp_path / "nope.pt"), "--dict", str(dict_path),
                       "--output-dir", str(tmp_path / "o")])
-    # poolingformer_bart_base's default --pf-layers 3-5 does not fit a 2-layer encoder
-    with pytest.raises(SystemExit, match=r"--pf-layers '3-5' selects layer 5, but the encoder has 2 layers"):
+    # poolingformer_bart_base's default --pf-layers 2-4 does not fit a 2-layer encoder
+    with pytest.raises(SystemExit, match=r"--pf-layers '2-4' selects layer 4, but the encoder has 2 layers"):
         convert.main(base + ["--dict", str(dict_path)])
     assert not (tmp_path / "o").exists()  # nothing written by failed conversions
     assert [p.name for p in tmp_path.iterdir()] == ["small.txt"]  # no staging left behind

@@ -15,7 +15,7 @@ import fairseq_poolingformer  # noqa: F401  (registers task, criterion, model)
 from fairseq_poolingformer.criterions.long_qa import LongQACriterion, best_spans
 from fairseq_poolingformer.tasks.long_qa import LABEL_COLUMNS, LongQADataset, LongQATask, restore_dropped
 from preprocess import qa_binarize
-from preprocess.common import InputError
+from fairseq_poolingformer.preprocess.common import InputError
 from qa_model_fixtures import build_dictionary, nq_docs, tydi_docs, windows_for, write_split
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -67,7 +67,7 @@ def test_binarize_round_trip(qa_data):
 
 
 def test_binarize_cli_reports_counts(qa_data, tmp_path, capsys):
-    """The command line (in process: ``python -m preprocess.qa_binarize`` itself runs in the
+    """The command line (in process: ``python -m fairseq_poolingformer.preprocess.qa_binarize`` itself runs in the
     recipe tests), with 2 worker processes."""
     ex_path, win_path = qa_data["raw"]["valid"]
     rc = qa_binarize.main(["--windows", win_path, "--examples", ex_path, "--dict", str(qa_data["root"] / "dict.txt"),

@@ -1,4 +1,4 @@
-"""Tests for preprocess.arxiv: real samples round trip, bad input, atomicity, report counts."""
+"""Tests for fairseq_poolingformer.preprocess.arxiv: real samples round trip, bad input, atomicity, report counts."""
 import gzip
 import json
 import os
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from preprocess import arxiv
-from preprocess.arxiv import clean_abstract, clean_article, convert_file
+from fairseq_poolingformer.preprocess.arxiv import clean_abstract, clean_article, convert_file
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data" / "arxiv"
@@ -81,7 +81,7 @@ def test_cleaning_rules():
 def test_cli_subprocess(tmp_path):
     out = tmp_path / "text"
     proc = subprocess.run(
-        [sys.executable, "-m", "preprocess.arxiv", "--input", str(DATA / "train.txt"), "--output-dir",
+        [sys.executable, "-m", "fairseq_poolingformer.preprocess.arxiv", "--input", str(DATA / "train.txt"), "--output-dir",
          str(out), "--split", "train", "--workers", "2", "--report-json", str(tmp_path / "r.json")],
         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -214,7 +214,7 @@ def test_missing_input_file(tmp_path, capsys):
     assert rc == 1 and "nope.txt" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
-# ================================================================= BPE (preprocess.bpe)
+# ================================================================= BPE (fairseq_poolingformer.preprocess.bpe)
 
 from types import SimpleNamespace  # noqa: E402
 
@@ -420,7 +420,7 @@ def test_sentencepiece_dict_loads_in_fairseq(tmp_path):
     """The bundled model has a "\\r" piece: the written dict must still load, one entry per line."""
     from fairseq.data import Dictionary
 
-    from preprocess.bpe import write_fairseq_dict
+    from fairseq_poolingformer.preprocess.bpe import write_fairseq_dict
 
     model = Path(__file__).parent / "data" / "sentencepiece" / "test_model.model"
     n = write_fairseq_dict(str(model), str(tmp_path / "dict.txt"))

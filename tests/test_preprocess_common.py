@@ -1,4 +1,4 @@
-"""Tests for preprocess.common: atomic outputs, JSONL reading, errors, Report, parallel_map."""
+"""Tests for fairseq_poolingformer.preprocess.common: atomic outputs, JSONL reading, errors, Report, parallel_map."""
 import gzip
 import itertools
 import json
@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from preprocess.common import (
+from fairseq_poolingformer.preprocess.common import (
     InputError,
     Report,
     atomic_outputs,

@@ -1,4 +1,4 @@
-"""Natural Questions -> QA windows (preprocess.nq): real simplified samples, an original-format
+"""Natural Questions -> QA windows (fairseq_poolingformer.preprocess.nq): real simplified samples, an original-format
 fixture built from the published schema, window coverage and labels, bad input."""
 import copy
 import gzip
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from preprocess.common import InputError
-from preprocess.nq import is_html, main, read_nq
-from preprocess.qa_tokenize import TokenizerSpec, build_tokenizer
-from preprocess.qa_units import example_units
-from preprocess.qa_windows import WindowConfig, run_pipeline, tokenize_example, window_spans
+from fairseq_poolingformer.preprocess.common import InputError
+from fairseq_poolingformer.preprocess.nq import is_html, main, read_nq
+from fairseq_poolingformer.preprocess.qa_tokenize import TokenizerSpec, build_tokenizer
+from fairseq_poolingformer.preprocess.qa_units import example_units
+from fairseq_poolingformer.preprocess.qa_windows import WindowConfig, run_pipeline, tokenize_example, window_spans
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
@@ -356,7 +356,7 @@ def test_bad_input_fail_and_skip(tmp_path, case):
 
 
 def test_cli_fail_writes_nothing_and_names_file_line_field(tmp_path, capsys):
-    """The command line in process (``python -m preprocess.nq`` itself runs in the recipe test)."""
+    """The command line in process (``python -m fairseq_poolingformer.preprocess.nq`` itself runs in the recipe test)."""
     bad = json.loads(json.dumps(load(NQ_DEV)[0]))
     bad["long_answer_candidates"][0]["end_token"] = 10 ** 6
     path = tmp_path / "in.jsonl"

@@ -1,4 +1,4 @@
-"""TyDi QA primary task -> QA windows (preprocess.tydi): byte-exact round trips on the real
+"""TyDi QA primary task -> QA windows (fairseq_poolingformer.preprocess.tydi): byte-exact round trips on the real
 Korean / Thai / Arabic samples and a hand-made Japanese one, windows, bad input."""
 import copy
 import gzip
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from preprocess import bpe
-from preprocess.common import InputError
-from preprocess.qa_tokenize import TokenizerSpec, build_tokenizer
-from preprocess.qa_windows import WindowConfig, process_example, run_pipeline, tokenize_example
-from preprocess.tydi import main, read_tydi
+from fairseq_poolingformer.preprocess.common import InputError
+from fairseq_poolingformer.preprocess.qa_tokenize import TokenizerSpec, build_tokenizer
+from fairseq_poolingformer.preprocess.qa_windows import WindowConfig, process_example, run_pipeline, tokenize_example
+from fairseq_poolingformer.preprocess.tydi import main, read_tydi
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"

@@ -15,7 +15,7 @@ from fairseq_poolingformer.tasks.long_qa import LongQAConfig, LongQATask
 from preprocess import nq as nq_pre
 from preprocess import qa_binarize
 from preprocess import tydi as tydi_pre
-from preprocess.common import InputError
+from fairseq_poolingformer.preprocess.common import InputError
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"

@@ -1,4 +1,4 @@
-"""QA tokenization with unit maps and windowing (preprocess.qa_tokenize, preprocess.qa_windows).
+"""QA tokenization with unit maps and windowing (fairseq_poolingformer.preprocess.qa_tokenize, fairseq_poolingformer.preprocess.qa_windows).
 
 References are independent of the code under test: GPT-2 subwords are decoded back to bytes
 through the BPE byte table, sentencepiece pieces are compared with the NFKC-normalized text,
@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from preprocess import bpe
-from preprocess.qa_tokenize import (
+from fairseq_poolingformer.preprocess.qa_tokenize import (
     TokenizedDoc, TokenizerSpec, build_tokenizer, text_segments, tokenize_text, tokenize_tokens,
     utf8_char_starts,
 )
-from preprocess.common import InputError
-from preprocess.qa_units import example_units, units_to_json
-from preprocess.qa_windows import (
+from fairseq_poolingformer.preprocess.common import InputError
+from fairseq_poolingformer.preprocess.qa_units import example_units, units_to_json
+from fairseq_poolingformer.preprocess.qa_windows import (
     Annotation, Candidate, QAExample, WindowConfig, WindowStats, build_windows, choose_label,
     process_example, window_spans,
 )
@@ -362,7 +362,7 @@ def test_tydi_example_record_keeps_explicit_byte_units(gpt2):
 
 
 def test_write_dict_is_one_command_and_covers_every_piece(tmp_path, capsys):
-    """``python -m preprocess.bpe --bpe sentencepiece --sentencepiece-model M --write-dict D``
+    """``python -m fairseq_poolingformer.preprocess.bpe --bpe sentencepiece --sentencepiece-model M --write-dict D``
     alone (no --inputs/--outputs) writes a dict.txt that Fairseq loads and that maps every
     piece the model emits on multi-script text to a real entry (so the QA tokenizer makes no
     <unk> but for characters the model itself cannot spell)."""

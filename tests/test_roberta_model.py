@@ -49,7 +49,7 @@ def test_archs_registered_with_paper_settings():
         fill(args)
         assert (args.encoder_layers, args.encoder_embed_dim, args.encoder_attention_heads) == (24, 1024, 16)
         assert (args.pf_w1, args.pf_w2, args.pf_kernel, args.pf_stride) == (128, 512, 5, 4)
-        assert args.pf_layers == "15-20" and args.max_positions == 4096
+        assert args.pf_layers == "14-19" and args.max_positions == 4096
     explicit = argparse.Namespace(pf_layers="3", max_positions=8192)
     poolingformer_roberta_large(explicit)
     assert explicit.pf_layers == "3" and explicit.max_positions == 8192
@@ -62,9 +62,9 @@ def test_large_layer_layout(data_dir):
     layers = model.encoder.sentence_encoder.layers
     assert len(layers) == 24
     two_level = [i for i, l in enumerate(layers) if isinstance(l.self_attn, PoolingformerSelfAttention)]
-    assert two_level == list(range(15, 21))
+    assert two_level == list(range(14, 20))  # the paper's 15th-20th
     assert all(isinstance(l.self_attn, SlidingWindowSelfAttention) for l in layers)
-    a = layers[15].self_attn
+    a = layers[14].self_attn
     assert (a.w1, a.w2, a.kernel, a.stride) == (128, 512, 5, 4)
     assert model.encoder.max_positions() == 4096
 

@@ -9,7 +9,8 @@ Public API (import from ``fairseq_poolingformer.models.encoder``)
 ``set_poolingformer_defaults(args, **defaults)``
     For ``@register_model_architecture`` functions: fills every ``pf_*`` attribute that is
     missing (or None) from ``defaults``, else from ``PAPER_DEFAULTS`` (w1 128, w2 512,
-    kernel 5, stride 4, ldconv, layers "6-11", global "first"). It also applies
+    kernel 5, stride 4, ldconv, layers "5-10" = the paper's "6th to 11th", global "first").
+    It also applies
     ``undo_bf16_forced_tpu(args)``, so every Poolingformer architecture trains with ``--bf16``.
 ``undo_bf16_forced_tpu(args)``
     Fairseq's option parsing turns ``--bf16`` into ``--tpu`` (STACK.md pitfall 3), which then
@@ -18,7 +19,10 @@ Public API (import from ``fairseq_poolingformer.models.encoder``)
 ``PoolingformerConfig.from_args(args)``
     The knobs as a validated dataclass (bad values raise ``ValueError`` naming the flag).
 ``parse_layer_spec(spec, num_layers) -> frozenset[int]``
-    ``"6-11"``, ``"0,2,4-5"``, ``"all"``, ``"none"``/``""``; 0-based layer indices.
+    ``"5-10"``, ``"0,2,4-5"``, ``"all"``, ``"none"``/``""``; 0-based layer indices.
+``describe_layers(layers, num_layers) -> str``
+    Both numberings, e.g. ``"5-10 (0-based; the paper's 6th-11th of 12)"``: the paper counts
+    layers from 1, ``--pf-layers`` from 0.
 ``PoolingformerTransformerEncoder(cfg, pf_cfg, dictionary, embed_tokens, return_fc=False)``
     Drop-in for Fairseq's ``TransformerEncoderBase`` (``cfg`` is a ``TransformerConfig``):
     layer ``i`` is two-level (``PoolingformerSelfAttention``) if ``i`` is in ``--pf-layers``,
@@ -42,7 +46,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 from dataclasses import dataclass
-from typing import Any, Dict, FrozenSet, List, Optional
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -61,14 +65,15 @@ from fairseq_poolingformer.modules import (
 POOLING_CHOICES = ("mean", "max", "ldconv", "mean_ldconv")
 GLOBAL_CHOICES = ("first", "none")
 
-# The paper's settings (Zhang et al. 2021, arXiv summarization with BART-large).
+# The paper's settings (Zhang et al. 2021, arXiv summarization with BART-large). Its layers are
+# ordinals ("the 6th to 11th layers" of 12); --pf-layers is 0-based, hence 5-10.
 PAPER_DEFAULTS: Dict[str, Any] = {
     "pf_w1": 128,
     "pf_w2": 512,
     "pf_kernel": 5,
     "pf_stride": 4,
     "pf_pooling": "ldconv",
-    "pf_layers": "6-11",
+    "pf_layers": "5-10",
     "pf_mix": False,
     "pf_share_weights": False,
     "pf_global": "first",
@@ -92,8 +97,10 @@ def add_poolingformer_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--pf-pooling", choices=POOLING_CHOICES,
                        help="level-2 pooling of keys and values (paper: ldconv)")
     group.add_argument("--pf-layers", type=str, metavar="SPEC",
-                       help="0-based encoder layers that are two-level, e.g. 6-11, 0,2,4-5, "
-                            "all or none; the other layers use level 1 only")
+                       help="0-based encoder layers that are two-level, e.g. 5-10, 0,2,4-5, "
+                            "all or none; the other layers use level 1 only. The paper counts "
+                            "from 1: its '6th to 11th layers' (BART-large) are 5-10 here, "
+                            "'15th to 20th' (RoBERTa/XLM-R large) 14-19, '6th-8th' (base) 5-7")
     group.add_argument("--pf-mix", action="store_true", default=None,
                        help="ablation: level 2 reads the layer input X instead of level-1 output Y")
     group.add_argument("--pf-share-weights", action="store_true", default=None,
@@ -125,7 +132,7 @@ def set_poolingformer_defaults(args: Any, **defaults: Any) -> None:
 
 
 def parse_layer_spec(spec: str, num_layers: int) -> FrozenSet[int]:
-    """Parse ``--pf-layers`` ("6-11", "0,3-4", "all", "none") into 0-based layer indices."""
+    """Parse ``--pf-layers`` ("5-10", "0,3-4", "all", "none") into 0-based layer indices."""
     text = (spec or "").strip().lower()
     if text in ("", "none"):
         return frozenset()
@@ -145,7 +152,7 @@ def parse_layer_spec(spec: str, num_layers: int) -> FrozenSet[int]:
         except ValueError:
             raise ValueError(
                 f"--pf-layers: cannot parse {part!r} in {spec!r}; "
-                "expected e.g. '6-11', '0,2,4-5', 'all' or 'none'"
+                "expected e.g. '5-10', '0,2,4-5', 'all' or 'none'"
             ) from None
         if lo > hi:
             raise ValueError(f"--pf-layers: range {part!r} in {spec!r} is empty (start > end)")
@@ -156,6 +163,33 @@ def parse_layer_spec(spec: str, num_layers: int) -> FrozenSet[int]:
             )
         layers.update(range(lo, hi + 1))
     return frozenset(layers)
+
+
+def _runs(layers: Iterable[int]) -> List[Tuple[int, int]]:
+    """Sorted indices as inclusive runs: {0, 2, 3, 4} -> [(0, 0), (2, 4)]."""
+    runs: List[Tuple[int, int]] = []
+    for i in sorted(set(layers)):
+        if runs and runs[-1][1] == i - 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def describe_layers(layers: Iterable[int], num_layers: int) -> str:
+    """0-based layer indices in both numberings, for logs and ``convert`` output:
+    {5..10} of 12 -> "5-10 (0-based; the paper's 6th-11th of 12)"; {} -> "none"."""
+    runs = _runs(layers)
+    if not runs:
+        return "none"
+    flag = ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
+    paper = ", ".join(_ordinal(a + 1) if a == b else f"{_ordinal(a + 1)}-{_ordinal(b + 1)}" for a, b in runs)
+    return f"{flag} (0-based; the paper's {paper} of {num_layers})"
 
 
 @dataclass
@@ -360,3 +394,22 @@ class PoolingformerTransformerEncoder(TransformerEncoderBase):
 
     def two_level_layer_indices(self) -> List[int]:
         return sorted(self.pf_cfg.two_level_layers(len(self.layers)))
+
+    def upgrade_state_dict_named(self, state_dict: Dict[str, Tensor], name: str) -> None:
+        """Stock upgrades, then: a Poolingformer checkpoint's two-level layers (those holding
+        level-2 weights) must be this model's ``--pf-layers``. Checkpoints store the set they
+        were built with, so this only fires when a flag overrides it; a plain BART/RoBERTa
+        checkpoint (no level-2 weights anywhere) is what ``convert`` loads and always passes."""
+        super().upgrade_state_dict_named(state_dict, name)
+        prefix = f"{name}.layers." if name else "layers."
+        marker = ".self_attn.out2_proj.weight"  # every two-level layer has it (any pooling/ablation)
+        stored = {int(k[len(prefix):-len(marker)]) for k in state_dict
+                  if k.startswith(prefix) and k.endswith(marker)}
+        built = set(self.two_level_layer_indices())
+        if stored and stored != built:
+            n = len(self.layers)
+            raise ValueError(
+                f"this checkpoint is two-level in encoder layers {describe_layers(stored, n)}, but the "
+                f"model was built with --pf-layers {describe_layers(built, n)}; drop the --pf-layers "
+                f"override (the checkpoint's own setting is used) or pass --pf-layers "
+                f"{describe_layers(stored, n).split()[0]}")

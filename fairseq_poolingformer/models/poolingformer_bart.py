@@ -3,11 +3,12 @@
 Registered model ``poolingformer_bart``; architectures:
 
 - ``poolingformer_bart_large``: BART-large (12+12 layers, 1024 hidden), the paper's arXiv
-  setting: two-level attention in encoder layers 6-11, w1 128, w2 512, kernel 5, stride 4,
+  setting: two-level attention in "the 6th to 11th layers" of the encoder (``--pf-layers 5-10``,
+  0-based; the 12th, last, layer stays level 1 only), w1 128, w2 512, kernel 5, stride 4,
   LDConv pooling, the first source token global, ``max_source_positions`` 16384.
 - ``poolingformer_bart_base``: BART-base (6+6 layers, 768 hidden) with the same attention
-  settings, two-level in encoder layers 3-5 (BART-base has only 6 encoder layers; 3-5 is the
-  upper half, like 6-11 of 12).
+  settings, two-level in the 3rd-5th of its 6 encoder layers (``--pf-layers 2-4``): the paper's
+  6th-11th of 12 scaled to 6 layers, the last layer level 1 only as in BART-large.
 - ``poolingformer_bart_tiny``: 2+2 layers, 64 hidden, small windows, for demos and tests.
 
 Note: ``fairseq-train`` gives the task's ``--max-source-positions`` (default 1024) precedence
@@ -58,14 +59,14 @@ class PoolingformerBARTModel(BARTModel):
 @register_model_architecture("poolingformer_bart", "poolingformer_bart_large")
 def poolingformer_bart_large_architecture(args):
     args.max_source_positions = getattr(args, "max_source_positions", 16384)
-    set_poolingformer_defaults(args, pf_layers="6-11")
+    set_poolingformer_defaults(args, pf_layers="5-10")  # the paper's "6th to 11th layers"
     bart_large_architecture(args)
 
 
 @register_model_architecture("poolingformer_bart", "poolingformer_bart_base")
 def poolingformer_bart_base_architecture(args):
     args.max_source_positions = getattr(args, "max_source_positions", 16384)
-    set_poolingformer_defaults(args, pf_layers="3-5")
+    set_poolingformer_defaults(args, pf_layers="2-4")  # 3rd-5th of 6: 6th-11th of 12, scaled
     bart_base_architecture(args)
 
 

@@ -9,9 +9,11 @@ QA heads (``LongQAHead``) are registered by the task like RoBERTa's classificati
 (``model.register_qa_head("long_qa")``) and run inside ``forward(..., qa_head=name)``, so
 distributed training sees them as part of the model's forward.
 
-Archs: ``poolingformer_roberta_base`` (12 layers, two-level 7-10), ``poolingformer_roberta_large``
-and ``poolingformer_xlmr_large`` (24 layers, two-level 15-20, as the paper), all with w1 128,
-w2 512, kernel 5, stride 4, 4096 positions; ``poolingformer_roberta_tiny`` for tests.
+Archs (the paper counts layers from 1, ``--pf-layers`` from 0):
+``poolingformer_roberta_base`` (12 layers; two-level in "the 6th-8th layers" of the paper's
+ablations, ``--pf-layers 5-7``), ``poolingformer_roberta_large`` and ``poolingformer_xlmr_large``
+(24 layers; "from the 15th to the 20th layer", ``--pf-layers 14-19``), all with w1 128, w2 512,
+kernel 5, stride 4, LDConv, 4096 positions; ``poolingformer_roberta_tiny`` for tests.
 """
 from __future__ import annotations
 
@@ -192,7 +194,7 @@ class PoolingformerRobertaModel(RobertaModel):
 @register_model_architecture("poolingformer_roberta", "poolingformer_roberta_base")
 def poolingformer_roberta_base(args):
     args.max_positions = safe_getattr(args, "max_positions", 4096)
-    set_poolingformer_defaults(args, pf_layers="7-10")
+    set_poolingformer_defaults(args, pf_layers="5-7")  # the paper's "6th-8th layers" (Tables 5-7)
     roberta_base_architecture(args)
 
 
@@ -202,7 +204,7 @@ def poolingformer_roberta_large(args):
     args.encoder_embed_dim = safe_getattr(args, "encoder_embed_dim", 1024)
     args.encoder_ffn_embed_dim = safe_getattr(args, "encoder_ffn_embed_dim", 4096)
     args.encoder_attention_heads = safe_getattr(args, "encoder_attention_heads", 16)
-    set_poolingformer_defaults(args, pf_layers="15-20")
+    set_poolingformer_defaults(args, pf_layers="14-19")  # "from the 15th to the 20th layer"
     poolingformer_roberta_base(args)
 
 

@@ -1,6 +1,6 @@
 """Task ``long_qa``: long-document QA (Natural Questions, TyDi QA) over binarized windows.
 
-Reads the split written by ``preprocess/qa_binarize.py`` (layout documented there): one item
+Reads the split written by ``fairseq_poolingformer/preprocess/qa_binarize.py`` (layout documented there): one item
 per window ``<s> question </s> document span </s>``. A batch is right-padded (our attention
 gives the same output for left or right padding, and Fairseq's learned positions count from
 the first real token either way; right padding keeps the label positions valid as they are).
@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 LABEL_COLUMNS = (
     "example_row", "window_index", "question_len", "answer_type",
     "start_position", "end_position", "long_position",
-)  # same order as preprocess/qa_binarize.py writes them
+)  # same order as fairseq_poolingformer/preprocess/qa_binarize.py writes them
 QA_HEAD_NAME = "long_qa"
 GLOBAL_TOKEN_CHOICES = ChoiceEnum(["question", "first", "none"])
 
@@ -63,7 +63,7 @@ class LongQADataset(FairseqDataset):
         self.candidates = _load_indexed(f"{prefix}.candidates")
         labels_path = f"{prefix}.labels.npy"
         if not os.path.exists(labels_path):
-            raise FileNotFoundError(f"long_qa: missing {labels_path} (run preprocess/qa_binarize.py)")
+            raise FileNotFoundError(f"long_qa: missing {labels_path} (run fairseq_poolingformer/preprocess/qa_binarize.py)")
         self.labels = np.load(labels_path)  # (N, 7) int64
         n = len(self.input_ids)
         if self.labels.shape != (n, len(LABEL_COLUMNS)) or len(self.unit_map) != n or len(self.candidates) != n:
@@ -182,7 +182,7 @@ def restore_dropped(indices: np.ndarray, batches: list) -> list:
 
 def _load_indexed(prefix: str) -> MMapIndexedDataset:
     if not MMapIndexedDataset.exists(prefix):
-        raise FileNotFoundError(f"long_qa: missing {prefix}.bin/.idx (run preprocess/qa_binarize.py)")
+        raise FileNotFoundError(f"long_qa: missing {prefix}.bin/.idx (run fairseq_poolingformer/preprocess/qa_binarize.py)")
     return MMapIndexedDataset(prefix)
 
 
@@ -191,7 +191,7 @@ def _load_indexed(prefix: str) -> MMapIndexedDataset:
 
 @dataclass
 class LongQAConfig(FairseqDataclass):
-    data: str = field(default=MISSING, metadata={"help": "directory written by preprocess/qa_binarize.py"})
+    data: str = field(default=MISSING, metadata={"help": "directory written by fairseq_poolingformer/preprocess/qa_binarize.py"})
     max_positions: int = field(default=4096, metadata={"help": "longest window (tokens) the task accepts"})
     global_tokens: GLOBAL_TOKEN_CHOICES = field(
         default="question",
@@ -222,7 +222,7 @@ class LongQATask(FairseqTask):
     def setup_task(cls, cfg: LongQAConfig, **kwargs) -> "LongQATask":
         path = os.path.join(cfg.data, "dict.txt")
         if not os.path.exists(path):
-            raise FileNotFoundError(f"long_qa: missing {path} (run preprocess/qa_binarize.py)")
+            raise FileNotFoundError(f"long_qa: missing {path} (run fairseq_poolingformer/preprocess/qa_binarize.py)")
         dictionary = cls.load_dictionary(path)
         logger.info(f"[long_qa] dictionary: {len(dictionary)} types")
         return cls(cfg, dictionary)

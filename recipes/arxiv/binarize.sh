@@ -13,7 +13,7 @@
 #   --workers N            processes for every step (default 1)
 #   --on-error skip|fail   bad records: skip and count them (default here: a large corpus may
 #                          hold a few empty articles/abstracts), or stop (see
-#                          python -m preprocess.arxiv --help); reports in OUT_DIR/reports/
+#                          python -m fairseq_poolingformer.preprocess.arxiv --help); reports in OUT_DIR/reports/
 #   --max-source-words N   keep the first N words of each article
 #   --model-type T         sentencepiece model type (unigram, bpe; default unigram)
 #
@@ -98,7 +98,7 @@ mkdir -p "$OUT_DIR"
 echo "== 1/3 JSONL -> text (${SPLITS[*]})" >&2
 for split in "${SPLITS[@]}"; do
     raw_var=RAW_$split
-    "$PYTHON" -m preprocess.arxiv --input "${!raw_var}" --output-dir "$TEXT" --split "$split" \
+    "$PYTHON" -m fairseq_poolingformer.preprocess.arxiv --input "${!raw_var}" --output-dir "$TEXT" --split "$split" \
         --workers "$WORKERS" --on-error "$ON_ERROR" --write-ids --report-json "$REPORTS/$split.json" \
         ${MAX_SOURCE_WORDS:+--max-source-words "$MAX_SOURCE_WORDS"}
 done
@@ -117,14 +117,14 @@ else
                --model-type "$MODEL_TYPE" --train-inputs "$TEXT/train.source" "$TEXT/train.target"
                --write-dict "$BPE_DIR/dict.txt")
 fi
-"$PYTHON" -m preprocess.bpe "${bpe_args[@]}"
+"$PYTHON" -m fairseq_poolingformer.preprocess.bpe "${bpe_args[@]}"
 
 echo "== 3/3 fairseq-preprocess -> $BIN" >&2
 pre_args=(--source-lang source --target-lang target --workers "$WORKERS" --trainpref "$BPE_DIR/train")
 [[ -n $RAW_valid ]] && pre_args+=(--validpref "$BPE_DIR/valid")
 [[ -n $RAW_test ]] && pre_args+=(--testpref "$BPE_DIR/test")
 # GPT-2: BART's dict.txt. sentencepiece: one joined dictionary holding every piece of the
-# trained model (written by preprocess.bpe --write-dict), rather than --joined-dictionary,
+# trained model (written by fairseq_poolingformer.preprocess.bpe --write-dict), rather than --joined-dictionary,
 # which would only hold the pieces seen in the train split and map the others to <unk>.
 [[ $BPE == gpt2 ]] || DICT=$BPE_DIR/dict.txt
 pre_args+=(--srcdict "$DICT" --tgtdict "$DICT")

@@ -23,7 +23,7 @@
 #   NGPUS=          GPUs per node (default: all visible; 0 = CPU)
 #   NNODES=1 NODE_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29500   multi-node (torchrun)
 #   TRAIN_EXAMPLES= number of training documents (default: read from DATA_BIN)
-#   PF_ARGS=        extra --pf-* flags, e.g. "--pf-pooling mean --pf-layers 6-11"
+#   PF_ARGS=        extra --pf-* flags, e.g. "--pf-pooling mean --pf-layers 5-10"
 #   DRY_RUN=1       print the command instead of running it
 # Multi-node: run this script on every node with the same NNODES/MASTER_ADDR/MASTER_PORT
 # and its own NODE_RANK; processes are started by torchrun (one per GPU) and Fairseq reads

@@ -16,7 +16,7 @@
 # Options handled here:
 #   --workers N             processes for every step (default 1)
 #   --on-error fail|skip    bad records: stop and write nothing (default), or skip and count
-# Every other option goes to `python -m preprocess.nq` (or preprocess.tydi), e.g.
+# Every other option goes to `python -m fairseq_poolingformer.preprocess.nq` (or fairseq_poolingformer.preprocess.tydi), e.g.
 #   --format simplified|original   --html drop|keep   --answer-boundaries split|snap (TyDi)
 #   --max-length 4096 --doc-stride 1568 --max-question-len 64 --negative-rate R --seed S
 # (defaults: the paper's windows; negatives kept at 0.5 in train, all kept in valid).
@@ -24,7 +24,7 @@
 # Writes:
 #   OUT_DIR/jsonl/{train,valid,test}.{examples,windows}.jsonl.gz   docs/qa_data_format.md
 #   OUT_DIR/jsonl/{train,valid,test}.report.json                   kept/skipped counts, window counts
-#   OUT_DIR/bin/                      python -m preprocess.qa_binarize output: the data dir for
+#   OUT_DIR/bin/                      python -m fairseq_poolingformer.preprocess.qa_binarize output: the data dir for
 #                                     fairseq-train --task long_qa and predict_qa (splits train,
 #                                     valid, test)
 # Each step writes its outputs atomically; the binaries are built in a temporary directory and
@@ -75,7 +75,7 @@ SPLITS=()
 echo "== 1/2 $DATASET -> windows (${SPLITS[*]})" >&2
 for split in "${SPLITS[@]}"; do
     case $split in train) input=$TRAIN ;; valid) input=$VALID ;; test) input=$TEST ;; esac
-    "$PYTHON" -m "preprocess.$DATASET" --input "$input" --output-dir "$JSONL" --split "$split" \
+    "$PYTHON" -m "fairseq_poolingformer.preprocess.$DATASET" --input "$input" --output-dir "$JSONL" --split "$split" \
         --dict "$DICT" --workers "$WORKERS" --on-error "$ON_ERROR" --compress ${PASS[@]+"${PASS[@]}"}
 done
 
@@ -83,7 +83,7 @@ echo "== 2/2 windows -> $BIN" >&2
 TMP_BIN=$(mktemp -d "$OUT_DIR/.bin.tmp.XXXXXX")
 trap 'rm -rf "$TMP_BIN"' EXIT
 for split in "${SPLITS[@]}"; do
-    "$PYTHON" -m preprocess.qa_binarize --windows "$JSONL/$split.windows.jsonl.gz" \
+    "$PYTHON" -m fairseq_poolingformer.preprocess.qa_binarize --windows "$JSONL/$split.windows.jsonl.gz" \
         --examples "$JSONL/$split.examples.jsonl.gz" --dict "$DICT" --split "$split" \
         --destdir "$TMP_BIN" --workers "$WORKERS"
 done

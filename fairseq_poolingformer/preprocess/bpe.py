@@ -30,13 +30,13 @@ All ``--outputs`` are written atomically together: complete, or none.
 
 Usage::
 
-    python -m preprocess.bpe --bpe gpt2 --encoder-json encoder.json --vocab-bpe vocab.bpe \\
+    python -m fairseq_poolingformer.preprocess.bpe --bpe gpt2 --encoder-json encoder.json --vocab-bpe vocab.bpe \\
         --inputs text/train.source text/train.target --outputs bpe/train.source bpe/train.target
-    python -m preprocess.bpe --bpe sentencepiece --sentencepiece-train --vocab-size 8000 \\
+    python -m fairseq_poolingformer.preprocess.bpe --bpe sentencepiece --sentencepiece-train --vocab-size 8000 \\
         --sentencepiece-model bpe/spm.model --inputs text/train.source text/train.target \\
         --outputs bpe/train.source bpe/train.target
-    # the Fairseq dict.txt of an existing sentencepiece model, nothing else (e.g. for preprocess.tydi)
-    python -m preprocess.bpe --bpe sentencepiece --sentencepiece-model spm.model --write-dict dict.txt
+    # the Fairseq dict.txt of an existing sentencepiece model, nothing else (e.g. for fairseq_poolingformer.preprocess.tydi)
+    python -m fairseq_poolingformer.preprocess.bpe --bpe sentencepiece --sentencepiece-model spm.model --write-dict dict.txt
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ import sys
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
-from preprocess.common import InputError, atomic_outputs, iter_lines, parallel_map
+from fairseq_poolingformer.preprocess.common import InputError, atomic_outputs, iter_lines, parallel_map
 
 # A backend is a picklable tuple: ("gpt2", encoder_json, vocab_bpe) or ("sentencepiece", model_path).
 Backend = tuple
@@ -258,7 +258,7 @@ def write_fairseq_dict(model_path: str, dict_path: str) -> int:
 # ----------------------------------------------------------------------------- CLI
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m preprocess.bpe", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m fairseq_poolingformer.preprocess.bpe", description=__doc__.split("\n\n")[0])
     p.add_argument("--bpe", choices=["gpt2", "sentencepiece"], required=True)
     p.add_argument("--inputs", nargs="+", default=[],
                    help="text files, one example per line (optional with --write-dict alone)")

@@ -20,7 +20,7 @@ Output, in ``--destdir`` (everything ``long_qa`` and ``predict_qa`` read)::
     <split>.examples.jsonl           the examples, one compact JSON object a line; example_row r
                                      of labels.npy is line r + 1 of this file (records as given:
                                      NQ units stay in their compact form, read them with
-                                     preprocess.qa_units.example_units)
+                                     fairseq_poolingformer.preprocess.qa_units.example_units)
 
 Window i of the split is item i of every indexed dataset and row i of labels.npy.
 Both inputs are streamed (a window is parsed, checked and written, then dropped); only a few
@@ -31,7 +31,7 @@ together only when the whole split succeeded.
 
 Usage::
 
-    python -m preprocess.qa_binarize --windows out/dev.windows.jsonl \
+    python -m fairseq_poolingformer.preprocess.qa_binarize --windows out/dev.windows.jsonl \
         --examples out/dev.examples.jsonl --dict dict.txt --split dev --destdir data-bin/nq
 """
 from __future__ import annotations
@@ -50,9 +50,9 @@ import torch
 from fairseq.data import Dictionary
 from fairseq.data.indexed_dataset import MMapIndexedDatasetBuilder, best_fitting_int_dtype
 
-from preprocess.common import InputError, atomic_outputs, iter_jsonl, iter_lines, parse_jsonl_line
-from preprocess.common import parallel_map, require
-from preprocess.qa_units import example_units
+from fairseq_poolingformer.preprocess.common import InputError, atomic_outputs, iter_jsonl, iter_lines, parse_jsonl_line
+from fairseq_poolingformer.preprocess.common import parallel_map, require
+from fairseq_poolingformer.preprocess.qa_units import example_units
 
 LABEL_COLUMNS = (
     "example_row", "window_index", "question_len", "answer_type",

@@ -12,7 +12,7 @@ Formats (one JSON object per line, ``.gz`` read transparently; a directory stand
   offsets; dev has 5 annotations per example.
 
 Document tokens are the units (so every NQ token offset maps back exactly; ``examples.jsonl``
-stores them compactly as ``"units": null, "num_units": N``, see ``preprocess.qa_units``). HTML
+stores them compactly as ``"units": null, "num_units": N``, see ``fairseq_poolingformer.preprocess.qa_units``). HTML
 tokens stay units but get no subwords by default (``--html drop``: a window spends its length
 on text; candidates still start/end on their HTML tags through their own token offsets, and a
 short answer that begins or ends on an HTML token maps back without it); ``--html keep``
@@ -27,7 +27,7 @@ error naming file, line and field (``--on-error fail``) or a counted skip (``ski
 
 Usage::
 
-    python -m preprocess.nq --input nq/train/ --output-dir out/nq --split train \\
+    python -m fairseq_poolingformer.preprocess.nq --input nq/train/ --output-dir out/nq --split train \\
         --format original --bpe gpt2 --encoder-json encoder.json --vocab-bpe vocab.bpe \\
         --dict dict.txt [--workers 8] [--max-length 4096 --doc-stride 1568]
 """
@@ -39,8 +39,8 @@ import re
 import sys
 from typing import Sequence
 
-from preprocess.common import InputError, require
-from preprocess.qa_windows import (
+from fairseq_poolingformer.preprocess.common import InputError, require
+from fairseq_poolingformer.preprocess.qa_windows import (
     Annotation, Candidate, QAExample, WindowConfig, add_common_args, check_text,
     main_for, negative_rate_from_args, read_annotations, require_at, require_yes_no,
 )
@@ -152,7 +152,7 @@ def read_nq(record: dict, path: str, line: int, fmt: str = "simplified") -> QAEx
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m preprocess.nq",
+    p = argparse.ArgumentParser(prog="python -m fairseq_poolingformer.preprocess.nq",
                                 description="Natural Questions JSONL(.gz) -> <split>.examples.jsonl + "
                                             "<split>.windows.jsonl (docs/qa_data_format.md)")
     add_common_args(p)

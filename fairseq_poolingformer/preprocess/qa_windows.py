@@ -1,9 +1,9 @@
 """QA examples -> windows ``<s> question </s> document span </s>`` with labels, and the
-streaming pipeline shared by ``preprocess.nq`` and ``preprocess.tydi``.
+streaming pipeline shared by ``fairseq_poolingformer.preprocess.nq`` and ``fairseq_poolingformer.preprocess.tydi``.
 
 Output format (one split): ``docs/qa_data_format.md``. In short, per example one line of
 ``<split>.examples.jsonl`` (question, candidates, units: compact for NQ, see
-``preprocess.qa_units``) and per window one line of
+``fairseq_poolingformer.preprocess.qa_units``) and per window one line of
 ``<split>.windows.jsonl`` (input ids, unit map, candidates and labels relative to the window).
 
 Windows: the document subwords are cut into spans of ``budget = max_length - question_len - 1``
@@ -42,11 +42,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
-from preprocess.common import (
+from fairseq_poolingformer.preprocess.common import (
     InputError, Report, atomic_outputs, iter_lines, parallel_map, parse_jsonl_line, require,
 )
-from preprocess.qa_tokenize import TokenizedDoc, TokenizerSpec, get_tokenizer, tokenize_text, tokenize_tokens
-from preprocess.qa_units import units_to_json
+from fairseq_poolingformer.preprocess.qa_tokenize import TokenizedDoc, TokenizerSpec, get_tokenizer, tokenize_text, tokenize_tokens
+from fairseq_poolingformer.preprocess.qa_units import units_to_json
 
 __all__ = [
     "Candidate", "Annotation", "QAExample", "choose_label", "WindowConfig",
@@ -446,7 +446,7 @@ def _write_report(path: str, report: Report, stats: WindowStats, cfg: WindowConf
 
 
 # ---------------------------------------------------------------------------
-# command line (shared by preprocess.nq and preprocess.tydi)
+# command line (shared by fairseq_poolingformer.preprocess.nq and fairseq_poolingformer.preprocess.tydi)
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", required=True, nargs="+",

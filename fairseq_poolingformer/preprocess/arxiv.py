@@ -23,7 +23,7 @@ printed as one line on stderr and, with ``--report-json PATH``, written as JSON.
 
 Usage::
 
-    python -m preprocess.arxiv --input RAW/train.txt --output-dir TEXT --split train \\
+    python -m fairseq_poolingformer.preprocess.arxiv --input RAW/train.txt --output-dir TEXT --split train \\
         [--workers 4] [--max-source-words 16000] [--on-error skip] [--report-json R.json]
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ import re
 import sys
 from typing import Sequence
 
-from preprocess.common import (
+from fairseq_poolingformer.preprocess.common import (
     InputError,
     Report,
     atomic_outputs,
@@ -137,7 +137,7 @@ def convert_file(input_path: str, output_dir: str, split: str, workers: int = 1,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m preprocess.arxiv",
+    p = argparse.ArgumentParser(prog="python -m fairseq_poolingformer.preprocess.arxiv",
                                 description="arXiv/PubMed JSONL (Cohan et al.) -> {split}.source / {split}.target")
     p.add_argument("--input", required=True, help="JSONL file (.txt/.jsonl, optionally .gz)")
     p.add_argument("--output-dir", required=True)

@@ -6,7 +6,7 @@ Input record: ``example_id``, ``language``, ``question_text``, ``document_plaint
 plaintext_end_byte}, yes_no_answer}]`` (dev: 3 annotations). All offsets are UTF-8 byte
 offsets into ``document_plaintext`` (end exclusive); ``-1`` marks a null answer.
 
-Units are byte spans of the plain text (see ``preprocess.qa_tokenize``); segments are always
+Units are byte spans of the plain text (see ``fairseq_poolingformer.preprocess.qa_tokenize``); segments are always
 cut at passage boundaries. ``--answer-boundaries split`` (default for ``--split train``) also
 cuts them at every annotation's minimal-answer boundaries, so that every gold span maps to
 subwords and back to exactly its bytes, even when an annotator started an answer inside a word
@@ -21,7 +21,7 @@ naming file, line and field (``--on-error fail``) or a counted skip (``skip``).
 
 Usage::
 
-    python -m preprocess.tydi --input tydiqa-v1.0-dev.jsonl.gz --output-dir out/tydi --split dev \\
+    python -m fairseq_poolingformer.preprocess.tydi --input tydiqa-v1.0-dev.jsonl.gz --output-dir out/tydi --split dev \\
         --bpe sentencepiece --sentencepiece-model sentencepiece.bpe.model --dict dict.txt
 """
 from __future__ import annotations
@@ -30,8 +30,8 @@ import argparse
 import sys
 from typing import Sequence
 
-from preprocess.common import InputError, require
-from preprocess.qa_windows import (
+from fairseq_poolingformer.preprocess.common import InputError, require
+from fairseq_poolingformer.preprocess.qa_windows import (
     Annotation, Candidate, QAExample, WindowConfig, add_common_args, check_text,
     main_for, negative_rate_from_args, read_annotations, require_at, require_yes_no,
 )
@@ -104,7 +104,7 @@ def read_tydi(record: dict, path: str, line: int) -> QAExample:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m preprocess.tydi",
+    p = argparse.ArgumentParser(prog="python -m fairseq_poolingformer.preprocess.tydi",
                                 description="TyDi QA primary task JSONL(.gz) -> <split>.examples.jsonl + "
                                             "<split>.windows.jsonl (docs/qa_data_format.md)")
     add_common_args(p)

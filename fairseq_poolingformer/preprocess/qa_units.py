@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from preprocess.common import InputError
+from fairseq_poolingformer.preprocess.common import InputError
 
 __all__ = ["Units", "units_to_json", "example_units"]
 
