@@ -137,11 +137,12 @@ def test_layer_types_and_stock_decoder():
     model, _ = build("poolingformer_bart_large", encoder_embed_dim=32, encoder_ffn_embed_dim=64,
                      encoder_attention_heads=2, decoder_attention_heads=2)
     attns = [layer.self_attn for layer in model.encoder.layers]
-    assert all(type(a) is SlidingWindowSelfAttention for a in attns[:6])
-    assert all(type(a) is PoolingformerSelfAttention for a in attns[6:])
-    assert all((a.w1, a.w2, a.kernel, a.stride, a.pooling) == (128, 512, 5, 4, "ldconv") for a in attns[6:])
+    two_level = attns[5:11]  # the paper's 6th to 11th layers; the 12th is level 1 only
+    assert all(type(a) is SlidingWindowSelfAttention for a in attns[:5] + attns[11:])
+    assert all(type(a) is PoolingformerSelfAttention for a in two_level)
+    assert all((a.w1, a.w2, a.kernel, a.stride, a.pooling) == (128, 512, 5, 4, "ldconv") for a in two_level)
     assert all(a.global_first_token for a in attns)
-    assert model.encoder.two_level_layer_indices() == list(range(6, 12))
+    assert model.encoder.two_level_layer_indices() == list(range(5, 11))
     for layer in model.decoder.layers:
         assert type(layer.self_attn) is MultiheadAttention and type(layer.encoder_attn) is MultiheadAttention
     # BART's learned positions: 2 reserved rows + 16384

@@ -232,7 +232,7 @@ def test_cli_entry_point(bart_dir, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == str(tmp_path / "model.pt")
-    assert "level 2 in encoder layers [1]" in proc.stderr
+    assert "level 2 in encoder layers 1 (0-based; the paper's 2nd of 2)" in proc.stderr
 
 
 def test_converted_directory_loads_through_the_hub(converted):

@@ -2,6 +2,7 @@
 runs its entry points from outside the repository, even with PyPI's unrelated ``preprocess``
 package (here: a stand-in of that name) first on the path."""
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,10 +39,16 @@ for module in sys.argv[1:]:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """``pip install --target``: a plain (non-editable) install of this checkout, no repo on the path."""
+    # Build from a copy of what setup.py reads, so the build leaves nothing in the checkout.
+    source = tmp_path_factory.mktemp("source")
+    for name in ("setup.py", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "fairseq_poolingformer", source / "fairseq_poolingformer",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--disable-pip-version-check", "--target", str(target), str(REPO)],
+         "--disable-pip-version-check", "--target", str(target), str(source)],
         check=True, cwd=target, capture_output=True)
     # A stand-in for PyPI's `preprocess` (a different project): it must not be imported by ours.
     clash = target.parent / "clash" / "preprocess"
