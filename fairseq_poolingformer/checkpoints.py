@@ -284,10 +284,11 @@ def _patch_persistent_save() -> None:
     if getattr(stock, _PATCH_MARK, False):
         return
 
-    def torch_persistent_save(obj: Any, filename: str, async_write: bool = False) -> None:
-        if async_write or not isinstance(filename, str) or not _is_local(filename):
+    def torch_persistent_save(obj: Any, filename: Any, async_write: bool = False) -> None:
+        if async_write or not isinstance(filename, (str, os.PathLike)) \
+                or not _is_local(os.fspath(filename)):
             return stock(obj, filename, async_write=async_write)
-        atomic_save(obj, filename)
+        atomic_save(obj, os.fspath(filename))
 
     torch_persistent_save.__doc__ = "Fairseq's torch_persistent_save, atomic for local files."
     torch_persistent_save.__wrapped__ = stock  # type: ignore[attr-defined]

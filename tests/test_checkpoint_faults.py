@@ -46,7 +46,7 @@ TRAIN_ARGS = [a for a in TRAIN if a != "--no-epoch-checkpoints"] + [
 # and checkpoint_last. A float: SIGKILL from outside that many seconds after the first update.
 _rng = random.Random(8)
 KILLS = ["save:1", "copy:1", _rng.uniform(0, 0.5), "copy:2", "save:2", _rng.uniform(0, 0.5),
-         "copy:3", "save:3", _rng.uniform(0, 0.5), "copy:5"]
+         "copy:3", "save:3", _rng.uniform(0, 0.5), "copy:4"]
 LOADED = re.compile(r"Loaded checkpoint (\S+) \(epoch \d+ @ (\d+) updates\)")
 
 
@@ -130,6 +130,7 @@ def test_killed_anywhere_resumes_and_ends_like_an_uninterrupted_run(server, data
     save = tmp_path / "ckpt"
     progress = 0  # updates completed before the latest kill
     expect_stale = False
+    killed_in = set()  # the files being written when PF_FAULT_INJECT struck
     for i, kill in enumerate(KILLS + [None]):
         fault = kill if isinstance(kill, str) else ""
         run = _train(server, data, save, tmp_path / f"run{i}.log", fault)
@@ -149,7 +150,9 @@ def test_killed_anywhere_resumes_and_ends_like_an_uninterrupted_run(server, data
         assert code == -signal.SIGKILL, where
         if fault:  # killed where it was asked to, mid-write
             kind, _, nth = fault.partition(":")
-            assert f"SIGKILL during {kind} #{nth} of " in log, where
+            struck = re.search(rf"SIGKILL during {kind} #{nth} of (\S+)\.tmp after", log)
+            assert struck, where
+            killed_in.add(re.sub(r"\d+", "N", Path(struck.group(1)).name))
         progress = _done(log, resumed)
         # every checkpoint is complete or absent; a killed write leaves only its .tmp
         names = sorted(p.name for p in save.glob("checkpoint*.pt"))
@@ -159,6 +162,9 @@ def test_killed_anywhere_resumes_and_ends_like_an_uninterrupted_run(server, data
         expect_stale = bool(stale)
     assert _done(log, resumed) == MAX_UPDATE
     assert _tmp_files(save) == []
+    # killed while writing each kind of checkpoint file, by torch.save and by copy
+    assert killed_in >= {"checkpoint_N_N.pt", "checkpointN.pt", "checkpoint_best.pt",
+                         "checkpoint_last.pt"}, killed_in
     assert "cannot be read" not in "".join(p.read_text() for p in tmp_path.glob("run*.log"))
     # the same end state as the uninterrupted run: updates, data position, learning rate
     # (not bit-equal weights: stock Fairseq resumed from an end-of-epoch checkpoint already
