@@ -320,3 +320,23 @@ def test_patches_are_applied_once():
     from fairseq.file_io import PathManager
 
     assert checkpoint_utils.PathManager.__mro__[1] is PathManager  # others keep the stock copy
+
+
+@pytest.mark.parametrize("sendfile", ["kernel", "unsupported", "fails midway"])
+def test_atomic_copy_is_byte_exact(tmp_path, monkeypatch, sendfile):
+    src, dst = tmp_path / "checkpoint_1_2.pt", tmp_path / "checkpoint_last.pt"
+    data = random.Random(1).randbytes(3 * (1 << 20) + 7)  # several chunks and a tail
+    src.write_bytes(data)
+    dst.write_bytes(b"old")
+    real, calls = os.sendfile, []
+
+    def flaky(out_fd, in_fd, offset, count):
+        calls.append(offset)
+        if sendfile == "unsupported" or len(calls) > 1:
+            raise OSError(22, "Invalid argument")
+        return real(out_fd, in_fd, offset, 1000)
+
+    if sendfile != "kernel":
+        monkeypatch.setattr(os, "sendfile", flaky)
+    checkpoints.atomic_copy(str(src), str(dst))
+    assert dst.read_bytes() == data and _tmp_files(tmp_path) == []
