@@ -19,7 +19,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 TRAIN_CODE = "from fairseq_cli.train import cli_main\ncli_main()\n"
 

@@ -25,7 +25,7 @@ import struct
 import time
 import zipfile
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import pytest
 import torch
