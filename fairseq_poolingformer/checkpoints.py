@@ -25,11 +25,14 @@ What importing the package changes (:func:`apply`; idempotent; local paths only,
 "Intact" means: a zip archive whose members all pass their CRC check (``torch.load`` does not
 check them) and whose pickle loads, giving the update count that orders the candidates.
 
-Test hook: ``PF_FAULT_INJECT=KIND:N[,KIND:N]`` (KIND ``save`` or ``copy``) makes the N-th
-checkpoint save or copy of the process write half of the file and then SIGKILL its own
-process, so that tests can kill a run at an exact point. Nothing sets it outside the tests.
+Test hook: ``PF_FAULT_INJECT=KIND:WHICH[,KIND:WHICH]`` (KIND ``save`` or ``copy``; WHICH a
+number N, the N-th such operation of the process, or a file-name pattern such as
+``checkpoint_last.pt`` or ``checkpoint[0-9].pt``, the first one onto a matching file) makes
+that checkpoint save or copy write half of the file and then SIGKILL its own process, so that
+tests can kill a run at an exact point. Nothing sets it outside the tests.
 """
 
+import fnmatch
 import logging
 import os
 import re
@@ -59,15 +62,20 @@ FAULT_ENV = "PF_FAULT_INJECT"
 _fault_counts: Dict[str, int] = {}
 
 
-def _fault_due(kind: str) -> bool:
-    """Count one ``kind`` operation; True when ``PF_FAULT_INJECT`` asks to die during it."""
+def _fault_due(kind: str, path: str) -> bool:
+    """Count one ``kind`` operation onto ``path``; True when ``PF_FAULT_INJECT`` asks to die
+    during it."""
     spec = os.environ.get(FAULT_ENV, "")
     if not spec:
         return False
     _fault_counts[kind] = _fault_counts.get(kind, 0) + 1
     for item in spec.split(","):
-        name, _, nth = item.strip().partition(":")
-        if name == kind and nth.isdigit() and int(nth) == _fault_counts[kind]:
+        name, _, which = item.strip().partition(":")
+        if name != kind:
+            continue
+        if which.isdigit() and int(which) == _fault_counts[kind]:
+            return True
+        if not which.isdigit() and fnmatch.fnmatchcase(os.path.basename(path), which):
             return True
     return False
 
@@ -118,8 +126,8 @@ def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
     fsync_dir(os.path.dirname(path))
 
 
-def _write_checkpoint(obj: Any, f: BinaryIO) -> None:
-    if not _fault_due("save"):
+def _write_checkpoint(obj: Any, f: BinaryIO, path: str) -> None:
+    if not _fault_due("save", path):
         torch.save(obj, f)
         return
     import io
@@ -158,9 +166,9 @@ def _transfer(source: BinaryIO, f: BinaryIO, count: int) -> int:
     return done
 
 
-def _copy_bytes(src: str, f: BinaryIO) -> None:
+def _copy_bytes(src: str, f: BinaryIO, dst: str) -> None:
     total = os.path.getsize(src)
-    count = total // 2 if _fault_due("copy") else total
+    count = total // 2 if _fault_due("copy", dst) else total
     with open(src, "rb") as source:
         written = _transfer(source, f, count)
     if count < total:
@@ -171,12 +179,12 @@ def _copy_bytes(src: str, f: BinaryIO) -> None:
 
 def atomic_save(obj: Any, path: str) -> None:
     """``torch.save(obj, path)``, atomically."""
-    atomic_write(path, lambda f: _write_checkpoint(obj, f))
+    atomic_write(path, lambda f: _write_checkpoint(obj, f, path))
 
 
 def atomic_copy(src: str, dst: str) -> None:
     """Copy ``src`` onto ``dst``, atomically."""
-    atomic_write(dst, lambda f: _copy_bytes(src, f))
+    atomic_write(dst, lambda f: _copy_bytes(src, f, dst))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import signal
 import struct
 import time
 import zipfile
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import List, Optional
 
@@ -40,13 +41,14 @@ TRAIN_ARGS = [a for a in TRAIN if a != "--no-epoch-checkpoints"] + [
     "--save-interval-updates", str(INTERVAL), "--keep-interval-updates", "2",
     "--keep-last-epochs", "1", "--max-update", str(MAX_UPDATE),
 ]
-# The kills, in order. PF_FAULT_INJECT "save:N"/"copy:N": the process kills itself halfway
-# through its N-th checkpoint save / copy (counted from its own start); with saves every 2
-# updates, epoch ends and new bests these hit checkpoint_E_U.pt, checkpointE.pt, checkpoint_best
-# and checkpoint_last. A float: SIGKILL from outside that many seconds after the first update.
+# The kills, in order. A string is PF_FAULT_INJECT: the process kills itself halfway through
+# its N-th checkpoint save / copy (counted from its own start), or the first one onto a file
+# matching the pattern; every kind of checkpoint file is hit, by torch.save and by copy. A
+# float: SIGKILL from outside that many seconds after the run's first update.
 _rng = random.Random(8)
-KILLS = ["save:1", "copy:1", _rng.uniform(0, 0.5), "copy:2", "save:2", _rng.uniform(0, 0.5),
-         "copy:3", "save:3", _rng.uniform(0, 0.5), "copy:4"]
+KILLS = ["save:1", "copy:checkpoint_best.pt", _rng.uniform(0, 0.5), "copy:checkpoint_last.pt",
+         "save:checkpoint[0-9].pt", _rng.uniform(0, 0.5), "save:checkpoint_*_*.pt", "copy:3",
+         _rng.uniform(0, 0.5), "copy:checkpoint_last.pt"]
 LOADED = re.compile(r"Loaded checkpoint (\S+) \(epoch \d+ @ (\d+) updates\)")
 
 
@@ -149,10 +151,12 @@ def test_killed_anywhere_resumes_and_ends_like_an_uninterrupted_run(server, data
             break
         assert code == -signal.SIGKILL, where
         if fault:  # killed where it was asked to, mid-write
-            kind, _, nth = fault.partition(":")
-            struck = re.search(rf"SIGKILL during {kind} #{nth} of (\S+)\.tmp after", log)
+            kind, _, which = fault.partition(":")
+            struck = re.search(rf"SIGKILL during {kind} #(\d+) of (\S+)\.tmp after", log)
             assert struck, where
-            killed_in.add(re.sub(r"\d+", "N", Path(struck.group(1)).name))
+            name = Path(struck.group(2)).name
+            assert struck.group(1) == which if which.isdigit() else fnmatch(name, which), where
+            killed_in.add(re.sub(r"\d+", "N", name))
         progress = _done(log, resumed)
         # every checkpoint is complete or absent; a killed write leaves only its .tmp
         names = sorted(p.name for p in save.glob("checkpoint*.pt"))
