@@ -2,12 +2,14 @@
 
 Importing this package (directly, or through ``--user-dir``) registers every model,
 architecture, task and criterion it defines, and applies the compatibility fixes the
-pinned Fairseq needs on this stack (see ``compat``).
+pinned Fairseq needs on this stack (see ``compat``) and makes ``fairseq-train``'s checkpoints
+safe against kills (see ``checkpoints``).
 """
 
 __version__ = "0.1.0"
 
 # Registration imports: each line below registers Fairseq components on import.
 from . import compat  # noqa: F401  (first: fixes Fairseq on this torch before anything runs)
+from . import checkpoints  # noqa: F401  (atomic checkpoint files, resume after a kill)
 from . import models  # noqa: F401  (poolingformer_bart; see models/__init__.py)
 from . import tasks, criterions  # noqa: F401  (long_qa task and criterion)
