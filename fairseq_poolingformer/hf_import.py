@@ -283,6 +283,12 @@ def _map_decoder(ledger: TensorLedger, p: str, n_layers: int, positions: Optiona
 
 
 def _bart_args(hf: HFDirectory, source_positions: int, target_positions: int, scale: bool) -> argparse.Namespace:
+    # fields of old BART configs (mBART-style variants): only BART's own values convert
+    for key, bart_value in (("normalize_before", False), ("add_final_layer_norm", False),
+                            ("normalize_embedding", True), ("static_position_embeddings", False)):
+        if hf.config.get(key, bart_value) != bart_value:
+            raise ConversionError(f"{hf.path}/config.json: {key} is {hf.config[key]}; only BART's "
+                                  f"{bart_value} has a Poolingformer-BART equivalent")
     d_model = _config_value(hf, "d_model")
     return argparse.Namespace(
         arch="bart_large" if d_model >= 1024 else "bart_base",
