@@ -1,4 +1,11 @@
-"""Convert pretrained Fairseq checkpoints into Poolingformer checkpoints.
+"""Convert pretrained Fairseq or Hugging Face checkpoints into Poolingformer checkpoints.
+
+Sources: a Fairseq release (``--checkpoint model.pt --dict dict.txt``) or a Hugging Face
+``save_pretrained`` directory (``--hf DIR``: BART, RoBERTa / XLM-R, and LED with ``convert led``),
+which :mod:`fairseq_poolingformer.hf_import` translates into what a Fairseq release holds
+(state dict, model args, dict.txt, BPE files) before the same conversion runs (docs/convert_hf.md).
+A checkpoint that is already a Poolingformer (arch ``poolingformer_*`` or level-2 tensors) is
+refused unless ``--keep-level2`` (then its level 2 and ``--pf-*`` settings are kept).
 
 BART (a Fairseq ``model.pt`` and its ``dict.txt``)::
 
@@ -24,8 +31,10 @@ What is copied, and how the new weights start:
   window covers the input, and fine-tuning grows level 2 from zero.
 
 The reusable pieces (:func:`extend_positions`, :func:`init_level2`, :func:`load_checkpoint`,
-:func:`load_pretrained_weights`, :func:`save_checkpoint`, :func:`write_dictionaries`) are
-meant for other converters too (RoBERTa / XLM-R: register a sub-command in ``SUBCOMMANDS``).
+:func:`load_pretrained_weights`, :func:`save_checkpoint`, :func:`write_dictionaries`, and the
+cores :func:`convert_bart_weights` / :func:`convert_roberta_weights`, which take a Fairseq-release
+state dict + args + dict.txt from any source) are meant for other converters too (register a
+sub-command in ``SUBCOMMANDS``).
 """
 
 from __future__ import annotations

@@ -172,9 +172,13 @@ class TensorLedger:
     def map(self, name: str, target: str, value: Optional[torch.Tensor] = None, detail: str = "") -> None:
         """Rename ``name`` to ``target`` (``value``: the tensor after an exact transformation,
         described by ``detail``)."""
-        tensor = self.take(name) if value is None else value
-        if value is not None:
+        if value is None:
+            tensor = self.take(name)
+        elif name in self.tensors:  # already taken by the caller, who transformed it
+            tensor = value
             self.remaining.pop(name, None)
+        else:
+            raise ConversionError(f"{self.source}: tensor {name} is missing")
         if target in self.out:
             raise ConversionError(f"{self.source}: two tensors map to {target}")
         self.out[target] = tensor
@@ -532,6 +536,10 @@ def read_hf_vocabulary(directory: str) -> HFVocabulary:
         model = data.get("model") or {}
         mtype = model.get("type")
         if mtype == "BPE":
+            if "ByteLevel" not in json.dumps(data.get("pre_tokenizer")):
+                raise ConversionError(f"{tok_json}: a BPE tokenizer that is not byte-level (pre_tokenizer "
+                                      f"{(data.get('pre_tokenizer') or {}).get('type')!r}); Fairseq's gpt2 BPE "
+                                      "is GPT-2's byte-level BPE")
             tokens = _tokens_by_id(model.get("vocab") or {}, tok_json)
             merges = [_merge_line(m, tok_json) for m in model.get("merges") or []]
             kind = "gpt2"

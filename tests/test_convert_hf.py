@@ -429,6 +429,15 @@ def test_xlmr_style_sentencepiece_raw_text(tmp_path):
         assert ids.count(3) < 0.01 * len(ids)  # few <unk>: real pieces are compared
 
 
+def test_sharded_weights_are_joined(xlmr_hf, tmp_path):
+    """A save_pretrained directory split into shards (model.safetensors.index.json) reads as one."""
+    xlmr_hf[1].save_pretrained(tmp_path, max_shard_size="40KB")
+    assert (tmp_path / "model.safetensors.index.json").exists() and len(list(tmp_path.glob("*.safetensors"))) >= 2
+    sharded = hf_import.read_hf_directory(str(tmp_path)).tensors
+    whole = hf_import.read_hf_directory(str(xlmr_hf[0])).tensors
+    assert sorted(sharded) == sorted(whole) and all(torch.equal(sharded[k], whole[k]) for k in whole)
+
+
 # ----------------------------------------------------------------------------- LED
 
 
