@@ -540,6 +540,9 @@ def read_hf_vocabulary(directory: str) -> HFVocabulary:
                 raise ConversionError(f"{tok_json}: a BPE tokenizer that is not byte-level (pre_tokenizer "
                                       f"{(data.get('pre_tokenizer') or {}).get('type')!r}); Fairseq's gpt2 BPE "
                                       "is GPT-2's byte-level BPE")
+            if '"add_prefix_space": true' in json.dumps(data.get("pre_tokenizer")):
+                raise ConversionError(f"{tok_json}: the byte-level pre-tokenizer adds a prefix space; Fairseq's "
+                                      "gpt2 BPE does not, so the ids would differ (BART/RoBERTa tokenizers do not)")
             tokens = _tokens_by_id(model.get("vocab") or {}, tok_json)
             merges = [_merge_line(m, tok_json) for m in model.get("merges") or []]
             kind = "gpt2"

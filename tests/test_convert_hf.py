@@ -533,6 +533,12 @@ def test_tokenizer_errors(xlmr_hf, bart_hf, tmp_path):
     os.remove(no_tok / "tokenizer.json")
     with pytest.raises(SystemExit, match=r"no_tok: no tokenizer \(looked for tokenizer.json, vocab.json \+ merges.txt"):
         convert.main(["bart", "--hf", str(no_tok), "--output-dir", str(tmp_path / "o")])
+    prefix = _copy_dir(bart_hf[0], tmp_path / "prefix")
+    tok = json.loads((prefix / "tokenizer.json").read_text(encoding="utf-8"))
+    tok["pre_tokenizer"]["add_prefix_space"] = True
+    (prefix / "tokenizer.json").write_text(json.dumps(tok), encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"prefix/tokenizer.json: the byte-level pre-tokenizer adds a prefix space"):
+        convert.main(["bart", "--hf", str(prefix), "--output-dir", str(tmp_path / "o")])
     with pytest.raises(SystemExit, match=r"model_type 'bart' cannot be converted by 'convert roberta --hf'"):
         convert.main(["roberta", "--hf", str(bart_hf[0]), "--output-dir", str(tmp_path / "o")])
     assert not (tmp_path / "o").exists()
