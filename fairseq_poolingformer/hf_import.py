@@ -451,7 +451,8 @@ def roberta_from_hf(hf: HFDirectory) -> Tuple[Dict[str, torch.Tensor], argparse.
         ledger.map(f"{p}embeddings.LayerNorm.{part}", f"{e}layernorm_embedding.{part}")
     for i in range(n_layers):
         hf_layer, fs_layer = f"{p}encoder.layer.{i}.", f"{e}layers.{i}."
-        for hf_name, fs_name in (("attention.self.query", "self_attn.q_proj"), ("attention.self.key", "self_attn.k_proj"),
+        for hf_name, fs_name in (("attention.self.query", "self_attn.q_proj"),
+                                 ("attention.self.key", "self_attn.k_proj"),
                                  ("attention.self.value", "self_attn.v_proj"),
                                  ("attention.output.dense", "self_attn.out_proj"),
                                  ("attention.output.LayerNorm", "self_attn_layer_norm"),

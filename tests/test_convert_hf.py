@@ -544,11 +544,13 @@ def test_tokenizer_errors(xlmr_hf, bart_hf, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_cli_prints_the_tensor_summary(bart_hf, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "fairseq_poolingformer.convert", "bart", "--hf", str(bart_hf[0]), "--output-dir",
-         str(tmp_path / "pf"), "--pf-layers", "1", "--max-source-positions", "256"],
-        capture_output=True, text=True, timeout=300)
+def test_cli_prints_the_tensor_summary_without_importing_transformers(bart_hf, tmp_path):
+    argv = ["convert", "bart", "--hf", str(bart_hf[0]), "--output-dir", str(tmp_path / "pf"), "--pf-layers", "1",
+            "--max-source-positions", "256"]
+    code = (f"import runpy, sys; sys.argv = {argv!r}\n"
+            "try:\n    runpy.run_module('fairseq_poolingformer.convert', run_name='__main__')\n"
+            "finally:\n    assert 'transformers' not in sys.modules, 'the converter imported transformers'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == str(tmp_path / "pf" / "model.pt")
     assert "tensors: " in proc.stderr and " mapped, 0 folded, 1 dropped" in proc.stderr
