@@ -656,7 +656,7 @@ def write_tokenizer_files(vocab: HFVocabulary, rows: int, with_mask_row: bool, d
         encoder = {t: i for i, t in enumerate(vocab.tokens) if t is not None}
         paths.append(os.path.join(directory, "encoder.json"))
         with open(paths[-1], "w", encoding="utf-8") as f:
-            json.dump(encoder, f, ensure_ascii=False)
+            json.dump(encoder, f)  # ASCII (\u escapes): fairseq opens it with the locale encoding
         paths.append(os.path.join(directory, "vocab.bpe"))
         with open(paths[-1], "w", encoding="utf-8") as f:
             f.write("#version: 0.2\n" + "".join(m + "\n" for m in vocab.merges))
@@ -689,6 +689,9 @@ def convert_hf(args: argparse.Namespace, family: str) -> str:
     """``convert bart|roberta|led --hf DIR``: translate DIR, then run the Fairseq-release path."""
     from fairseq_poolingformer import convert
 
+    if getattr(args, "dict", None) or getattr(args, "keep_level2", False):
+        raise ConversionError("--dict and --keep-level2 go with --checkpoint; with --hf the dictionary is built "
+                              "from DIR's tokenizer (and a Hugging Face model has no level 2)")
     hf = read_hf_directory(args.hf)
     weights, src_args, ledger = TRANSLATORS[family](hf)
     vocab = read_hf_vocabulary(args.hf)
