@@ -1,4 +1,11 @@
-"""Convert pretrained Fairseq checkpoints into Poolingformer checkpoints.
+"""Convert pretrained Fairseq or Hugging Face checkpoints into Poolingformer checkpoints.
+
+Sources: a Fairseq release (``--checkpoint model.pt --dict dict.txt``) or a Hugging Face
+``save_pretrained`` directory (``--hf DIR``: BART, RoBERTa / XLM-R, and LED with ``convert led``),
+which :mod:`fairseq_poolingformer.hf_import` translates into what a Fairseq release holds
+(state dict, model args, dict.txt, BPE files) before the same conversion runs (docs/convert_hf.md).
+A checkpoint that is already a Poolingformer (arch ``poolingformer_*`` or level-2 tensors) is
+refused unless ``--keep-level2`` (then its level 2 and ``--pf-*`` settings are kept).
 
 BART (a Fairseq ``model.pt`` and its ``dict.txt``)::
 
@@ -24,8 +31,10 @@ What is copied, and how the new weights start:
   window covers the input, and fine-tuning grows level 2 from zero.
 
 The reusable pieces (:func:`extend_positions`, :func:`init_level2`, :func:`load_checkpoint`,
-:func:`load_pretrained_weights`, :func:`save_checkpoint`, :func:`write_dictionaries`) are
-meant for other converters too (RoBERTa / XLM-R: register a sub-command in ``SUBCOMMANDS``).
+:func:`load_pretrained_weights`, :func:`save_checkpoint`, :func:`write_dictionaries`, and the
+cores :func:`convert_bart_weights` / :func:`convert_roberta_weights`, which take a Fairseq-release
+state dict + args + dict.txt from any source) are meant for other converters too (register a
+sub-command in ``SUBCOMMANDS``).
 """
 
 from __future__ import annotations
@@ -77,15 +86,46 @@ def is_level2_key(key: str) -> bool:
     return any(f".{name}." in f".{key}" or key.endswith(f".{name}") for name in LEVEL2_PARAM_NAMES)
 
 
-def init_level2(model: nn.Module) -> int:
-    """Call ``init_level2_from_level1()`` on every two-level attention; returns how many."""
+def init_level2(model: nn.Module, missing_keys: Optional[Sequence[str]] = None) -> int:
+    """Call ``init_level2_from_level1()`` on every two-level attention (with ``missing_keys``:
+    only on those with a key in it, i.e. whose level 2 did not come from the checkpoint);
+    returns how many."""
     count = 0
-    for module in model.modules():
+    for name, module in model.named_modules():
         init = getattr(module, "init_level2_from_level1", None)
-        if callable(init):
-            init()
-            count += 1
+        if not callable(init):
+            continue
+        if missing_keys is not None and not any(k.startswith(name + ".") for k in missing_keys):
+            continue
+        init()
+        count += 1
     return count
+
+
+def already_poolingformer(weights: Dict[str, torch.Tensor], src_args: argparse.Namespace, path: str,
+                          keep_level2: bool) -> bool:
+    """True if the checkpoint is already a Poolingformer (arch ``poolingformer_*`` or level-2
+    tensors). Converting one again would reset its (trained) level 2, so without ``keep_level2``
+    that is an error naming what shows it."""
+    arch = str(getattr(src_args, "arch", None) or getattr(src_args, "_name", None) or "")
+    level2 = sorted(k for k in weights if is_level2_key(k))
+    if not arch.startswith("poolingformer") and not level2:
+        return False
+    if keep_level2:
+        return True
+    evidence = ", ".join([f"arch {arch!r}"] * arch.startswith("poolingformer") + [f"tensor {level2[0]}"] * bool(level2))
+    raise ConversionError(
+        f"{path}: already a Poolingformer checkpoint ({evidence}); converting it again would reset its "
+        "level-2 weights to their initialisation. Give the original pretrained checkpoint, or pass "
+        "--keep-level2 to keep its level-2 weights (e.g. to extend its positions)")
+
+
+def keep_pf_settings(args: argparse.Namespace, src_args: argparse.Namespace) -> None:
+    """--keep-level2: every --pf-* flag not given takes the checkpoint's own value."""
+    for key in ("pf_w1", "pf_w2", "pf_kernel", "pf_stride", "pf_pooling", "pf_layers", "pf_global",
+                "pf_mix", "pf_share_weights"):
+        if getattr(args, key, None) is None and getattr(src_args, key, None) is not None:
+            setattr(args, key, getattr(src_args, key))
 
 
 # ----------------------------------------------------------------------------- checkpoint I/O
@@ -133,7 +173,10 @@ def load_pretrained_weights(
     Any other missing key or any unexpected key raises ``ConversionError`` listing them.
     Returns the missing (new) keys.
     """
-    result = model.load_state_dict(state_dict, strict=False, model_cfg=model_cfg)
+    try:
+        result = model.load_state_dict(state_dict, strict=False, model_cfg=model_cfg)
+    except RuntimeError as err:  # shape mismatches: say so in one line
+        raise ConversionError(f"pretrained weights do not fit the Poolingformer model: {err}") from None
     missing = [k for k in result.missing_keys if not new_key(k)]
     if missing or result.unexpected_keys:
         raise ConversionError(
@@ -236,13 +279,14 @@ def build_converted_model(
 
 def finish_conversion(
     model: nn.Module, cfg: Any, weights: Dict[str, torch.Tensor], two_level: Sequence[int], staging: str,
-    output_dir: str,
+    output_dir: str, keep_level2: bool = False, new_key: Callable[[str], bool] = is_level2_key,
 ) -> int:
-    """Load the pretrained weights, start level 2 from level 1, save the checkpoint in ``staging``
-    and move everything staged into ``output_dir``. Returns the number of new (level-2) tensors."""
-    new_keys = load_pretrained_weights(model, weights, model_cfg=cfg.model)
-    n_two_level = init_level2(model)
-    if n_two_level != len(two_level):
+    """Load the pretrained weights, start level 2 from level 1 (``keep_level2``: only where the
+    checkpoint has none), save the checkpoint in ``staging`` and move everything staged into
+    ``output_dir``. Returns the number of new tensors."""
+    new_keys = load_pretrained_weights(model, weights, model_cfg=cfg.model, new_key=new_key)
+    n_two_level = init_level2(model, [k for k in new_keys if is_level2_key(k)] if keep_level2 else None)
+    if not keep_level2 and n_two_level != len(two_level):
         raise ConversionError(f"initialised level 2 in {n_two_level} layers, expected {len(two_level)}")
     cfg.task.data = output_dir  # the staging path must not end up in the checkpoint
     if getattr(cfg.model, "data", None) is not None:
@@ -254,48 +298,83 @@ def finish_conversion(
     return len(new_keys)
 
 
+def _staging_dir(output_dir: str) -> str:
+    """A temporary directory next to ``output_dir`` (moved into place only on success)."""
+    os.makedirs(os.path.dirname(output_dir), exist_ok=True)
+    return tempfile.mkdtemp(prefix=".convert.", dir=os.path.dirname(output_dir))
+
+
+def _copy_into(paths: Sequence[str], directory: str) -> None:
+    for path in paths:
+        shutil.copyfile(path, os.path.join(directory, os.path.basename(path)))
+
+
+def _source_arch(src_args: argparse.Namespace) -> str:
+    return str(getattr(src_args, "arch", None) or getattr(src_args, "_name", None) or "")
+
+
 def convert_bart(args: argparse.Namespace) -> str:
-    """Convert a Fairseq BART checkpoint (see the module docstring); returns the output path."""
+    """Convert a Fairseq BART checkpoint (``--checkpoint``/``--dict``) or a Hugging Face BART
+    directory (``--hf``; see :mod:`fairseq_poolingformer.hf_import`); returns the output path."""
+    if args.hf:
+        from fairseq_poolingformer import hf_import
+
+        return hf_import.convert_hf(args, "bart")
+    _require_checkpoint_and_dict(args)
+    state = load_checkpoint(args.checkpoint)
+    bart_args = checkpoint_model_args(state, args.checkpoint)
+    keep = already_poolingformer(state["model"], bart_args, args.checkpoint, args.keep_level2)
+    if keep:
+        keep_pf_settings(args, bart_args)
+    return convert_bart_weights(args, state["model"], bart_args, args.dict, args.checkpoint, keep_level2=keep)
+
+
+def convert_bart_weights(
+    args: argparse.Namespace, weights: Dict[str, torch.Tensor], bart_args: argparse.Namespace, dict_path: str,
+    source: str, extra_files: Sequence[str] = (), keep_level2: bool = False,
+) -> str:
+    """A Fairseq-BART state dict + its args + dict.txt -> OUTPUT_DIR (model.pt, dict files and
+    ``extra_files`` copied beside them); nothing is written on failure."""
     import fairseq_poolingformer  # noqa: F401  (registers poolingformer_bart)
     from fairseq.data import Dictionary
 
     from fairseq_poolingformer.models.encoder import describe_layers
     from fairseq_poolingformer.models.poolingformer_bart import PoolingformerBARTModel
 
-    state = load_checkpoint(args.checkpoint)
-    bart_args = checkpoint_model_args(state, args.checkpoint)
-    bart_arch = getattr(bart_args, "arch", None) or getattr(bart_args, "_name", "")
-    weights = state["model"]
+    bart_arch = _source_arch(bart_args)
     pos_key = "encoder.embed_positions.weight"
     if pos_key not in weights or "decoder.embed_tokens.weight" not in weights:
         raise ConversionError(
-            f"{args.checkpoint}: not a BART encoder-decoder checkpoint (arch {bart_arch!r}, "
+            f"{source}: not a BART encoder-decoder checkpoint (arch {bart_arch!r}, "
             f"no {pos_key} or decoder.embed_tokens.weight)"
         )
     if not getattr(bart_args, "encoder_learned_pos", False):
-        raise ConversionError(f"{args.checkpoint}: encoder positions are not learned (arch {bart_arch!r})")
+        raise ConversionError(f"{source}: encoder positions are not learned (arch {bart_arch!r})")
 
-    dictionary = Dictionary.load(args.dict)
+    dictionary = Dictionary.load(dict_path)
     rows = weights["encoder.embed_tokens.weight"].shape[0]
     if rows not in (len(dictionary), len(dictionary) + 1):  # BART checkpoints add <mask>
         raise ConversionError(
-            f"{args.dict}: {len(dictionary)} symbols but {args.checkpoint} embeds {rows} tokens: "
+            f"{dict_path}: {len(dictionary)} symbols but {source} embeds {rows} tokens: "
             "wrong dict.txt for this checkpoint?"
         )
     offset = dictionary.pad() + 1  # Fairseq's learned positions start after padding_idx
     old_max = weights[pos_key].shape[0] - offset
 
     langs = (args.source_lang, args.target_lang)
-    pf_arch = args.arch or (
-        "poolingformer_bart_large" if "large" in str(bart_arch) else "poolingformer_bart_base"
-    )
+    if args.arch:
+        pf_arch = args.arch
+    elif bart_arch.startswith("poolingformer_"):
+        pf_arch = bart_arch
+    else:
+        pf_arch = "poolingformer_bart_large" if "large" in bart_arch else "poolingformer_bart_base"
     # Everything is built in a staging directory next to OUTPUT_DIR and moved into place at
     # the end: a failed conversion leaves no partial output.
     output_dir = os.path.abspath(args.output_dir)
-    os.makedirs(os.path.dirname(output_dir), exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".convert.", dir=os.path.dirname(output_dir))
+    staging = _staging_dir(output_dir)
     try:
-        write_dictionaries(args.dict, staging, langs)
+        write_dictionaries(dict_path, staging, langs)
+        _copy_into(extra_files, staging)
         train_argv = [
             staging, "--task", "translation", "--source-lang", langs[0], "--target-lang", langs[1],
             "--arch", pf_arch, "--max-source-positions", str(args.max_source_positions),
@@ -304,101 +383,164 @@ def convert_bart(args: argparse.Namespace) -> str:
         cfg, model = build_converted_model(train_argv, PoolingformerBARTModel, bart_args, ["max_source_positions"])
         weights = dict(weights)
         weights[pos_key] = extend_positions(weights[pos_key], args.max_source_positions, offset)
-        n_new = finish_conversion(model, cfg, weights, model.encoder.two_level_layer_indices(), staging, output_dir)
+        n_new = finish_conversion(model, cfg, weights, model.encoder.two_level_layer_indices(), staging, output_dir,
+                                  keep_level2=keep_level2)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
     out_path = os.path.join(output_dir, "model.pt")
     logger.info(
         "converted %s (%s, %d positions) -> %s (%s, %d positions; level 2 in encoder layers %s: "
-        "%d new tensors, initialised from level 1)", args.checkpoint, bart_arch, old_max,
+        "%d new tensors, %s)", source, bart_arch, old_max,
         out_path, pf_arch, args.max_source_positions,
         describe_layers(model.encoder.two_level_layer_indices(), len(model.encoder.layers)), n_new,
+        "kept from the checkpoint where present" if keep_level2 else "initialised from level 1",
     )
     return out_path
 
 
+def _require_checkpoint_and_dict(args: argparse.Namespace) -> None:
+    if not args.checkpoint or not args.dict:
+        raise ConversionError("give --checkpoint and --dict (a Fairseq release), or --hf DIR (a Hugging Face "
+                              "save_pretrained directory)")
+
+
+def _add_source_args(parser: argparse.ArgumentParser, what: str) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help=f"Fairseq {what} model.pt (with --dict)")
+    source.add_argument("--hf", metavar="DIR", help="a Hugging Face save_pretrained directory (config.json, "
+                        "model.safetensors or pytorch_model.bin, tokenizer files); writes dict.txt and the "
+                        "BPE files from its tokenizer")
+    parser.add_argument("--dict", help="the dict.txt of --checkpoint")
+    parser.add_argument("--keep-level2", action="store_true",
+                        help="convert a checkpoint that is already a Poolingformer (e.g. fine-tuned), keeping its "
+                             "level-2 weights and --pf-* settings (without it, such a checkpoint is refused)")
+
+
 def add_bart_args(parser: argparse.ArgumentParser) -> None:
+    _add_source_args(parser, "BART")
+    _add_seq2seq_args(parser)
+
+
+def _add_seq2seq_args(parser: argparse.ArgumentParser) -> None:
     from fairseq_poolingformer.models.encoder import add_poolingformer_args
 
-    parser.add_argument("--checkpoint", required=True, help="Fairseq BART model.pt")
-    parser.add_argument("--dict", required=True, help="its dict.txt")
     parser.add_argument("--output-dir", required=True, help="where model.pt and dict*.txt go")
     parser.add_argument("--max-source-positions", type=int, default=4096,
                         help="encoder positions of the converted model (default 4096)")
     parser.add_argument("--arch", default=None,
-                        help="poolingformer_bart_{base,large} (default: from the BART arch name)")
+                        help="poolingformer_bart_{base,large} (default: from the BART arch name / size)")
     parser.add_argument("--source-lang", default="source", help="suffix of the source files")
     parser.add_argument("--target-lang", default="target", help="suffix of the target files")
     add_poolingformer_args(parser)
+
+
+def add_led_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--hf", metavar="DIR", required=True,
+                        help="a Hugging Face LED save_pretrained directory (e.g. allenai/led-large-16384)")
+    parser.set_defaults(checkpoint=None, dict=None, keep_level2=False)
+    _add_seq2seq_args(parser)
+    parser.set_defaults(max_source_positions=None)  # default: LED's own (e.g. 16384)
+
+
+def convert_led(args: argparse.Namespace) -> str:
+    from fairseq_poolingformer import hf_import
+
+    return hf_import.convert_hf(args, "led")
 
 
 # ----------------------------------------------------------------------------- RoBERTa / XLM-R
 
 
 def convert_roberta(args: argparse.Namespace) -> str:
-    """Fairseq RoBERTa / XLM-R ``model.pt`` -> ``poolingformer_roberta`` for the ``long_qa`` task.
+    """Fairseq RoBERTa / XLM-R ``model.pt`` (or ``--hf DIR``) -> ``poolingformer_roberta`` for ``long_qa``.
 
     Positions are loop-copied to ``--max-positions`` after the reserved rows ``[0, padding_idx]``
     (RoBERTa and XLM-R positions start at padding_idx + 1); level 2 starts from level 1
     (:func:`init_level2`); the QA head starts from its random initialisation. Writes
     OUTPUT_DIR/model.pt and OUTPUT_DIR/dict.txt; nothing on failure.
     """
+    if args.hf:
+        from fairseq_poolingformer import hf_import
+
+        return hf_import.convert_hf(args, "roberta")
+    _require_checkpoint_and_dict(args)
+    state = load_checkpoint(args.checkpoint)
+    src_args = checkpoint_model_args(state, args.checkpoint)
+    keep = already_poolingformer(state["model"], src_args, args.checkpoint, args.keep_level2)
+    if keep:
+        keep_pf_settings(args, src_args)
+    return convert_roberta_weights(args, dict(state["model"]), src_args, args.dict, args.checkpoint,
+                                   keep_level2=keep)
+
+
+def convert_roberta_weights(
+    args: argparse.Namespace, weights: Dict[str, torch.Tensor], src_args: argparse.Namespace, dict_path: str,
+    source: str, extra_files: Sequence[str] = (), keep_level2: bool = False,
+    new_key: Callable[[str], bool] = is_level2_key,
+) -> str:
+    """A Fairseq RoBERTa/XLM-R state dict + args + dict.txt -> OUTPUT_DIR (see :func:`convert_roberta`)."""
     import fairseq_poolingformer  # noqa: F401  (registers poolingformer_roberta, long_qa)
     from fairseq.data import Dictionary
 
     from fairseq_poolingformer.models.encoder import describe_layers
     from fairseq_poolingformer.models.poolingformer_roberta import PoolingformerRobertaModel
 
-    state = load_checkpoint(args.checkpoint)
-    src_args = checkpoint_model_args(state, args.checkpoint)
-    src_arch = str(getattr(src_args, "arch", None) or getattr(src_args, "_name", ""))
-    weights = dict(state["model"])
+    src_arch = _source_arch(src_args)
+    weights = dict(weights)
     # old releases name the encoder "decoder"; the model's state-dict upgrade renames the rest
     pos_keys = [k for k in weights if k.endswith("sentence_encoder.embed_positions.weight")]
     if len(pos_keys) != 1 or "decoder.embed_tokens.weight" in weights:
-        raise ConversionError(f"{args.checkpoint}: not a RoBERTa / XLM-R checkpoint (arch {src_arch!r}, "
+        raise ConversionError(f"{source}: not a RoBERTa / XLM-R checkpoint (arch {src_arch!r}, "
                               f"position keys {pos_keys})")
     pos_key = pos_keys[0]
-    dictionary = Dictionary.load(args.dict)
+    dictionary = Dictionary.load(dict_path)
     rows = weights[pos_key.replace("embed_positions", "embed_tokens")].shape[0]
     if rows != len(dictionary) + 1:  # RoBERTa / XLM-R checkpoints add <mask>
-        raise ConversionError(f"{args.dict}: {len(dictionary)} symbols (+ <mask>) but {args.checkpoint} "
+        raise ConversionError(f"{dict_path}: {len(dictionary)} symbols (+ <mask>) but {source} "
                               f"embeds {rows} tokens: wrong dict.txt for this checkpoint?")
     offset = dictionary.pad() + 1
     old_max = weights[pos_key].shape[0] - offset
     weights[pos_key] = extend_positions(weights[pos_key], args.max_positions, offset)
-    pf_arch = args.arch or ("poolingformer_roberta_large" if "large" in src_arch else "poolingformer_roberta_base")
+    if args.arch:
+        pf_arch = args.arch
+    elif src_arch.startswith("poolingformer_"):
+        pf_arch = src_arch
+    elif "xlmr" in src_arch and "large" in src_arch:
+        pf_arch = "poolingformer_xlmr_large"
+    else:
+        pf_arch = "poolingformer_roberta_large" if "large" in src_arch else "poolingformer_roberta_base"
 
     output_dir = os.path.abspath(args.output_dir)
-    os.makedirs(os.path.dirname(output_dir), exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".convert.", dir=os.path.dirname(output_dir))
+    staging = _staging_dir(output_dir)
     try:
-        write_dictionaries(args.dict, staging, [])
+        write_dictionaries(dict_path, staging, [])
+        _copy_into(extra_files, staging)
         train_argv = [staging, "--task", "long_qa", "--criterion", "long_qa", "--arch", pf_arch,
                       "--max-positions", str(args.max_positions), "--cpu"] + _pf_flags(args)
         cfg, model = build_converted_model(train_argv, PoolingformerRobertaModel, src_args, ["max_positions"])
         two_level = model.encoder.sentence_encoder.two_level_layer_indices()
-        n_new = finish_conversion(model, cfg, weights, two_level, staging, output_dir)
+        n_new = finish_conversion(model, cfg, weights, two_level, staging, output_dir, keep_level2=keep_level2,
+                                  new_key=new_key)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     out_path = os.path.join(output_dir, "model.pt")
     logger.info("converted %s (%s, %d positions) -> %s (%s, %d positions; level 2 in layers %s: %d new "
-                "tensors, initialised from level 1)", args.checkpoint, src_arch, old_max, out_path, pf_arch,
-                args.max_positions, describe_layers(two_level, len(model.encoder.sentence_encoder.layers)), n_new)
+                "tensors, %s)", source, src_arch, old_max, out_path, pf_arch,
+                args.max_positions, describe_layers(two_level, len(model.encoder.sentence_encoder.layers)), n_new,
+                "kept from the checkpoint where present" if keep_level2 else "initialised from level 1")
     return out_path
 
 
 def add_roberta_args(parser: argparse.ArgumentParser) -> None:
     from fairseq_poolingformer.models.encoder import add_poolingformer_args
 
-    parser.add_argument("--checkpoint", required=True, help="Fairseq RoBERTa / XLM-R model.pt")
-    parser.add_argument("--dict", required=True, help="its dict.txt")
+    _add_source_args(parser, "RoBERTa / XLM-R")
     parser.add_argument("--output-dir", required=True, help="where model.pt and dict.txt go")
     parser.add_argument("--max-positions", type=int, default=4096,
                         help="positions of the converted model (default 4096)")
     parser.add_argument("--arch", default=None, help="poolingformer_roberta_{base,large} or "
-                        "poolingformer_xlmr_large (default: from the checkpoint's arch name)")
+                        "poolingformer_xlmr_large (default: from the checkpoint's arch name / size)")
     add_poolingformer_args(parser)
 
 
@@ -406,15 +548,17 @@ def add_roberta_args(parser: argparse.ArgumentParser) -> None:
 
 SUBCOMMANDS: Dict[str, tuple] = {
     # name: (help, add_arguments(parser), convert(args) -> output path)
-    "bart": ("Fairseq BART -> poolingformer_bart", add_bart_args, convert_bart),
-    "roberta": ("Fairseq RoBERTa / XLM-R -> poolingformer_roberta (long_qa)", add_roberta_args, convert_roberta),
+    "bart": ("Fairseq or Hugging Face BART -> poolingformer_bart", add_bart_args, convert_bart),
+    "roberta": ("Fairseq or Hugging Face RoBERTa / XLM-R -> poolingformer_roberta (long_qa)", add_roberta_args,
+                convert_roberta),
+    "led": ("Hugging Face LED -> poolingformer_bart", add_led_args, convert_led),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m fairseq_poolingformer.convert",
-        description="Convert pretrained Fairseq checkpoints into Poolingformer checkpoints.",
+        description="Convert pretrained Fairseq or Hugging Face checkpoints into Poolingformer checkpoints.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_text, add_arguments, _) in SUBCOMMANDS.items():

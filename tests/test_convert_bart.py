@@ -251,3 +251,51 @@ def test_converted_directory_loads_through_the_hub(converted):
     assert summarizer.sample([doc], beam=5, lenpen=2.0, max_len_b=16) == [expected]
     # longer than the 2500 positions: truncated to 2499 tokens + </s>
     assert summarizer.encode(" ".join(["w7"] * 3000)).numel() == NEW_MAX
+
+
+def _fine_tuned(converted, path):
+    """The converted checkpoint with trained-looking (non-zero) level-2 weights, saved like a
+    fine-tuned Poolingformer checkpoint."""
+    (model,), cfg, _ = checkpoint_utils.load_model_ensemble_and_task([str(converted)])
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if convert.is_level2_key(name):
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+    convert.save_checkpoint(str(path), cfg, model)
+    return model
+
+
+def test_reconverting_a_poolingformer_checkpoint_is_refused(converted, tmp_path):
+    """Issue 8: converting an already converted (or fine-tuned) checkpoint used to succeed and
+    silently reset its level-2 weights; now it is an error naming the file, arch and a tensor."""
+    fine_tuned = tmp_path / "checkpoint_best.pt"
+    _fine_tuned(converted, fine_tuned)
+    dict_path = os.path.join(os.path.dirname(converted), "dict.txt")
+    with pytest.raises(SystemExit, match=(
+            r"convert bart: error: .*checkpoint_best.pt: already a Poolingformer checkpoint \(arch "
+            r"'poolingformer_bart_base', tensor encoder.layers.0.self_attn.k2_proj.bias\); converting it again "
+            r"would reset its level-2 weights to their initialisation. Give the original pretrained "
+            r"checkpoint, or pass --keep-level2")):
+        convert.main(["bart", "--checkpoint", str(fine_tuned), "--dict", dict_path,
+                      "--output-dir", str(tmp_path / "out"), "--pf-layers", "0-1"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_keep_level2_extends_positions_and_keeps_trained_level2(converted, tmp_path):
+    fine_tuned = tmp_path / "checkpoint_best.pt"
+    original = _fine_tuned(converted, fine_tuned)
+    dict_path = os.path.join(os.path.dirname(converted), "dict.txt")
+    path = convert.main(["bart", "--checkpoint", str(fine_tuned), "--dict", dict_path, "--keep-level2",
+                         "--output-dir", str(tmp_path / "out"), "--max-source-positions", "3000"])
+    model, _ = _load(path)
+    assert model.encoder.max_positions() == 3000
+    new_state, old_state = model.state_dict(), original.state_dict()
+    level2 = [k for k in old_state if convert.is_level2_key(k)]
+    assert len(level2) == 2 * 10 and all(old_state[k].abs().max() > 0 for k in level2)
+    for key in level2:  # the trained level 2, not a fresh initialisation
+        torch.testing.assert_close(new_state[key], old_state[key], rtol=0, atol=0)
+    attn = model.encoder.layers[1].self_attn  # the checkpoint's own --pf-* settings
+    assert (attn.w1, attn.w2) == (BART_MAX, 64)
+    old_pos = old_state["encoder.embed_positions.weight"]  # (2 + 2500, C)
+    torch.testing.assert_close(new_state["encoder.embed_positions.weight"][2 + 2600], old_pos[2 + 100], rtol=0, atol=0)

@@ -134,3 +134,28 @@ def test_convert_errors_leave_nothing(roberta, tmp_path):
         _convert(roberta, out, "--pf-layers", "7")
     assert not out.exists()
     assert [n for n in os.listdir(tmp_path) if n.startswith(".convert.")] == []
+
+
+def test_reconverting_a_poolingformer_checkpoint_is_refused_unless_keep_level2(converted, tmp_path):
+    """Issue 8: a converted / fine-tuned poolingformer_roberta checkpoint is refused (it used to be
+    converted again with level 2 silently reset); --keep-level2 keeps level 2 and the QA head."""
+    model = converted["model"]
+    with torch.no_grad():  # as after fine-tuning: level 2 and the QA head trained
+        for name, p in model.named_parameters():
+            if convert.is_level2_key(name) or name.startswith("qa_heads."):
+                p.add_(0.1)
+    tuned = str(tmp_path / "checkpoint_last.pt")
+    convert.save_checkpoint(tuned, converted["cfg"], model)
+    dict_path = os.path.join(converted["out"], "dict.txt")
+    base = ["roberta", "--checkpoint", tuned, "--dict", dict_path, "--output-dir", str(tmp_path / "out")]
+    with pytest.raises(SystemExit, match=r"checkpoint_last.pt: already a Poolingformer checkpoint \(arch "
+                                         r"'poolingformer_roberta_tiny', tensor encoder.sentence_encoder.layers.0."
+                                         r"self_attn.k2_proj.bias\); converting it again would reset"):
+        convert.main(base)
+    assert not (tmp_path / "out").exists()
+    path = convert.main(base + ["--keep-level2", "--max-positions", str(2 * NEW_MAX)])
+    (again,), _, _ = checkpoint_utils.load_model_ensemble_and_task([path])
+    old, new = model.state_dict(), again.state_dict()
+    kept = [k for k in old if convert.is_level2_key(k) or k.startswith("qa_heads.")]
+    assert kept and all(torch.equal(new[k], old[k]) for k in kept)
+    assert again.encoder.max_positions() == 2 * NEW_MAX
