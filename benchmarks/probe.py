@@ -29,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Dict, List, Tuple
@@ -107,11 +108,11 @@ def run_grid(variant_names: List[str], seeds: List[int], train_kwargs: dict, job
             results.append(run_one(job))
             _progress(results[-1], len(results), len(work))
     else:
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(jobs, initializer=_init_worker, initargs=(1,)) as pool:
-            for result in pool.imap_unordered(run_one, work):
-                results.append(result)
-                _progress(result, len(results), len(work))
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_init_worker, initargs=(1,)) as pool:
+            for future in as_completed([pool.submit(run_one, job) for job in work]):
+                results.append(future.result())
+                _progress(results[-1], len(results), len(work))
     wall = time.perf_counter() - start
     return summarise(variant_names, rows, aliases, results, wall, train_kwargs, seeds, jobs)
 
@@ -295,7 +296,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one seed, fewer steps (make probe-quick)")
     parser.add_argument("--seeds", type=int, help="number of seeds (default 3; --quick: 1)")
-    parser.add_argument("--steps", type=int, help="training steps per run (default 120; --quick: 60)")
+    parser.add_argument("--steps", type=int, help="training steps per run (default 160; --quick: 60)")
     parser.add_argument("--variants", nargs="+", help="subset of rows (default: all, controls included)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes, one thread each (default 2)")
     parser.add_argument("--output-dir", type=Path, default=RESULTS)

@@ -7,7 +7,15 @@ pinned Fairseq needs on this stack (see ``compat``).
 
 __version__ = "0.1.0"
 
-# Registration imports: each line below registers Fairseq components on import.
-from . import compat  # noqa: F401  (first: fixes Fairseq on this torch before anything runs)
-from . import models  # noqa: F401  (poolingformer_bart; see models/__init__.py)
-from . import tasks, criterions  # noqa: F401  (long_qa task and criterion)
+import importlib.util as _importlib_util
+
+# Without Fairseq installed, only the torch-only attention (``fairseq_poolingformer.modules``)
+# is usable: nothing is registered (e.g. a GPU box checking the kernels, ``make gpu-check``).
+# With Fairseq installed, a failing import below is a real error and is raised.
+HAVE_FAIRSEQ = _importlib_util.find_spec("fairseq") is not None
+
+if HAVE_FAIRSEQ:
+    # Registration imports: each line below registers Fairseq components on import.
+    from . import compat  # noqa: F401  (first: fixes Fairseq on this torch before anything runs)
+    from . import models  # noqa: F401  (poolingformer_bart; see models/__init__.py)
+    from . import tasks, criterions  # noqa: F401  (long_qa task and criterion)

@@ -18,10 +18,10 @@ from .task import ProbeTask
 class TrainConfig:
     """Adam with linear warm-up then cosine decay; a fresh batch every step (infinite data)."""
 
-    steps: int = 120
+    steps: int = 160
     batch: int = 16
     lr: float = 2e-3
-    warmup: int = 12
+    warmup: int = 16
     clip_norm: float = 1.0
     eval_every: int = 20
     eval_size: int = 256
