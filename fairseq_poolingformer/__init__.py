@@ -8,11 +8,14 @@ pinned Fairseq needs on this stack (see ``compat``).
 __version__ = "0.1.0"
 
 import importlib.util as _importlib_util
+import os as _os
 
-# Without Fairseq installed, only the torch-only attention (``fairseq_poolingformer.modules``)
-# is usable: nothing is registered (e.g. a GPU box checking the kernels, ``make gpu-check``).
+# Without Fairseq installed (or with FAIRSEQ_POOLINGFORMER_TORCH_ONLY=1, for a Fairseq that is
+# installed but broken), only the torch-only attention (``fairseq_poolingformer.modules``) is
+# usable and nothing is registered: e.g. a GPU box checking the kernels (``make gpu-check``).
 # With Fairseq installed, a failing import below is a real error and is raised.
-HAVE_FAIRSEQ = _importlib_util.find_spec("fairseq") is not None
+HAVE_FAIRSEQ = (_importlib_util.find_spec("fairseq") is not None
+                and _os.environ.get("FAIRSEQ_POOLINGFORMER_TORCH_ONLY") != "1")
 
 if HAVE_FAIRSEQ:
     # Registration imports: each line below registers Fairseq components on import.
