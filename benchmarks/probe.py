@@ -234,8 +234,10 @@ def plot_png(result: dict) -> bytes:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    palette = plt.get_cmap("tab20").colors
-    colours = {name: palette[i % len(palette)] for i, name in enumerate(result["variants"])}
+    palette = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 7]  # no grey: level1/full
+    others = [name for name in result["variants"] if name not in ("level1", "full")]
+    colours = {name: palette[i % len(palette)] for i, name in enumerate(others)}
+    colours.update(level1="black", full="dimgray")
     for ax, (title, names) in zip(axes, PANELS):
         for name in names:
             r = result["variants"].get(name)
@@ -250,7 +252,7 @@ def plot_png(result: dict) -> bytes:
         ax.set_title(title)
         ax.set_xlabel("training steps")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="center right")
     axes[0].set_ylabel("held-out accuracy (mean ± std over seeds)")
     fig.suptitle("Long-range probe: evidence beyond the level-1 receptive field, within w2")
     fig.tight_layout()
@@ -300,7 +302,18 @@ def main(argv=None) -> None:
     parser.add_argument("--variants", nargs="+", help="subset of rows (default: all, controls included)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes, one thread each (default 2)")
     parser.add_argument("--output-dir", type=Path, default=RESULTS)
+    parser.add_argument("--replot", action="store_true",
+                        help="no training: rewrite the .md and .png from the existing .json")
     args = parser.parse_args(argv)
+    stem = "probe-quick" if args.quick else "probe"
+    if args.replot:
+        source = args.output_dir / f"{stem}.json"
+        if not source.is_file():
+            parser.error(f"--replot: {source} does not exist (run without --replot first)")
+        result = json.loads(source.read_text())
+        paths = write_reports(result, args.output_dir, stem)
+        print("rewrote " + ", ".join(str(p) for p in paths))
+        return
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
     defaults = TrainConfig()
@@ -310,7 +323,6 @@ def main(argv=None) -> None:
     train_kwargs = asdict(replace(defaults, steps=steps, eval_every=eval_every))
     names = args.variants or list(paper_variants(ProbeModelConfig())) + list(CONTROLS)
     result = run_grid(names, seeds, train_kwargs, args.jobs)
-    stem = "probe-quick" if args.quick else "probe"
     paths = write_reports(result, args.output_dir, stem)
     print()
     print(markdown(result))
