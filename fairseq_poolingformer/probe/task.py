@@ -2,36 +2,42 @@
 
 Design
 ------
-A sequence of ``seq_len`` tokens. Position 0 holds the query token ``<q>``; every other
-position holds a noise token drawn uniformly from ``noise_vocab`` symbols, except one
-*evidence block*: ``run`` consecutive copies of one class token ``c0 .. c{K-1}``, starting at
-distance ``d`` from the query (positions ``[d, d + run)``), ``d`` uniform in
-``[min_distance, max_distance]``. The label is the class of the block; the model reads its
-final hidden state at the query (position 0). Class tokens appear nowhere else, so chance is
-exactly 1/K.
+A sequence of ``seq_len`` tokens. Position 0 holds the query token ``<q>``; the others hold
+noise tokens drawn uniformly from ``noise_vocab`` symbols, except for
+
+- one *evidence block*: ``run`` consecutive copies of one class token ``c0 .. c{K-1}``, at
+  positions ``[d, d + run)`` with ``d`` uniform in ``[min_distance, max_distance]``; its
+  class is the label;
+- *distractor runs* (with ``distractor_rate`` > 0): short runs of 1..``distractor_max``
+  copies of random class tokens, anywhere, never touching each other, so the evidence is the
+  only run of ``run`` or more equal class tokens. Distractors are independent of the label.
+
+The model reads its final hidden state at the query (position 0) and must name the class of
+the one *long* run: coarse information (which class dominates a stretch of text), far away.
+Chance is exactly 1/K.
 
 Why it separates the attention patterns (no global token: ``--pf-global none``):
 
 - **Sliding window only** (``L`` layers of window ``w1``): the output at position 0 depends
   on positions ``<= L * w1`` only. With ``min_distance > L * w1`` the label is independent of
   everything the model sees, so it stays at chance *by construction*, however long it trains.
-- **Full attention** (``w1 >= seq_len``) sees the block from position 0 in one hop: the upper
-  bound.
+- **Full attention** (``w1 >= seq_len``) reaches the block from position 0 in one hop: the
+  upper bound.
 - **Two-level Poolingformer**: in a two-level layer, position 0 attends to pooled segments
-  with centres within ``w2``. With ``max_distance + run - 1 <= w2`` every block position is
-  within ``w2``, and because ``run >= kernel + stride - 1`` at least one segment lies wholly
-  inside the block: its pooled key/value is the class token's representation itself (mean,
-  max and any convex LDConv weighting of identical vectors give that vector back), so the
-  coarse, pooled view carries exactly the information needed. The only thing to learn is to
-  attend from ``<q>`` to the one segment that does not look like noise.
-- **Control** (``control=True`` in :func:`probe_bands`): the block is placed beyond the
-  receptive field of the whole two-level stack (level-1 hops before and after the two-level
-  layers included), where Poolingformer must fall back to chance too, while full attention
-  still solves it: this shows that what level 2 buys is its reach ``w2``, not extra
-  parameters.
+  whose centres lie within ``w2``. With ``max_distance + run - 1 <= w2`` the whole block is
+  within ``w2``, and ``run >= kernel + stride - 1`` puts at least one segment wholly inside
+  the block: that segment is pooled from ``kernel`` positions holding the same class token
+  (mean, max and any LDConv weighting of them keep the class), while a distractor run fills
+  at most ``distractor_max < kernel`` positions of a segment. The pooled view is exactly the
+  coarse signal the task needs; what must be learnt is to attend from ``<q>`` to it.
+- **Control** (``control=True`` in :func:`probe_bands`): the block lies beyond the receptive
+  field of the whole two-level stack (level-1 hops before and after the two-level layers and
+  the level-1 output that level 2 pools, see :func:`stack_reach`). Poolingformer must fall to
+  chance there too, while full attention still solves it: what level 2 buys is its reach
+  ``w2``, not extra parameters.
 
-Data are generated with a ``torch.Generator`` from a seed: no download, no files, the same
-batches on every machine for a given seed and torch version.
+Data come from a ``torch.Generator`` seeded by the caller: no download, no files, the same
+batches for a given seed and torch version.
 """
 
 from __future__ import annotations
