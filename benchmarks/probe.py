@@ -142,7 +142,7 @@ def summarise(variant_names, rows, aliases, results, wall, train_kwargs, seeds, 
         accs = [r["accuracy"] for r in runs]
         steps = [int(s) for s, _ in runs[0]["curve"]]
         mean_curve = [statistics.fmean(r["curve"][i][1] for r in runs) for i in range(len(steps))]
-        variant = variants[rows[source][0]]
+        variant = variants[CONTROLS.get(name, name)]
         out_rows[name] = {
             "acc_mean": statistics.fmean(accs),
             "acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
@@ -155,7 +155,7 @@ def summarise(variant_names, rows, aliases, results, wall, train_kwargs, seeds, 
             "curve_mean": mean_curve,
             "curve_std": [statistics.stdev(r["curve"][i][1] for r in runs) if len(runs) > 1 else 0.0
                           for i in range(len(steps))],
-            "description": variant.description,
+            "description": variant.description + (" (evidence beyond the two-level reach)" if name in CONTROLS else ""),
             "two_level_layers": runs[0]["two_level_layers"],
             "full_attention": runs[0]["full"],
             "control": rows[source][1],
@@ -227,9 +227,9 @@ PANELS = (
 def plot_png(result: dict) -> bytes:
     import logging
 
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's import turns on DEBUG
     import matplotlib
 
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's import turns on DEBUG
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
