@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 TORCH  := $(shell grep -E "^torch==" requirements.txt)
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo bench clean distclean
+.PHONY: install test demo bench probe probe-quick gpu-check clean distclean
 
 install: $(STAMP)
 
@@ -31,6 +31,20 @@ demo: install
 
 bench: install
 	$(PY) benchmarks/attention.py
+
+# Long-range probe + the paper's ablation grid on CPU (docs/probe.md): ~10 min on 2 cores.
+probe: install
+	$(PY) benchmarks/probe.py
+
+probe-quick: install
+	$(PY) benchmarks/probe.py --quick
+
+# On a CUDA machine: attention tests in fp32/fp16/bf16, a short fairseq-train --fp16 run and
+# the attention benchmark (docs/GPU.md). Without CUDA it says so and exits 0. Uses $(PY) when
+# the venv exists, else python3 (a GPU box may bring its own torch).
+GPU_CHECK_OUT ?= gpu-check-results
+gpu-check:
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) benchmarks/gpu_check.py --output-dir $(GPU_CHECK_OUT)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache

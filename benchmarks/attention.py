@@ -16,6 +16,12 @@ counting useful FLOPs only (QK^T and AV over the allowed keys).
 
     python benchmarks/attention.py            # full: T = 1k..16k, 3 rounds
     python benchmarks/attention.py --small    # demo: T = 1k, 2k, 1 round
+    python benchmarks/attention.py --device cuda --dtype float16   # on a GPU (make gpu-check)
+
+On CUDA, timings synchronise the device and peak memory is ``torch.cuda.max_memory_allocated``
+growth over one forward+backward (in process); ``led`` runs only when ``transformers`` is
+installed (otherwise it is left out and the run says so). Outputs on CUDA are named
+``attention_cuda_<dtype>.*``.
 """
 
 import argparse
@@ -44,6 +50,7 @@ DIM, HEADS = 768, 12
 W1, W2, KERNEL, STRIDE, POOLING = 128, 512, 5, 4, "ldconv"
 LED_ONE_SIDE = 512
 IMPLS = ("dense", "led", "pf_level1", "pf_two_level")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -120,10 +127,37 @@ def forward_only(module: nn.Module, x: torch.Tensor) -> None:
         module(x)
 
 
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def timed(fn: Callable[[], None]) -> float:
+    _sync()
     start = time.perf_counter()
     fn()
+    _sync()
     return time.perf_counter() - start
+
+
+def cuda_peak_growth_mib(fn: Callable[[], None]) -> float:
+    """Peak CUDA memory allocated during fn, above what was allocated before it (MiB)."""
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - before) / 2**20
+
+
+def available_impls() -> List[str]:
+    """IMPLS, without led when transformers is not installed (said on stderr)."""
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None:
+        print("transformers is not installed: the led row is left out", file=sys.stderr)
+        return [name for name in IMPLS if name != "led"]
+    return list(IMPLS)
 
 
 def peak_memory_mib(impl: str, length: int, threads: int) -> float:
@@ -178,58 +212,72 @@ def core_forward(q, k, v, glob, weights) -> None:
         pooling_attention(q, k, v, W2, KERNEL, STRIDE, POOLING, None, *weights)
 
 
-def matmul_rate(size: int = 2048) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_rate(size: int = 2048, device: str = "cpu", dtype: torch.dtype = torch.float32) -> float:
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
     return 2 * size**3 / timed(lambda: a @ b)
 
 
 # ----------------------------------------------------------------------------- driver
-def run(lengths: List[int], rounds: int, threads: int, memory: bool) -> dict:
+def run(lengths: List[int], rounds: int, threads: int, memory: bool, device: str = "cpu",
+        dtype: torch.dtype = torch.float32) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    modules = {name: BUILDERS[name]() for name in IMPLS}
+    impls = available_impls()
+    modules = {name: BUILDERS[name]().to(device, dtype) for name in impls}
+    cuda = torch.device(device).type == "cuda"
     rows = []
     for length in lengths:
-        x = torch.randn(length, 1, DIM, requires_grad=True)
-        q, k, v = (torch.randn(1, HEADS, length, DIM // HEADS) for _ in range(3))
-        glob = torch.zeros(1, length, dtype=torch.bool)
+        x = torch.randn(length, 1, DIM, device=device, dtype=dtype, requires_grad=True)
+        q, k, v = (torch.randn(1, HEADS, length, DIM // HEADS, device=device, dtype=dtype) for _ in range(3))
+        glob = torch.zeros(1, length, dtype=torch.bool, device=device)
         glob[0, 0] = True
-        weights = [torch.randn(KERNEL, DIM) * DIM**-0.5 for _ in range(2)]
-        times = {name: {"fwd": [], "fwd_bwd": []} for name in IMPLS}
+        weights = [(torch.randn(KERNEL, DIM) * DIM**-0.5).to(device, dtype) for _ in range(2)]
+        times = {name: {"fwd": [], "fwd_bwd": []} for name in impls}
         core, rate = [], []
-        for name in IMPLS:  # warm-up
+        for name in impls:  # warm-up (on CUDA also the backward kernels)
             forward_only(modules[name], x)
+            if cuda:
+                forward_backward(modules[name], x)
         for _ in range(rounds):
-            for name in IMPLS:
+            for name in impls:
                 times[name]["fwd"].append(timed(lambda: forward_only(modules[name], x)))
                 times[name]["fwd_bwd"].append(timed(lambda: forward_backward(modules[name], x)))
             core.append(timed(lambda: core_forward(q, k, v, glob, weights)))
-            rate.append(matmul_rate())
+            rate.append(matmul_rate(device=device, dtype=dtype))
         flops = useful_flops(length)
-        for name in IMPLS:
+        for name in impls:
+            if not memory:
+                peak = None
+            elif cuda:
+                peak = cuda_peak_growth_mib(lambda: forward_backward(modules[name], x))
+            else:
+                peak = peak_memory_mib(name, length, threads)
             row = {"T": length, "impl": name,
                    "fwd_s": statistics.median(times[name]["fwd"]),
                    "fwd_bwd_s": statistics.median(times[name]["fwd_bwd"]),
                    "fwd_bwd_spread_s": max(times[name]["fwd_bwd"]) - min(times[name]["fwd_bwd"]),
-                   "peak_mib": peak_memory_mib(name, length, threads) if memory else None}
+                   "peak_mib": peak}
             if name == "pf_two_level":
                 core_s, matmul = statistics.median(core), statistics.median(rate)
                 row.update(core_fwd_s=core_s, core_gflops=flops / core_s / 1e9, matmul_gflops=matmul / 1e9,
                            matmul_fraction=flops / core_s / matmul)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
-    return {"threads": threads, "rounds": rounds, "rows": rows}
+    return {"threads": threads, "rounds": rounds, "rows": rows, "impls": impls, "device": str(device),
+            "dtype": str(dtype).replace("torch.", ""),
+            "gpu": torch.cuda.get_device_name() if cuda else None}
 
 
 def summary(result: dict) -> dict:
     by = {(r["T"], r["impl"]): r for r in result["rows"]}
     lengths = sorted({r["T"] for r in result["rows"]})
     top = lengths[-1]
-    out = {"T": top,
-           "led_over_pf_fwd_bwd_time": by[top, "led"]["fwd_bwd_s"] / by[top, "pf_two_level"]["fwd_bwd_s"],
-           "pf_core_matmul_fraction": by[top, "pf_two_level"]["matmul_fraction"]}
-    if by[top, "led"]["peak_mib"]:
-        out["pf_over_led_peak_memory"] = by[top, "pf_two_level"]["peak_mib"] / by[top, "led"]["peak_mib"]
+    out = {"T": top, "pf_core_matmul_fraction": by[top, "pf_two_level"]["matmul_fraction"],
+           "dense_over_pf_fwd_bwd_time": by[top, "dense"]["fwd_bwd_s"] / by[top, "pf_two_level"]["fwd_bwd_s"]}
+    if (top, "led") in by:
+        out["led_over_pf_fwd_bwd_time"] = by[top, "led"]["fwd_bwd_s"] / by[top, "pf_two_level"]["fwd_bwd_s"]
+        if by[top, "led"]["peak_mib"]:
+            out["pf_over_led_peak_memory"] = by[top, "pf_two_level"]["peak_mib"] / by[top, "led"]["peak_mib"]
     if len(lengths) >= 3 and lengths[-1] == 4 * lengths[-3]:
         out["pf_growth_fwd_bwd_4x_length"] = by[top, "pf_two_level"]["fwd_bwd_s"] / by[lengths[-3], "pf_two_level"]["fwd_bwd_s"]
     return out
@@ -261,7 +309,7 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name in IMPLS:
+    for name in result.get("impls", IMPLS):
         rows = [r for r in result["rows"] if r["impl"] == name]
         axes[0].plot([r["T"] for r in rows], [r["fwd_bwd_s"] for r in rows], marker="o", label=name)
         if rows[0]["peak_mib"] is not None:
@@ -273,7 +321,9 @@ def plot(result: dict, path: Path) -> None:
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
-    fig.suptitle(f"BART-base self-attention, batch 1, {result['threads']} CPU threads")
+    where = (f"{result['gpu']}, {result['dtype']}" if result.get("gpu")
+             else f"{result['threads']} CPU threads")
+    fig.suptitle(f"BART-base self-attention, batch 1, {where}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -285,16 +335,23 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, help="round-robin repeats (median reported)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-memory", action="store_true", help="skip the per-process peak-memory runs")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     parser.add_argument("--output-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch.cuda.is_available() is False")
     lengths = args.lengths or ([1024, 2048] if args.small else [1024, 2048, 4096, 8192, 16384])
     rounds = args.rounds or (1 if args.small else 3)
-    result = run(lengths, rounds, args.threads, memory=not args.no_memory)
+    result = run(lengths, rounds, args.threads, memory=not args.no_memory, device=args.device,
+                 dtype=DTYPES[args.dtype])
     result["summary"] = summary(result)
     table = markdown(result)
     print(table)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     stem = "attention_small" if args.small else "attention"
+    if torch.device(args.device).type != "cpu":
+        stem += f"_{torch.device(args.device).type}_{args.dtype}"
     (args.output_dir / f"{stem}.json").write_text(json.dumps(result, indent=2))
     (args.output_dir / f"{stem}.md").write_text(table + "\n")
     plot(result, args.output_dir / f"{stem}.png")

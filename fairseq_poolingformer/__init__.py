@@ -8,8 +8,19 @@ safe against kills (see ``checkpoints``).
 
 __version__ = "0.1.0"
 
-# Registration imports: each line below registers Fairseq components on import.
-from . import compat  # noqa: F401  (first: fixes Fairseq on this torch before anything runs)
-from . import checkpoints  # noqa: F401  (atomic checkpoint files, resume after a kill)
-from . import models  # noqa: F401  (poolingformer_bart; see models/__init__.py)
-from . import tasks, criterions  # noqa: F401  (long_qa task and criterion)
+import importlib.util as _importlib_util
+import os as _os
+
+# Without Fairseq installed (or with FAIRSEQ_POOLINGFORMER_TORCH_ONLY=1, for a Fairseq that is
+# installed but broken), only the torch-only attention (``fairseq_poolingformer.modules``) is
+# usable and nothing is registered: e.g. a GPU box checking the kernels (``make gpu-check``).
+# With Fairseq installed, a failing import below is a real error and is raised.
+HAVE_FAIRSEQ = (_importlib_util.find_spec("fairseq") is not None
+                and _os.environ.get("FAIRSEQ_POOLINGFORMER_TORCH_ONLY") != "1")
+
+if HAVE_FAIRSEQ:
+    # Registration imports: each line below registers Fairseq components on import.
+    from . import compat  # noqa: F401  (first: fixes Fairseq on this torch before anything runs)
+    from . import checkpoints  # noqa: F401  (atomic checkpoint files, resume after a kill)
+    from . import models  # noqa: F401  (poolingformer_bart; see models/__init__.py)
+    from . import tasks, criterions  # noqa: F401  (long_qa task and criterion)
