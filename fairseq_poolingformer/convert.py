@@ -2,7 +2,7 @@
 
 Sources: a Fairseq release (``--checkpoint model.pt --dict dict.txt``) or a Hugging Face
 ``save_pretrained`` directory (``--hf DIR``: BART, RoBERTa / XLM-R, and LED with ``convert led``),
-which :mod:`fairseq_poolingformer.hf_import` translates into what a Fairseq release holds
+which :mod:`fairseq_poolingformer.hf` translates into what a Fairseq release holds
 (state dict, model args, dict.txt, BPE files) before the same conversion runs (docs/convert_hf.md).
 A checkpoint that is already a Poolingformer (arch ``poolingformer_*`` or level-2 tensors) is
 refused unless ``--keep-level2`` (then its level 2 and ``--pf-*`` settings are kept).
@@ -315,11 +315,11 @@ def _source_arch(src_args: argparse.Namespace) -> str:
 
 def convert_bart(args: argparse.Namespace) -> str:
     """Convert a Fairseq BART checkpoint (``--checkpoint``/``--dict``) or a Hugging Face BART
-    directory (``--hf``; see :mod:`fairseq_poolingformer.hf_import`); returns the output path."""
+    directory (``--hf``; see :mod:`fairseq_poolingformer.hf`); returns the output path."""
     if args.hf:
-        from fairseq_poolingformer import hf_import
+        from fairseq_poolingformer.hf import convert_hf
 
-        return hf_import.convert_hf(args, "bart")
+        return convert_hf(args, "bart")
     _require_checkpoint_and_dict(args)
     state = load_checkpoint(args.checkpoint)
     bart_args = checkpoint_model_args(state, args.checkpoint)
@@ -444,9 +444,9 @@ def add_led_args(parser: argparse.ArgumentParser) -> None:
 
 
 def convert_led(args: argparse.Namespace) -> str:
-    from fairseq_poolingformer import hf_import
+    from fairseq_poolingformer.hf import convert_hf
 
-    return hf_import.convert_hf(args, "led")
+    return convert_hf(args, "led")
 
 
 # ----------------------------------------------------------------------------- RoBERTa / XLM-R
@@ -461,9 +461,9 @@ def convert_roberta(args: argparse.Namespace) -> str:
     OUTPUT_DIR/model.pt and OUTPUT_DIR/dict.txt; nothing on failure.
     """
     if args.hf:
-        from fairseq_poolingformer import hf_import
+        from fairseq_poolingformer.hf import convert_hf
 
-        return hf_import.convert_hf(args, "roberta")
+        return convert_hf(args, "roberta")
     _require_checkpoint_and_dict(args)
     state = load_checkpoint(args.checkpoint)
     src_args = checkpoint_model_args(state, args.checkpoint)

@@ -31,7 +31,8 @@ from fairseq import checkpoint_utils  # noqa: E402
 from fairseq.data import Dictionary, encoders  # noqa: E402
 from fairseq.sequence_generator import SequenceGenerator  # noqa: E402
 
-from fairseq_poolingformer import convert, hf_import  # noqa: E402
+from fairseq_poolingformer import convert  # noqa: E402
+from fairseq_poolingformer.hf import read_hf_directory, read_hf_vocabulary, write_tokenizer_files  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 GPT2 = os.path.join(DATA, "gpt2_bpe")
@@ -418,10 +419,10 @@ def test_xlmr_style_sentencepiece_raw_text(tmp_path):
     tokenizer = transformers.XLMRobertaTokenizer.from_pretrained(str(src))
     tokenizer.save_pretrained(hf_dir)
     shutil.copy(src / "sentencepiece.bpe.model", hf_dir / "sentencepiece.bpe.model")
-    vocab = hf_import.read_hf_vocabulary(str(hf_dir))
+    vocab = read_hf_vocabulary(str(hf_dir))
     out = tmp_path / "out"
     out.mkdir()
-    hf_import.write_tokenizer_files(vocab, len(tokenizer), False, str(out))
+    write_tokenizer_files(vocab, len(tokenizer), False, str(out))
     _, got = _sentencepiece_ids(str(out), texts)
     for text, ids in zip(texts, got):
         expected = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -433,8 +434,8 @@ def test_sharded_weights_are_joined(xlmr_hf, tmp_path):
     """A save_pretrained directory split into shards (model.safetensors.index.json) reads as one."""
     xlmr_hf[1].save_pretrained(tmp_path, max_shard_size="40KB")
     assert (tmp_path / "model.safetensors.index.json").exists() and len(list(tmp_path.glob("*.safetensors"))) >= 2
-    sharded = hf_import.read_hf_directory(str(tmp_path)).tensors
-    whole = hf_import.read_hf_directory(str(xlmr_hf[0])).tensors
+    sharded = read_hf_directory(str(tmp_path)).tensors
+    whole = read_hf_directory(str(xlmr_hf[0])).tensors
     assert sorted(sharded) == sorted(whole) and all(torch.equal(sharded[k], whole[k]) for k in whole)
 
 
