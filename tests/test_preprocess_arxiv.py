@@ -427,3 +427,97 @@ def test_sentencepiece_dict_loads_in_fairseq(tmp_path):
     vocab = Dictionary.load(str(tmp_path / "dict.txt"))
     assert len(vocab) == vocab.nspecial + n
     assert all(not any(ch.isspace() for ch in vocab[i]) for i in range(vocab.nspecial, len(vocab)))
+
+
+# ------------------------------------------------ held-out splits, dictionaries that do not fit (issue 8)
+
+SPM = REPO / "tests" / "data" / "sentencepiece" / "test_model.model"
+
+
+@pytest.fixture(scope="module")
+def held_out_dir(tmp_path_factory) -> Path:
+    """A raw directory holding only a test split: the 2 real validation papers (the recipe runs
+    below keep their first 300 words: enough to measure, and fast)."""
+    d = tmp_path_factory.mktemp("held_out")
+    (d / "test.txt").write_bytes((DATA / "val.txt").read_bytes())
+    return d
+
+
+@pytest.fixture(scope="module")
+def trained_spm(tmp_path_factory) -> tuple[Path, Path]:
+    """A sentencepiece model (byte fallback) trained on the 2 training papers, and its dict.txt."""
+    from fairseq_poolingformer.preprocess.bpe import train_sentencepiece, write_fairseq_dict
+
+    d = tmp_path_factory.mktemp("spm")
+    convert_file(str(DATA / "train.txt"), str(d), "train", progress=False)
+    model, dict_txt = d / "spm.model", d / "dict.txt"
+    train_sentencepiece([str(d / "train.source"), str(d / "train.target")], str(model), 400)
+    write_fairseq_dict(str(model), str(dict_txt))
+    return model, dict_txt
+
+
+def test_recipe_binarizes_a_test_split_alone_against_a_given_dict(held_out_dir, trained_spm, tmp_path):
+    """A held-out test set binarizes against an existing dictionary (GPT-2 and sentencepiece)."""
+    spm, spm_dict = trained_spm
+    runs = {
+        "gpt2": (["--bpe", "gpt2", "--encoder-json", str(GPT2 / "encoder.json"), "--vocab-bpe",
+                  str(GPT2 / "vocab.bpe"), "--dict", str(GPT2 / "dict.txt")],
+                 bpe.gpt2_backend(str(GPT2 / "encoder.json"), str(GPT2 / "vocab.bpe"))),
+        "sentencepiece": (["--bpe", "sentencepiece", "--sentencepiece-model", str(spm), "--dict", str(spm_dict)],
+                          bpe.sentencepiece_backend(str(spm))),
+    }
+    expected = [_reference(r) for r in _records("val.txt")]
+    for name, (args, backend) in runs.items():
+        out = tmp_path / name
+        proc = _run_recipe(held_out_dir, out, *args, "--max-source-words", "300")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "no train split" in proc.stderr and "<unk> rate: test.source 0.00%, test.target 0.00%" in proc.stderr
+        assert sorted(p.name for p in (out / "bin").iterdir() if p.name.startswith("test.")) == [
+            f"test.source-target.{side}.{ext}" for side in ("source", "target") for ext in ("bin", "idx")]
+        assert not list((out / "bin").glob("train.*")) and not list((out / "bin").glob("valid.*"))
+        for k, side in enumerate(("source", "target")):
+            dictionary, dataset = _load_bin(out / "bin", "test", side)
+            assert [bpe.decode_line(backend, dictionary.string(dataset[i])) for i in range(2)] == \
+                [" ".join(e[k].split()[:300]) if side == "source" else e[k] for e in expected]
+
+
+def test_recipe_training_a_sentencepiece_model_still_needs_train(held_out_dir, tmp_path):
+    proc = _run_recipe(held_out_dir, tmp_path / "out", "--bpe", "sentencepiece", "--vocab-size", "400")
+    assert proc.returncode == 1
+    assert (f"binarize.sh: no train.{{txt,jsonl}}[.gz] in {held_out_dir}: --vocab-size trains the sentencepiece "
+            "model on it (binarize other splits with an existing model: --sentencepiece-model M --dict D)") in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_recipe_dict_of_another_bpe_fails_and_writes_no_binaries(held_out_dir, tmp_path):
+    """GPT-2 ids against a dictionary that is not GPT-2's: ~98% <unk>; refused, naming the files."""
+    from fairseq_poolingformer.preprocess.bpe import write_fairseq_dict
+
+    wrong = tmp_path / "spm_dict.txt"
+    write_fairseq_dict(str(SPM), str(wrong))
+    enc, voc = GPT2 / "encoder.json", GPT2 / "vocab.bpe"
+    out = tmp_path / "out"
+    proc = _run_recipe(held_out_dir, out, "--bpe", "gpt2", "--encoder-json", str(enc), "--vocab-bpe", str(voc),
+                       "--dict", str(wrong), "--max-source-words", "300")
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 2, proc.stderr[-3000:]
+    import re
+    m = re.fullmatch(r"error: (\d+\.\d)% of the (\d+) tokens of test\.source became <unk> \(limit 1%, "
+                     r"--max-unk-rate\): the dictionary (.*) does not belong to the BPE \(--encoder-json (.*) "
+                     r"and --vocab-bpe (.*)\)", lines[0])
+    assert m and float(m[1]) > 90 and m.group(3, 4, 5) == (str(wrong), str(enc), str(voc)), lines[0]
+    assert f"binarize.sh: nothing written to {out / 'bin'}" in proc.stderr
+    assert not (out / "bin").exists() and not [p for p in os.listdir(out) if p.startswith(".")]
+    # overridable: the same run passes with a limit above the measured rate
+    proc = _run_recipe(held_out_dir, out, "--bpe", "gpt2", "--encoder-json", str(enc), "--vocab-bpe", str(voc),
+                       "--dict", str(wrong), "--max-unk-rate", "1", "--max-source-words", "300")
+    assert proc.returncode == 0 and (out / "bin" / "test.source-target.source.bin").is_file()
+
+
+def test_truncate_lines_cuts_in_place(tmp_path, capsys):
+    path = tmp_path / "train.target"
+    path.write_text("1 2 3 4 5\n6 7\n8 9 10\n")
+    assert bpe.main(["--truncate-lines", "4", "--inputs", str(path)]) == 0
+    assert path.read_text() == "1 2 3\n6 7\n8 9 10\n"
+    assert f"truncated 1 of 3 lines of {path} to 3 tokens (+ </s> = 4 positions)" in capsys.readouterr().err
