@@ -18,21 +18,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import struct
 import sys
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
+from fairseq_poolingformer.preprocess.mmap_index import read_index
+
 SIDES = ("source", "target")
 CHUNK = 1 << 24  # tokens read at a time
 UNK = 3  # fairseq.data.Dictionary puts <s>, <pad>, </s>, <unk> first, whatever the dict.txt holds
-# fairseq-preprocess's mmap index (MMapIndexedDataset): magic, version <Q, dtype code <B, count <Q.
-# Read here directly: importing Fairseq costs seconds per process, the check needs only this.
-MAGIC = b"MMIDIDX\x00\x00"
-DTYPES = {1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5: np.int64, 6: np.float64, 7: np.double,
-          8: np.uint16, 9: np.uint32, 10: np.uint64}
 
 
 @dataclass
@@ -50,19 +46,13 @@ class UnkCount:
 def count_unk(data_bin: str, split: str, side: str, src: str = "source", tgt: str = "target") -> UnkCount:
     """Count ``<unk>`` among the tokens of ``DATA_BIN/{split}.{src}-{tgt}.{side}.{bin,idx}``."""
     prefix = os.path.join(data_bin, f"{split}.{src}-{tgt}.{side}")
-    with open(prefix + ".idx", "rb") as f:
-        head = f.read(26)
-    if head[:9] != MAGIC or head[17] not in DTYPES:
-        raise ValueError(f"{prefix}.idx: not a fairseq-preprocess mmap index")
-    n_examples = struct.unpack("<Q", head[18:26])[0]
-    bin_path = prefix + ".bin"
-    dtype = DTYPES[head[17]]
-    n_tokens = os.path.getsize(bin_path) // np.dtype(dtype).itemsize
+    index = read_index(prefix)
+    n_tokens = int(index.sizes.sum())
     unk = 0
     if n_tokens:
-        tokens = np.memmap(bin_path, dtype=dtype, mode="r")  # every example, flat
+        tokens = np.memmap(prefix + ".bin", dtype=index.dtype, mode="r", shape=(n_tokens,))  # all examples, flat
         unk = sum(int(np.count_nonzero(tokens[i:i + CHUNK] == UNK)) for i in range(0, n_tokens, CHUNK))
-    return UnkCount(split, side, unk, n_tokens - n_examples)
+    return UnkCount(split, side, unk, n_tokens - len(index.sizes))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

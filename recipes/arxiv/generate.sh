@@ -20,6 +20,9 @@
 # one summary per line in the order of the split (line i = example i, the same order as
 # binarize.sh's text/S.target and text/S.id). Every example comes out: the script fails if
 # any id is missing (Fairseq drops partial batches unless told not to: see STACK.md).
+# Generation reads the sources only (fairseq-generate gets a view of DATA_BIN without the
+# S targets): a reference longer than the model's target positions is neither a reason to
+# fail nor to skip a document. Score against the whole references, binarize.sh's text/S.target.
 #
 # Python: $PYTHON if set, else the repository's .venv/bin/python if present, else python3.
 set -euo pipefail
@@ -30,7 +33,7 @@ if [[ -z "${PYTHON:-}" ]]; then
 fi
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,/^[^#]/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [[ $# -ge 3 ]] || usage
 DATA_BIN=$1; CHECKPOINT=$2; OUT_DIR=$3; shift 3
 SUBSET=test; BPE=none; ENCODER_JSON=""; VOCAB_BPE=""; SPM=""; BATCH_SIZE=4; EXTRA=()
@@ -77,9 +80,20 @@ if [[ -n ${CPU:-} ]] || ! "$PYTHON" -c "import sys, torch; sys.exit(not torch.cu
 fi
 
 mkdir -p "$OUT_DIR"
+PREFIX=$SUBSET.source-target.source
+for f in "$DATA_BIN/$PREFIX.bin" "$DATA_BIN/$PREFIX.idx" "$DATA_BIN/dict.target.txt"; do
+    [[ -f $f ]] || die "not found: $f (binarize the $SUBSET split with recipes/arxiv/binarize.sh)"
+done
+# the sources and dictionaries only: Fairseq then neither loads the references nor filters
+# examples by their length (a long reference would fail the run or drop the document)
+SOURCES=$(mktemp -d "$OUT_DIR/.sources.XXXXXX")
+trap 'rm -rf "$SOURCES"' EXIT
+for f in dict.source.txt dict.target.txt "$PREFIX.bin" "$PREFIX.idx"; do
+    ln -s "$(cd "$DATA_BIN" && pwd)/$f" "$SOURCES/$f"
+done
 LOG=$OUT_DIR/generate-$SUBSET.log
 echo "generate.sh: $SUBSET of $DATA_BIN with $CHECKPOINT (max source $MAX_SOURCE, beam ${BEAM:-5}, lenpen ${LENPEN:-2})" >&2
-"$PYTHON" -m fairseq_cli.generate "$DATA_BIN" --user-dir "$REPO/fairseq_poolingformer" \
+"$PYTHON" -m fairseq_cli.generate "$SOURCES" --user-dir "$REPO/fairseq_poolingformer" \
     --task translation --source-lang source --target-lang target --gen-subset "$SUBSET" \
     --path "$CHECKPOINT" --max-source-positions "$MAX_SOURCE" --truncate-source \
     --beam "${BEAM:-5}" --lenpen "${LENPEN:-2}" --max-len-b "${MAX_LEN_B:-512}" \
