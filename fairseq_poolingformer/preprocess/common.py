@@ -22,7 +22,9 @@ API
 
 ``iter_lines(path) -> Iterator[tuple[int, bytes]]``
     Streams raw lines (1-based line numbers, trailing newline removed) of a plain
-    or ``.gz`` file. Blank lines are yielded too; callers decide.
+    or ``.gz`` file. Blank lines are yielded too; callers decide. A truncated or
+    not-gzip ``.gz`` raises ``InputError`` (``bad_gzip``) naming the file and the last
+    good line.
 
 ``parse_jsonl_line(path, line_no, raw) -> dict``
     Decodes one raw line as strict UTF-8 and parses it as a JSON object; raises
@@ -69,6 +71,7 @@ import re
 import sys
 import tempfile
 import threading
+import zlib
 from collections import Counter
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
@@ -172,10 +175,23 @@ def _open_binary(path: str | os.PathLike):
 
 
 def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(line_no, raw_bytes)`` for each line (1-based, newline stripped)."""
-    with _open_binary(path) as f:
-        for line_no, raw in enumerate(f, start=1):
-            yield line_no, raw.rstrip(b"\r\n")
+    """Yield ``(line_no, raw_bytes)`` for each line (1-based, newline stripped).
+
+    A ``.gz`` file that is cut short or not gzip raises ``InputError`` (``bad_gzip``) naming
+    the file and the last line read whole, instead of a bare ``EOFError`` / ``BadGzipFile``.
+    """
+    path = os.fspath(path)
+    line_no = 0
+    try:
+        with _open_binary(path) as f:
+            for line_no, raw in enumerate(f, start=1):
+                yield line_no, raw.rstrip(b"\r\n")
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        if not path.endswith(".gz"):
+            raise
+        what = "not a gzip file" if isinstance(e, gzip.BadGzipFile) else "gzip data cut short or corrupt"
+        last = f"the last good line is {line_no}" if line_no else "no line could be read"
+        raise InputError(path, line_no + 1, "<file>", f"{what} ({e}); {last}", reason="bad_gzip") from None
 
 
 def parse_jsonl_line(path: str, line_no: int, raw: bytes) -> dict:
