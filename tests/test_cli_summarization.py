@@ -184,6 +184,35 @@ def test_hub_sample_matches_generate(work):
         summarizer.sample(["   "])
 
 
+def test_hub_refuses_to_load_without_a_bpe(work, tmp_path):
+    """No BPE given and none beside the checkpoint: sample() would return token ids as text."""
+    import shutil
+
+    from fairseq_poolingformer.hub import from_pretrained
+
+    ckpt_dir = tmp_path / "ckpt"
+    ckpt_dir.mkdir()
+    shutil.copy(work["save"] / "checkpoint_last.pt", ckpt_dir / "checkpoint_last.pt")
+    with pytest.raises(FileNotFoundError) as err:
+        from_pretrained(str(ckpt_dir), checkpoint_file="checkpoint_last.pt", data_name_or_path=str(work["data"]))
+    assert str(err.value) == (
+        f"no BPE for the summarizer: none given and none beside the checkpoint in {ckpt_dir} (looked for "
+        "spm.model, sentencepiece.bpe.model, or encoder.json + vocab.bpe); pass sentencepiece_model=PATH, or "
+        "gpt2_encoder_json=PATH and gpt2_vocab_bpe=PATH, or bpe='none' if the documents are already BPE tokens")
+    # swapped GPT-2 files are named, at load time
+    enc, voc = (str(REPO / "tests/data/gpt2_bpe" / f) for f in ("encoder.json", "vocab.bpe"))
+    with pytest.raises(ValueError) as err:
+        from_pretrained(str(ckpt_dir), checkpoint_file="checkpoint_last.pt", data_name_or_path=str(work["data"]),
+                        gpt2_encoder_json=voc, gpt2_vocab_bpe=enc)
+    assert str(err.value) == (
+        f"GPT-2 BPE files look swapped: --encoder-json {voc} is not JSON and --vocab-bpe {enc} is: pass "
+        "encoder.json as --encoder-json and vocab.bpe as --vocab-bpe")
+    # bpe="none" given explicitly still loads (documents are tokens already)
+    summarizer = from_pretrained(str(ckpt_dir), checkpoint_file="checkpoint_last.pt",
+                                 data_name_or_path=str(work["data"]), bpe="none")
+    assert set(summarizer.sample("tok1 tok2 tok3", max_len_b=5).split()) <= set(VOCAB)
+
+
 def test_hub_bpe_matches_the_preprocessing(tmp_path):
     """The hub encodes documents exactly as fairseq_poolingformer.preprocess.bpe encoded the training data."""
     import shutil

@@ -515,9 +515,39 @@ def test_recipe_dict_of_another_bpe_fails_and_writes_no_binaries(held_out_dir, t
     assert proc.returncode == 0 and (out / "bin" / "test.source-target.source.bin").is_file()
 
 
+def test_gpt2_files_swapped_are_named(tmp_path, capsys):
+    enc, voc = GPT2 / "encoder.json", GPT2 / "vocab.bpe"
+    (tmp_path / "t.txt").write_text("hello\n")
+    rc = bpe.main(["--bpe", "gpt2", "--encoder-json", str(voc), "--vocab-bpe", str(enc),
+                   "--inputs", str(tmp_path / "t.txt"), "--outputs", str(tmp_path / "o")])
+    assert rc == 1 and not (tmp_path / "o").exists()
+    assert capsys.readouterr().err == (
+        f"error: GPT-2 BPE files look swapped: --encoder-json {voc} is not JSON and --vocab-bpe {enc} is: pass "
+        "encoder.json as --encoder-json and vocab.bpe as --vocab-bpe; no output written\n")
+    broken = tmp_path / "encoder.json"
+    broken.write_bytes(enc.read_bytes()[:5000])  # a cut download
+    with pytest.raises(ValueError, match=f"^{broken}: not a GPT-2 encoder.json \\(invalid JSON: "):
+        bpe.gpt2_backend(str(broken), str(voc))
+
+
 def test_truncate_lines_cuts_in_place(tmp_path, capsys):
     path = tmp_path / "train.target"
     path.write_text("1 2 3 4 5\n6 7\n8 9 10\n")
     assert bpe.main(["--truncate-lines", "4", "--inputs", str(path)]) == 0
     assert path.read_text() == "1 2 3\n6 7\n8 9 10\n"
     assert f"truncated 1 of 3 lines of {path} to 3 tokens (+ </s> = 4 positions)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_cut_gzip_input_is_an_error_naming_the_file(tmp_path, capsys, workers):
+    """Even with --on-error skip: a cut .gz is not a bad record, the run fails and writes nothing."""
+    data = gzip.compress((DATA / "train.txt").read_bytes())
+    path = tmp_path / "train.jsonl.gz"
+    path.write_bytes(data[: len(data) * 3 // 4])
+    rc = arxiv.main(["--input", str(path), "--output-dir", str(tmp_path / "out"), "--split", "train",
+                     "--workers", str(workers), "--on-error", "skip", "--no-progress"])
+    assert rc == 1 and not (tmp_path / "out").exists()
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}:")
+    assert "field '<file>': gzip data cut short or corrupt (Compressed file ended before the end-of-stream " \
+           "marker was reached); the last good line is" in err and err.endswith("; no output written\n")

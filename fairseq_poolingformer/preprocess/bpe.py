@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import json
 import os
 import random
 import sys
@@ -61,10 +62,40 @@ from fairseq_poolingformer.preprocess.common import InputError, atomic_outputs, 
 Backend = tuple
 
 
-def gpt2_backend(encoder_json: str, vocab_bpe: str) -> Backend:
+def check_gpt2_files(encoder_json: str, vocab_bpe: str) -> None:
+    """Raise naming the file when ``encoder_json`` / ``vocab_bpe`` are missing, not what they should
+    be (a JSON object of token -> id; the merges list, ``#version`` first), or swapped."""
     for path in (encoder_json, vocab_bpe):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"GPT-2 BPE file not found: {path}")
+    enc_error = _json_object_error(encoder_json)
+    if enc_error is None and _json_object_error(vocab_bpe) is None:
+        raise ValueError(f"--encoder-json {encoder_json} and --vocab-bpe {vocab_bpe} are both JSON files: "
+                         "vocab.bpe is GPT-2's list of merges")
+    if enc_error is not None:
+        if _json_object_error(vocab_bpe) is None:
+            raise ValueError(f"GPT-2 BPE files look swapped: --encoder-json {encoder_json} is not JSON and "
+                             f"--vocab-bpe {vocab_bpe} is: pass encoder.json as --encoder-json and vocab.bpe "
+                             "as --vocab-bpe")
+        raise ValueError(f"{encoder_json}: not a GPT-2 encoder.json ({enc_error})")
+
+
+def _json_object_error(path: str) -> str | None:
+    """``None`` when ``path`` holds one JSON object, else what is wrong with it."""
+    with open(path, "rb") as f:
+        head = f.read(64).lstrip()
+        if not head.startswith(b"{"):
+            return f"expected a JSON object, the file starts with {head[:16]!r}"
+        f.seek(0)
+        try:
+            value = json.loads(f.read().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            return f"invalid JSON: {e}"
+    return None if isinstance(value, dict) else "expected a JSON object"
+
+
+def gpt2_backend(encoder_json: str, vocab_bpe: str) -> Backend:
+    check_gpt2_files(encoder_json, vocab_bpe)
     return ("gpt2", os.path.abspath(encoder_json), os.path.abspath(vocab_bpe))
 
 
@@ -348,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"wrote Fairseq dictionary: {args.write_dict} ({n} pieces)", file=sys.stderr)
         stats = process_files(backend, args.inputs, args.outputs, workers=args.workers, decode=args.decode,
                               keep_empty=args.keep_empty, progress=not args.no_progress) if args.inputs else []
-    except (InputError, OSError, RuntimeError) as e:
+    except (InputError, OSError, RuntimeError, ValueError) as e:
         print(f"error: {e}; no output written", file=sys.stderr)
         return 1
     unit = "characters" if args.decode else "tokens"
