@@ -551,3 +551,21 @@ def test_cut_gzip_input_is_an_error_naming_the_file(tmp_path, capsys, workers):
     assert err.startswith(f"error: {path}:")
     assert "field '<file>': gzip data cut short or corrupt (Compressed file ended before the end-of-stream " \
            "marker was reached); the last good line is" in err and err.endswith("; no output written\n")
+
+
+def test_unwritable_report_fails_before_work_and_writes_nothing(tmp_path, capsys):
+    """--report-json where it cannot be written: exit 1 naming it, and no text output either."""
+    blocker = tmp_path / "reports"
+    blocker.write_text("a file where the report directory should be\n")
+    out = tmp_path / "text"
+    rc = arxiv.main(["--input", str(DATA / "train.txt"), "--output-dir", str(out), "--split", "train",
+                     "--report-json", str(blocker / "train.json"), "--no-progress"])
+    assert rc == 1
+    assert capsys.readouterr().err == (f"error: cannot write {blocker / 'train.json'}: {blocker} is not a "
+                                       "directory; no output written\n")
+    assert not out.exists()
+    # writable: outputs and report appear together
+    rc = arxiv.main(["--input", str(DATA / "train.txt"), "--output-dir", str(out), "--split", "train",
+                     "--report-json", str(tmp_path / "r" / "train.json"), "--no-progress"])
+    assert rc == 0 and json.loads((tmp_path / "r" / "train.json").read_text())["kept"] == 2
+    assert sorted(os.listdir(out)) == ["train.source", "train.target"]

@@ -257,3 +257,13 @@ def test_not_gzip_names_the_file(tmp_path):
         list(iter_jsonl(path))
     assert str(err.value) == (f"{path}:1: field '<file>': not a gzip file (Not a gzipped file (b'{{\"')); "
                               "no line could be read")
+
+
+def test_atomic_outputs_unwritable_place_fails_at_entry(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    entered = []
+    with pytest.raises(NotADirectoryError, match=f"^cannot write {blocker}/out.txt: {blocker} is not a directory$"):
+        with atomic_outputs([tmp_path / "a.txt", blocker / "out.txt"]):
+            entered.append(True)
+    assert not entered and sorted(os.listdir(tmp_path)) == ["file"]
