@@ -64,16 +64,29 @@ case $BPE in
     *) die "--bpe must be none, gpt2 or sentencepiece" ;;
 esac
 
-if [[ -z ${MAX_SOURCE:-} ]]; then  # the positions the model was trained with
-    MAX_SOURCE=$("$PYTHON" - "$CHECKPOINT" <<'EOF'
+# read the checkpoint once here: an unreadable file is one line naming it, not a traceback;
+# MAX_SOURCE defaults to the positions the model was trained with
+CKPT_SOURCE=$("$PYTHON" - "$CHECKPOINT" <<'EOF'
 import sys
-import fairseq_poolingformer  # noqa: F401  (compat: torch.load of Fairseq checkpoints)
-from fairseq import checkpoint_utils
-cfg = checkpoint_utils.load_checkpoint_to_cpu(sys.argv[1])["cfg"]
-print(int(getattr(cfg["model"], "max_source_positions", None) or cfg["task"]["max_source_positions"]))
+path = sys.argv[1]
+try:
+    import fairseq_poolingformer  # noqa: F401  (compat: torch.load of Fairseq checkpoints)
+    from fairseq import checkpoint_utils
+    cfg = checkpoint_utils.load_checkpoint_to_cpu(path)["cfg"]
+    print(int(getattr(cfg["model"], "max_source_positions", None) or cfg["task"]["max_source_positions"]))
+except Exception as e:  # noqa: BLE001  (any failure: the file is not a usable checkpoint)
+    import zipfile
+    if isinstance(e, OSError):
+        reason = e.strerror or str(e)
+    elif not zipfile.is_zipfile(path):
+        reason = "not a PyTorch checkpoint (no complete zip archive: cut short, or another kind of file)"
+    else:
+        lines = str(e).strip().splitlines()
+        reason = f"{type(e).__name__}: {lines[0] if lines else ''}"
+    sys.exit(f"generate.sh: cannot read checkpoint {path}: {reason}")
 EOF
-)
-fi
+) || exit 1
+MAX_SOURCE=${MAX_SOURCE:-$CKPT_SOURCE}
 DEVICE_ARGS=()
 if [[ -n ${CPU:-} ]] || ! "$PYTHON" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
     DEVICE_ARGS=(--cpu)
