@@ -287,6 +287,38 @@ def test_generate_recipe_and_rouge(work, tmp_path):
     assert bad.returncode != 0 and "has 1 lines but" in bad.stderr
 
 
+def test_score_blank_hypotheses(tmp_path):
+    """All hypotheses blank: an error, not ROUGE 0; some blank: a warning with their count."""
+    refs = tmp_path / "refs.txt"
+    refs.write_text("the cat sat on the mat .\nno overlap here .\nthe end .\n")
+    pred = tmp_path / "pred.txt"
+    pred.write_text("\n  \n\n")
+    cmd = [sys.executable, str(REPO / "recipes/arxiv/score.py"), "--hypotheses", str(pred), "--references", str(refs),
+           "--json", str(tmp_path / "rouge.json")]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 1 and not (tmp_path / "rouge.json").exists()
+    assert proc.stderr == (f"score.py: every hypothesis in {pred} is blank (3 of 3 lines): nothing was generated "
+                           "to score (see generate.sh's generate-S.log)\n")
+    pred.write_text("the cat sat .\n\nthe end .\n")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert proc.stderr == f"score.py: warning: 1 of 3 hypotheses in {pred} are blank (lines 2): they score 0\n"
+    assert json.loads((tmp_path / "rouge.json").read_text())["blank_hypotheses"] == 1
+
+
+def test_generate_recipe_unreadable_checkpoint(work, tmp_path):
+    """A checkpoint cut short (an interrupted copy): one line naming the file, no traceback."""
+    cut = tmp_path / "checkpoint_cut.pt"
+    data = (work["save"] / "checkpoint_last.pt").read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    proc = subprocess.run(["bash", str(REPO / "recipes/arxiv/generate.sh"), str(work["data"]), str(cut),
+                           str(tmp_path / "out")], capture_output=True, text=True, env=_env(PYTHON=sys.executable))
+    assert proc.returncode == 1
+    assert proc.stderr == (f"generate.sh: cannot read checkpoint {cut}: not a PyTorch checkpoint (no complete zip "
+                           "archive: cut short, or another kind of file)\n")
+    assert not (tmp_path / "out").exists()
+
+
 def test_train_recipe_command(tmp_path):
     """recipes/arxiv/train.sh: paper hyper-parameters, batch 128 through --update-freq, torchrun."""
     (tmp_path / "dict.source.txt").write_text("a 1\n")
