@@ -70,9 +70,13 @@ CKPT_SOURCE=$("$PYTHON" - "$CHECKPOINT" <<'EOF'
 import sys
 path = sys.argv[1]
 try:
+    import torch
     import fairseq_poolingformer  # noqa: F401  (compat: torch.load of Fairseq checkpoints)
     from fairseq import checkpoint_utils
-    cfg = checkpoint_utils.load_checkpoint_to_cpu(path)["cfg"]
+    # mmap: the zip archive and the config are read, not the (GBs of) weights and optimizer state
+    cfg = torch.load(path, map_location="cpu", mmap=True, weights_only=False).get("cfg")
+    if cfg is None:  # an old checkpoint (args, no cfg): Fairseq upgrades it
+        cfg = checkpoint_utils.load_checkpoint_to_cpu(path)["cfg"]
     print(int(getattr(cfg["model"], "max_source_positions", None) or cfg["task"]["max_source_positions"]))
 except Exception as e:  # noqa: BLE001  (any failure: the file is not a usable checkpoint)
     import zipfile
@@ -92,11 +96,11 @@ if [[ -n ${CPU:-} ]] || ! "$PYTHON" -c "import sys, torch; sys.exit(not torch.cu
     DEVICE_ARGS=(--cpu)
 fi
 
-mkdir -p "$OUT_DIR"
 PREFIX=$SUBSET.source-target.source
 for f in "$DATA_BIN/$PREFIX.bin" "$DATA_BIN/$PREFIX.idx" "$DATA_BIN/dict.target.txt"; do
     [[ -f $f ]] || die "not found: $f (binarize the $SUBSET split with recipes/arxiv/binarize.sh)"
 done
+mkdir -p "$OUT_DIR"
 # the sources and dictionaries only: Fairseq then neither loads the references nor filters
 # examples by their length (a long reference would fail the run or drop the document)
 SOURCES=$(mktemp -d "$OUT_DIR/.sources.XXXXXX")
