@@ -1,8 +1,8 @@
 """Generation does not depend on the reference; training says what it skips (issue 8, section 2).
 
 Real arXiv papers through the recipes: binarize (sentencepiece) -> train.sh a tiny model with 64
-target positions -> generate.sh the held-out papers, whose abstracts are 10x longer than that ->
-score.py against the whole abstracts. Before, generate.sh failed on them ("Size of sample #0 is
+target positions -> binarize the held-out papers alone against its dictionary -> generate.sh
+them (their abstracts are 10x longer than 64 pieces) -> score.py against the whole abstracts. Before, generate.sh failed on them ("Size of sample #0 is
 invalid ... since max_positions=(256, 64)"), and train.sh skipped such papers with a WARNING only.
 """
 import json
@@ -52,32 +52,42 @@ def chain(tmp_path_factory):
     raw.mkdir()
     for name in ("train.txt", "val.txt"):
         (raw / name).write_bytes((DATA / name).read_bytes())
-    (raw / "test.txt").write_bytes((DATA / "val.txt").read_bytes())  # the held-out papers
     out = root / "data"
     binarize = _run(["bash", RECIPES / "binarize.sh", raw, out, "--bpe", "sentencepiece", "--vocab-size", "400",
                      "--max-source-words", "300", "--truncate-target", str(MAX_TARGET)])
     train = _run(["bash", RECIPES / "train.sh", out / "bin", root / "ckpt", "--max-update", "2",
                   "--num-workers", "0", "--no-epoch-checkpoints", "--log-interval", "1"], env=_env(**TRAIN))
-    return {"root": root, "data": out, "binarize": binarize.stderr, "train": train.stdout + train.stderr,
-            "checkpoint": root / "ckpt" / "checkpoint_last.pt"}
+    # the held-out papers alone (a test split, no train), against the trained model's dictionary
+    held_raw = root / "held_raw"
+    held_raw.mkdir()
+    (held_raw / "test.txt").write_bytes((DATA / "val.txt").read_bytes())
+    held = root / "held"
+    held_binarize = _run(["bash", RECIPES / "binarize.sh", held_raw, held, "--bpe", "sentencepiece",
+                          "--sentencepiece-model", out / "bpe" / "spm.model", "--dict", out / "bpe" / "dict.txt",
+                          "--max-source-words", "300"])
+    return {"root": root, "data": out, "held": held, "binarize": binarize.stderr, "train": train.stdout + train.stderr,
+            "held_binarize": held_binarize.stderr, "checkpoint": root / "ckpt" / "checkpoint_last.pt"}
 
 
 def test_generate_summarizes_documents_whose_reference_is_too_long(chain, tmp_path):
-    data = chain["data"]
-    test_targets = read_index(data / "bin" / "test.source-target.target").sizes
+    data, held = chain["data"], chain["held"]
+    assert "no train split" in chain["held_binarize"] and "<unk> rate: test.source 0.00%, test.target 0.00%" \
+        in chain["held_binarize"]
+    assert (held / "bin" / "dict.source.txt").read_text() == (data / "bpe" / "dict.txt").read_text()
+    test_targets = read_index(held / "bin" / "test.source-target.target").sizes
     assert len(test_targets) == 2 and min(test_targets) > 5 * MAX_TARGET  # what Fairseq used to reject
     env = _env(MAX_SOURCE="256", MIN_LEN="5", MAX_LEN_B="10", NO_REPEAT="0", BEAM="2")
-    _run(["bash", RECIPES / "generate.sh", data / "bin", chain["checkpoint"], tmp_path, "--subset", "test",
+    _run(["bash", RECIPES / "generate.sh", held / "bin", chain["checkpoint"], tmp_path, "--subset", "test",
           "--bpe", "sentencepiece", "--sentencepiece-model", data / "bpe" / "spm.model", "--batch-size", "2"], env=env)
     hyps = (tmp_path / "test.hypotheses").read_text(encoding="utf-8").splitlines()
     assert len(hyps) == 2 and all(h.strip() for h in hyps)
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # the source-only view is removed
     # ROUGE against the whole abstracts: text/test.target is never cut
-    refs = (data / "text" / "test.target").read_text(encoding="utf-8").splitlines()
+    refs = (held / "text" / "test.target").read_text(encoding="utf-8").splitlines()
     assert refs == _abstracts("val.txt")
     rouge = tmp_path / "rouge.json"
     _run([sys.executable, RECIPES / "score.py", "--hypotheses", tmp_path / "test.hypotheses",
-          "--references", data / "text" / "test.target", "--json", rouge])
+          "--references", held / "text" / "test.target", "--json", rouge])
     assert json.loads(rouge.read_text())["n_documents"] == 2
 
 
@@ -97,7 +107,7 @@ def test_truncate_target_cuts_train_and_valid_only(chain):
 def test_train_summary_counts_documents_skipped_as_too_long(chain, tmp_path):
     """Uncut targets (the test split's, used as a train split): the summary line counts the
     papers Fairseq will skip, and a run that would skip all of them is refused."""
-    bin_dir = chain["data"] / "bin"
+    bin_dir = chain["held"] / "bin"
     view = tmp_path / "bin"
     view.mkdir()
     for name in os.listdir(bin_dir):

@@ -443,42 +443,23 @@ def held_out_dir(tmp_path_factory) -> Path:
     return d
 
 
-@pytest.fixture(scope="module")
-def trained_spm(tmp_path_factory) -> tuple[Path, Path]:
-    """A sentencepiece model (byte fallback) trained on the 2 training papers, and its dict.txt."""
-    from fairseq_poolingformer.preprocess.bpe import train_sentencepiece, write_fairseq_dict
-
-    d = tmp_path_factory.mktemp("spm")
-    convert_file(str(DATA / "train.txt"), str(d), "train", progress=False)
-    model, dict_txt = d / "spm.model", d / "dict.txt"
-    train_sentencepiece([str(d / "train.source"), str(d / "train.target")], str(model), 400)
-    write_fairseq_dict(str(model), str(dict_txt))
-    return model, dict_txt
-
-
-def test_recipe_binarizes_a_test_split_alone_against_a_given_dict(held_out_dir, trained_spm, tmp_path):
-    """A held-out test set binarizes against an existing dictionary (GPT-2 and sentencepiece)."""
-    spm, spm_dict = trained_spm
-    runs = {
-        "gpt2": (["--bpe", "gpt2", "--encoder-json", str(GPT2 / "encoder.json"), "--vocab-bpe",
-                  str(GPT2 / "vocab.bpe"), "--dict", str(GPT2 / "dict.txt")],
-                 bpe.gpt2_backend(str(GPT2 / "encoder.json"), str(GPT2 / "vocab.bpe"))),
-        "sentencepiece": (["--bpe", "sentencepiece", "--sentencepiece-model", str(spm), "--dict", str(spm_dict)],
-                          bpe.sentencepiece_backend(str(spm))),
-    }
+def test_recipe_binarizes_a_test_split_alone_against_a_given_dict(held_out_dir, tmp_path):
+    """A held-out test set binarizes against BART's GPT-2 dictionary (sentencepiece with a trained
+    model: tests/test_long_references.py)."""
+    backend = bpe.gpt2_backend(str(GPT2 / "encoder.json"), str(GPT2 / "vocab.bpe"))
+    out = tmp_path / "gpt2"
+    proc = _run_recipe(held_out_dir, out, "--bpe", "gpt2", "--encoder-json", str(GPT2 / "encoder.json"),
+                       "--vocab-bpe", str(GPT2 / "vocab.bpe"), "--dict", str(GPT2 / "dict.txt"),
+                       "--max-source-words", "300")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "no train split" in proc.stderr and "<unk> rate: test.source 0.00%, test.target 0.00%" in proc.stderr
+    assert sorted(p.name for p in (out / "bin").iterdir() if not p.name.startswith("dict.")) == [
+        "preprocess.log"] + [f"test.source-target.{side}.{ext}" for side in ("source", "target") for ext in ("bin", "idx")]
     expected = [_reference(r) for r in _records("val.txt")]
-    for name, (args, backend) in runs.items():
-        out = tmp_path / name
-        proc = _run_recipe(held_out_dir, out, *args, "--max-source-words", "300")
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert "no train split" in proc.stderr and "<unk> rate: test.source 0.00%, test.target 0.00%" in proc.stderr
-        assert sorted(p.name for p in (out / "bin").iterdir() if p.name.startswith("test.")) == [
-            f"test.source-target.{side}.{ext}" for side in ("source", "target") for ext in ("bin", "idx")]
-        assert not list((out / "bin").glob("train.*")) and not list((out / "bin").glob("valid.*"))
-        for k, side in enumerate(("source", "target")):
-            dictionary, dataset = _load_bin(out / "bin", "test", side)
-            assert [bpe.decode_line(backend, dictionary.string(dataset[i])) for i in range(2)] == \
-                [" ".join(e[k].split()[:300]) if side == "source" else e[k] for e in expected]
+    for k, side in enumerate(("source", "target")):
+        dictionary, dataset = _load_bin(out / "bin", "test", side)
+        assert [bpe.decode_line(backend, dictionary.string(dataset[i])) for i in range(2)] == \
+            [" ".join(e[k].split()[:300]) if side == "source" else e[k] for e in expected]
 
 
 def test_recipe_training_a_sentencepiece_model_still_needs_train(held_out_dir, tmp_path):
@@ -509,10 +490,34 @@ def test_recipe_dict_of_another_bpe_fails_and_writes_no_binaries(held_out_dir, t
     assert m and float(m[1]) > 90 and m.group(3, 4, 5) == (str(wrong), str(enc), str(voc)), lines[0]
     assert f"binarize.sh: nothing written to {out / 'bin'}" in proc.stderr
     assert not (out / "bin").exists() and not [p for p in os.listdir(out) if p.startswith(".")]
-    # overridable: the same run passes with a limit above the measured rate
-    proc = _run_recipe(held_out_dir, out, "--bpe", "gpt2", "--encoder-json", str(enc), "--vocab-bpe", str(voc),
-                       "--dict", str(wrong), "--max-unk-rate", "1", "--max-source-words", "300")
-    assert proc.returncode == 0 and (out / "bin" / "test.source-target.source.bin").is_file()
+
+
+def test_unk_rate_counts_against_a_hand_built_split(tmp_path, capsys):
+    """Known tokens: source 2 <unk> of 4 (50%), target none; the limit is a flag."""
+    import numpy as np
+    import torch
+    from fairseq.data import Dictionary
+    from fairseq.data.indexed_dataset import MMapIndexedDatasetBuilder
+
+    from fairseq_poolingformer.preprocess import unk_rate
+
+    d = Dictionary()
+    for w in ("a", "b", "c", "d"):
+        d.add_symbol(w)
+    for side, examples in (("source", [[d.index("a"), d.unk(), d.eos()], [d.unk(), d.index("b"), d.eos()]]),
+                           ("target", [[d.index("c"), d.index("d"), d.eos()]])):
+        d.save(str(tmp_path / f"dict.{side}.txt"))
+        prefix = tmp_path / f"test.source-target.{side}"
+        builder = MMapIndexedDatasetBuilder(str(prefix) + ".bin", dtype=np.uint16)
+        for ex in examples:
+            builder.add_item(torch.tensor(ex))
+        builder.finalize(str(prefix) + ".idx")
+    assert unk_rate.main([str(tmp_path), "--splits", "test", "--dict", "D", "--bpe-files", "B"]) == 1
+    assert capsys.readouterr().err == (
+        "<unk> rate: test.source 50.00%, test.target 0.00%\n"
+        "error: 50.0% of the 4 tokens of test.source became <unk> (limit 1%, --max-unk-rate): the dictionary D "
+        "does not belong to the BPE (B)\n")
+    assert unk_rate.main([str(tmp_path), "--splits", "test", "--max-unk-rate", "0.5"]) == 0
 
 
 def test_gpt2_files_swapped_are_named(tmp_path, capsys):
