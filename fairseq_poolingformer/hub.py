@@ -14,7 +14,8 @@ checkpoint, as ``fairseq_poolingformer.convert`` writes them).
 
 Text goes through the same steps as the training data: BPE (GPT-2 with
 ``gpt2_encoder_json``/``gpt2_vocab_bpe``, or ``sentencepiece_model``; found automatically in
-the checkpoint directory as ``encoder.json`` + ``vocab.bpe`` or ``spm.model``), then the
+the checkpoint directory as ``encoder.json`` + ``vocab.bpe`` or ``spm.model``; with none given
+and none found, loading fails: pass ``bpe="none"`` for documents that are already BPE tokens), then the
 dictionary with ``</s>`` appended. Sources longer than the model's maximum are truncated (as
 ``--truncate-source`` does in training); the summary is decoded back to text.
 """
@@ -34,6 +35,7 @@ from fairseq.data import encoders
 from fairseq.hub_utils import GeneratorHubInterface
 
 import fairseq_poolingformer  # noqa: F401  (registers the models, compat fixes)
+from fairseq_poolingformer.preprocess.bpe import check_gpt2_files
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +73,10 @@ class PoolingformerSummarizer(GeneratorHubInterface):
                               max_len_b=max_len_b, **kwargs)
 
 
+SPM_NAMES = ("spm.model", "sentencepiece.bpe.model")  # looked for beside the checkpoint
+GPT2_NAMES = ("encoder.json", "vocab.bpe")
+
+
 def _find(directory: str, *names: str) -> Optional[str]:
     for name in names:
         path = os.path.join(directory, name)
@@ -82,14 +88,20 @@ def _find(directory: str, *names: str) -> Optional[str]:
 def _build_bpe(model_dir: str, bpe: Optional[str], gpt2_encoder_json: Optional[str],
                gpt2_vocab_bpe: Optional[str], sentencepiece_model: Optional[str]):
     if bpe is None:
-        if sentencepiece_model or (not gpt2_encoder_json and _find(model_dir, "spm.model", "sentencepiece.bpe.model")):
+        if sentencepiece_model or (not gpt2_encoder_json and _find(model_dir, *SPM_NAMES)):
             bpe = "sentencepiece"
-        elif gpt2_encoder_json or _find(model_dir, "encoder.json"):
+        elif gpt2_encoder_json or gpt2_vocab_bpe or any(_find(model_dir, name) for name in GPT2_NAMES):
             bpe = "gpt2"
-    if bpe is None or bpe == "none":
+    if bpe is None:  # token ids would come back as text ('732 732 732'): refuse
+        raise FileNotFoundError(
+            f"no BPE for the summarizer: none given and none beside the checkpoint in {model_dir} (looked for "
+            f"{', '.join(SPM_NAMES)}, or {' + '.join(GPT2_NAMES)}); pass sentencepiece_model=PATH, or "
+            "gpt2_encoder_json=PATH and gpt2_vocab_bpe=PATH, or bpe='none' if the documents are already "
+            "BPE tokens")
+    if bpe == "none":
         return None
     if bpe == "sentencepiece":
-        path = sentencepiece_model or _find(model_dir, "spm.model", "sentencepiece.bpe.model")
+        path = sentencepiece_model or _find(model_dir, *SPM_NAMES)
         if not path or not os.path.isfile(path):
             raise FileNotFoundError(f"sentencepiece model not found: {path or model_dir + '/spm.model'}")
         return encoders.build_bpe(Namespace(bpe="sentencepiece", sentencepiece_model=path))
@@ -99,6 +111,7 @@ def _build_bpe(model_dir: str, bpe: Optional[str], gpt2_encoder_json: Optional[s
         for what, path in (("gpt2_encoder_json", enc), ("gpt2_vocab_bpe", voc)):
             if not path or not os.path.isfile(path):
                 raise FileNotFoundError(f"GPT-2 BPE file {what} not found: {path} (nothing is downloaded)")
+        check_gpt2_files(enc, voc)
         return encoders.build_bpe(Namespace(bpe="gpt2", gpt2_encoder_json=enc, gpt2_vocab_bpe=voc))
     raise ValueError(f"bpe must be 'gpt2', 'sentencepiece' or 'none', got {bpe!r}")
 
@@ -125,6 +138,7 @@ def from_pretrained(
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
     model_dir = os.path.dirname(os.path.abspath(checkpoint))
+    bpe_model = _build_bpe(model_dir, bpe, gpt2_encoder_json, gpt2_vocab_bpe, sentencepiece_model)  # before any work
 
     data = data_name_or_path
     if data.startswith("."):
@@ -147,6 +161,5 @@ def from_pretrained(
     # the training batch limits may be smaller than one long document: use our own
     cfg.dataset.max_tokens = max_tokens
     cfg.dataset.batch_size = batch_size if batch_size is not None else (None if max_tokens else 4)
-    bpe_model = _build_bpe(model_dir, bpe, gpt2_encoder_json, gpt2_vocab_bpe, sentencepiece_model)
     summarizer = PoolingformerSummarizer(cfg, task, models, bpe=bpe_model, tmp_dir=tmp_dir)
     return summarizer.eval()

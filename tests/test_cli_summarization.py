@@ -184,6 +184,35 @@ def test_hub_sample_matches_generate(work):
         summarizer.sample(["   "])
 
 
+def test_hub_refuses_to_load_without_a_bpe(work, tmp_path):
+    """No BPE given and none beside the checkpoint: sample() would return token ids as text."""
+    import shutil
+
+    from fairseq_poolingformer.hub import from_pretrained
+
+    ckpt_dir = tmp_path / "ckpt"
+    ckpt_dir.mkdir()
+    shutil.copy(work["save"] / "checkpoint_last.pt", ckpt_dir / "checkpoint_last.pt")
+    with pytest.raises(FileNotFoundError) as err:
+        from_pretrained(str(ckpt_dir), checkpoint_file="checkpoint_last.pt", data_name_or_path=str(work["data"]))
+    assert str(err.value) == (
+        f"no BPE for the summarizer: none given and none beside the checkpoint in {ckpt_dir} (looked for "
+        "spm.model, sentencepiece.bpe.model, or encoder.json + vocab.bpe); pass sentencepiece_model=PATH, or "
+        "gpt2_encoder_json=PATH and gpt2_vocab_bpe=PATH, or bpe='none' if the documents are already BPE tokens")
+    # swapped GPT-2 files are named, at load time
+    enc, voc = (str(REPO / "tests/data/gpt2_bpe" / f) for f in ("encoder.json", "vocab.bpe"))
+    with pytest.raises(ValueError) as err:
+        from_pretrained(str(ckpt_dir), checkpoint_file="checkpoint_last.pt", data_name_or_path=str(work["data"]),
+                        gpt2_encoder_json=voc, gpt2_vocab_bpe=enc)
+    assert str(err.value) == (
+        f"GPT-2 BPE files look swapped: --encoder-json {voc} is not JSON and --vocab-bpe {enc} is: pass "
+        "encoder.json as --encoder-json and vocab.bpe as --vocab-bpe")
+    # bpe="none" given explicitly still loads (documents are tokens already)
+    summarizer = from_pretrained(str(ckpt_dir), checkpoint_file="checkpoint_last.pt",
+                                 data_name_or_path=str(work["data"]), bpe="none")
+    assert set(summarizer.sample("tok1 tok2 tok3", max_len_b=5).split()) <= set(VOCAB)
+
+
 def test_hub_bpe_matches_the_preprocessing(tmp_path):
     """The hub encodes documents exactly as fairseq_poolingformer.preprocess.bpe encoded the training data."""
     import shutil
@@ -256,6 +285,38 @@ def test_generate_recipe_and_rouge(work, tmp_path):
     bad = subprocess.run([sys.executable, str(REPO / "recipes/arxiv/score.py"), "--hypotheses",
                           str(pred), "--references", str(refs)], capture_output=True, text=True)
     assert bad.returncode != 0 and "has 1 lines but" in bad.stderr
+
+
+def test_score_blank_hypotheses(tmp_path):
+    """All hypotheses blank: an error, not ROUGE 0; some blank: a warning with their count."""
+    refs = tmp_path / "refs.txt"
+    refs.write_text("the cat sat on the mat .\nno overlap here .\nthe end .\n")
+    pred = tmp_path / "pred.txt"
+    pred.write_text("\n  \n\n")
+    cmd = [sys.executable, str(REPO / "recipes/arxiv/score.py"), "--hypotheses", str(pred), "--references", str(refs),
+           "--json", str(tmp_path / "rouge.json")]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 1 and not (tmp_path / "rouge.json").exists()
+    assert proc.stderr == (f"score.py: every hypothesis in {pred} is blank (3 of 3 lines): nothing was generated "
+                           "to score (see generate.sh's generate-S.log)\n")
+    pred.write_text("the cat sat .\n\nthe end .\n")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert proc.stderr == f"score.py: warning: 1 of 3 hypotheses in {pred} are blank (lines 2): they score 0\n"
+    assert json.loads((tmp_path / "rouge.json").read_text())["blank_hypotheses"] == 1
+
+
+def test_generate_recipe_unreadable_checkpoint(work, tmp_path):
+    """A checkpoint cut short (an interrupted copy): one line naming the file, no traceback."""
+    cut = tmp_path / "checkpoint_cut.pt"
+    data = (work["save"] / "checkpoint_last.pt").read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    proc = subprocess.run(["bash", str(REPO / "recipes/arxiv/generate.sh"), str(work["data"]), str(cut),
+                           str(tmp_path / "out")], capture_output=True, text=True, env=_env(PYTHON=sys.executable))
+    assert proc.returncode == 1
+    assert proc.stderr == (f"generate.sh: cannot read checkpoint {cut}: not a PyTorch checkpoint (no complete zip "
+                           "archive: cut short, or another kind of file)\n")
+    assert not (tmp_path / "out").exists()
 
 
 def test_train_recipe_command(tmp_path):

@@ -17,6 +17,7 @@ ENTRY_POINTS = [  # run as `python -m <module>` by the recipes and docs
     "fairseq_poolingformer.preprocess.nq",
     "fairseq_poolingformer.preprocess.tydi",
     "fairseq_poolingformer.preprocess.qa_binarize",
+    "fairseq_poolingformer.preprocess.unk_rate",
     "fairseq_poolingformer.predict_qa",
     "fairseq_poolingformer.convert",
 ]

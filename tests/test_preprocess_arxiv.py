@@ -427,3 +427,150 @@ def test_sentencepiece_dict_loads_in_fairseq(tmp_path):
     vocab = Dictionary.load(str(tmp_path / "dict.txt"))
     assert len(vocab) == vocab.nspecial + n
     assert all(not any(ch.isspace() for ch in vocab[i]) for i in range(vocab.nspecial, len(vocab)))
+
+
+# ------------------------------------------------ held-out splits, dictionaries that do not fit (issue 8)
+
+SPM = REPO / "tests" / "data" / "sentencepiece" / "test_model.model"
+
+
+@pytest.fixture(scope="module")
+def held_out_dir(tmp_path_factory) -> Path:
+    """A raw directory holding only a test split: the 2 real validation papers (the recipe runs
+    below keep their first 300 words: enough to measure, and fast)."""
+    d = tmp_path_factory.mktemp("held_out")
+    (d / "test.txt").write_bytes((DATA / "val.txt").read_bytes())
+    return d
+
+
+def test_recipe_binarizes_a_test_split_alone_against_a_given_dict(held_out_dir, tmp_path):
+    """A held-out test set binarizes against BART's GPT-2 dictionary (sentencepiece with a trained
+    model: tests/test_long_references.py)."""
+    backend = bpe.gpt2_backend(str(GPT2 / "encoder.json"), str(GPT2 / "vocab.bpe"))
+    out = tmp_path / "gpt2"
+    proc = _run_recipe(held_out_dir, out, "--bpe", "gpt2", "--encoder-json", str(GPT2 / "encoder.json"),
+                       "--vocab-bpe", str(GPT2 / "vocab.bpe"), "--dict", str(GPT2 / "dict.txt"),
+                       "--max-source-words", "300")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "no train split" in proc.stderr and "<unk> rate: test.source 0.00%, test.target 0.00%" in proc.stderr
+    assert sorted(p.name for p in (out / "bin").iterdir() if not p.name.startswith("dict.")) == [
+        "preprocess.log"] + [f"test.source-target.{side}.{ext}" for side in ("source", "target") for ext in ("bin", "idx")]
+    expected = [_reference(r) for r in _records("val.txt")]
+    for k, side in enumerate(("source", "target")):
+        dictionary, dataset = _load_bin(out / "bin", "test", side)
+        assert [bpe.decode_line(backend, dictionary.string(dataset[i])) for i in range(2)] == \
+            [" ".join(e[k].split()[:300]) if side == "source" else e[k] for e in expected]
+
+
+def test_recipe_training_a_sentencepiece_model_still_needs_train(held_out_dir, tmp_path):
+    proc = _run_recipe(held_out_dir, tmp_path / "out", "--bpe", "sentencepiece", "--vocab-size", "400")
+    assert proc.returncode == 1
+    assert (f"binarize.sh: no train.{{txt,jsonl}}[.gz] in {held_out_dir}: --vocab-size trains the sentencepiece "
+            "model on it (binarize other splits with an existing model: --sentencepiece-model M --dict D)") in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_recipe_dict_of_another_bpe_fails_and_writes_no_binaries(held_out_dir, tmp_path):
+    """GPT-2 ids against a dictionary that is not GPT-2's: ~98% <unk>; refused, naming the files."""
+    from fairseq_poolingformer.preprocess.bpe import write_fairseq_dict
+
+    wrong = tmp_path / "spm_dict.txt"
+    write_fairseq_dict(str(SPM), str(wrong))
+    enc, voc = GPT2 / "encoder.json", GPT2 / "vocab.bpe"
+    out = tmp_path / "out"
+    proc = _run_recipe(held_out_dir, out, "--bpe", "gpt2", "--encoder-json", str(enc), "--vocab-bpe", str(voc),
+                       "--dict", str(wrong), "--max-source-words", "300")
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 2, proc.stderr[-3000:]
+    import re
+    m = re.fullmatch(r"error: (\d+\.\d)% of the (\d+) tokens of test\.source became <unk> \(limit 1%, "
+                     r"--max-unk-rate\): the dictionary (.*) does not belong to the BPE \(--encoder-json (.*) "
+                     r"and --vocab-bpe (.*)\)", lines[0])
+    assert m and float(m[1]) > 90 and m.group(3, 4, 5) == (str(wrong), str(enc), str(voc)), lines[0]
+    assert f"binarize.sh: nothing written to {out / 'bin'}" in proc.stderr
+    assert not (out / "bin").exists() and not [p for p in os.listdir(out) if p.startswith(".")]
+
+
+def test_unk_rate_counts_against_a_hand_built_split(tmp_path, capsys):
+    """Known tokens: source 2 <unk> of 4 (50%), target none; the limit is a flag."""
+    import numpy as np
+    import torch
+    from fairseq.data import Dictionary
+    from fairseq.data.indexed_dataset import MMapIndexedDatasetBuilder
+
+    from fairseq_poolingformer.preprocess import unk_rate
+
+    d = Dictionary()
+    for w in ("a", "b", "c", "d"):
+        d.add_symbol(w)
+    for side, examples in (("source", [[d.index("a"), d.unk(), d.eos()], [d.unk(), d.index("b"), d.eos()]]),
+                           ("target", [[d.index("c"), d.index("d"), d.eos()]])):
+        d.save(str(tmp_path / f"dict.{side}.txt"))
+        prefix = tmp_path / f"test.source-target.{side}"
+        builder = MMapIndexedDatasetBuilder(str(prefix) + ".bin", dtype=np.uint16)
+        for ex in examples:
+            builder.add_item(torch.tensor(ex))
+        builder.finalize(str(prefix) + ".idx")
+    assert unk_rate.main([str(tmp_path), "--splits", "test", "--dict", "D", "--bpe-files", "B"]) == 1
+    assert capsys.readouterr().err == (
+        "<unk> rate: test.source 50.00%, test.target 0.00%\n"
+        "error: 50.0% of the 4 tokens of test.source became <unk> (limit 1%, --max-unk-rate): the dictionary D "
+        "does not belong to the BPE (B)\n")
+    assert unk_rate.main([str(tmp_path), "--splits", "test", "--max-unk-rate", "0.5"]) == 0
+
+
+def test_gpt2_files_swapped_are_named(tmp_path, capsys):
+    enc, voc = GPT2 / "encoder.json", GPT2 / "vocab.bpe"
+    (tmp_path / "t.txt").write_text("hello\n")
+    rc = bpe.main(["--bpe", "gpt2", "--encoder-json", str(voc), "--vocab-bpe", str(enc),
+                   "--inputs", str(tmp_path / "t.txt"), "--outputs", str(tmp_path / "o")])
+    assert rc == 1 and not (tmp_path / "o").exists()
+    assert capsys.readouterr().err == (
+        f"error: GPT-2 BPE files look swapped: --encoder-json {voc} is not JSON and --vocab-bpe {enc} is: pass "
+        "encoder.json as --encoder-json and vocab.bpe as --vocab-bpe; no output written\n")
+    broken = tmp_path / "encoder.json"
+    broken.write_bytes(enc.read_bytes()[:5000])  # a cut download
+    with pytest.raises(ValueError, match=f"^{broken}: not a GPT-2 encoder.json \\(invalid JSON: "):
+        bpe.gpt2_backend(str(broken), str(voc))
+
+
+def test_truncate_lines_cuts_in_place(tmp_path, capsys):
+    path = tmp_path / "train.target"
+    path.write_text("1 2 3 4 5\n6 7\n8 9 10\n")
+    assert bpe.main(["--truncate-lines", "4", "--inputs", str(path)]) == 0
+    assert path.read_text() == "1 2 3\n6 7\n8 9 10\n"
+    assert f"truncated 1 of 3 lines of {path} to 3 tokens (+ </s> = 4 positions)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_cut_gzip_input_is_an_error_naming_the_file(tmp_path, capsys, workers):
+    """Even with --on-error skip: a cut .gz is not a bad record, the run fails and writes nothing."""
+    data = gzip.compress((DATA / "train.txt").read_bytes())
+    path = tmp_path / "train.jsonl.gz"
+    path.write_bytes(data[: len(data) * 3 // 4])
+    rc = arxiv.main(["--input", str(path), "--output-dir", str(tmp_path / "out"), "--split", "train",
+                     "--workers", str(workers), "--on-error", "skip", "--no-progress"])
+    assert rc == 1 and not (tmp_path / "out").exists()
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}:")
+    assert "field '<file>': gzip data cut short or corrupt (Compressed file ended before the end-of-stream " \
+           "marker was reached); the last good line is" in err and err.endswith("; no output written\n")
+
+
+def test_unwritable_report_fails_before_work_and_writes_nothing(tmp_path, capsys):
+    """--report-json where it cannot be written: exit 1 naming it, and no text output either."""
+    blocker = tmp_path / "reports"
+    blocker.write_text("a file where the report directory should be\n")
+    out = tmp_path / "text"
+    rc = arxiv.main(["--input", str(DATA / "train.txt"), "--output-dir", str(out), "--split", "train",
+                     "--report-json", str(blocker / "train.json"), "--no-progress"])
+    assert rc == 1
+    assert capsys.readouterr().err == (f"error: cannot write {blocker / 'train.json'}: {blocker} is not a "
+                                       "directory; no output written\n")
+    assert not out.exists()
+    # writable: outputs and report appear together
+    rc = arxiv.main(["--input", str(DATA / "train.txt"), "--output-dir", str(out), "--split", "train",
+                     "--report-json", str(tmp_path / "r" / "train.json"), "--no-progress"])
+    assert rc == 0 and json.loads((tmp_path / "r" / "train.json").read_text())["kept"] == 2
+    assert sorted(os.listdir(out)) == ["train.source", "train.target"]

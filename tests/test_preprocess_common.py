@@ -230,3 +230,40 @@ def test_parallel_map_streams_and_stops_early():
 def test_parallel_map_propagates_worker_errors():
     with pytest.raises(InputError, match="seven"):
         list(parallel_map(_fail_on_7, range(20), workers=2, chunksize=2, progress=False))
+
+
+# --------------------------------------------------------------------- broken .gz inputs (issue 8)
+
+def test_cut_gzip_names_file_and_last_good_line(tmp_path):
+    lines = [json.dumps({"id": i, "text": f"record {i} " * 20}).encode() for i in range(2000)]
+    data = gzip.compress(b"\n".join(lines) + b"\n")
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(data[: len(data) // 2])  # an interrupted download
+    got = []
+    with pytest.raises(InputError) as err:
+        for line_no, raw in iter_lines(path):
+            got.append(raw)
+    assert got == lines[: len(got)] and 0 < len(got) < len(lines)  # every line handed out is whole
+    assert str(err.value) == (f"{path}:{len(got) + 1}: field '<file>': gzip data cut short or corrupt "
+                              f"(Compressed file ended before the end-of-stream marker was reached); "
+                              f"the last good line is {len(got)}")
+    assert err.value.reason == "bad_gzip"
+
+
+def test_not_gzip_names_the_file(tmp_path):
+    path = tmp_path / "plain.jsonl.gz"
+    path.write_bytes(b'{"id": 1}\n')
+    with pytest.raises(InputError) as err:
+        list(iter_jsonl(path))
+    assert str(err.value) == (f"{path}:1: field '<file>': not a gzip file (Not a gzipped file (b'{{\"')); "
+                              "no line could be read")
+
+
+def test_atomic_outputs_unwritable_place_fails_at_entry(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    entered = []
+    with pytest.raises(NotADirectoryError, match=f"^cannot write {blocker}/out.txt: {blocker} is not a directory$"):
+        with atomic_outputs([tmp_path / "a.txt", blocker / "out.txt"]):
+            entered.append(True)
+    assert not entered and sorted(os.listdir(tmp_path)) == ["file"]

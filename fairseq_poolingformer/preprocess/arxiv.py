@@ -19,7 +19,8 @@ abstract empty after cleaning) give a message naming file, line and field:
 
 Blank lines are not records and are ignored. A run that keeps no record fails. The
 outputs appear together or not at all (``atomic_outputs``); the kept/skipped report is
-printed as one line on stderr and, with ``--report-json PATH``, written as JSON.
+printed as one line on stderr and, with ``--report-json PATH``, written as JSON together with the
+outputs (an output place that cannot be written fails the run before any work).
 
 Usage::
 
@@ -98,22 +99,24 @@ def _convert_line(path: str, max_source_words: int | None, with_ids: bool,
 
 def convert_file(input_path: str, output_dir: str, split: str, workers: int = 1,
                  max_source_words: int | None = None, on_error: str = "fail",
-                 write_ids: bool = False, progress: bool = True) -> Report:
+                 write_ids: bool = False, progress: bool = True, report_json: str | None = None) -> Report:
     """Convert one JSONL file to ``output_dir/{split}.source|.target[|.id]``; return the report.
 
+    With ``report_json`` the report is written there too, together with the outputs.
     Raises ``InputError`` (``on_error="fail"``) at the first bad record, or when no record
-    is kept; nothing is written then.
+    is kept, and ``OSError`` when an output cannot be written (checked before any work);
+    nothing is written then.
     """
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
     report = Report(f"arxiv {split} ({input_path})")
     suffixes = ["source", "target"] + (["id"] if write_ids else [])
-    finals = [os.path.join(output_dir, f"{split}.{s}") for s in suffixes]
+    finals = [os.path.join(output_dir, f"{split}.{s}") for s in suffixes] + ([report_json] if report_json else [])
     lines = ((n, raw) for n, raw in iter_lines(input_path) if raw.strip())  # blank lines: not records
     worker = functools.partial(_convert_line, input_path, max_source_words, write_ids)
 
     with atomic_outputs(finals) as temps:
-        files = [open(t, "w", encoding="utf-8", newline="\n") for t in temps]
+        files = [open(t, "w", encoding="utf-8", newline="\n") for t in temps[:len(suffixes)]]
         try:
             # closing(): on an error the pool stops at once, not when the generator is collected
             with contextlib.closing(parallel_map(worker, lines, workers=workers, chunksize=4,
@@ -133,6 +136,8 @@ def convert_file(input_path: str, output_dir: str, split: str, workers: int = 1,
         if report.kept == 0:
             raise InputError(input_path, report.total, "<file>",
                              f"no usable record ({report.summary()})", reason="no_records")
+        if report_json:
+            report.write_json_to(temps[-1])
     return report
 
 
@@ -161,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         report = convert_file(args.input, args.output_dir, args.split, workers=args.workers,
                               max_source_words=args.max_source_words, on_error=args.on_error,
-                              write_ids=args.write_ids, progress=not args.no_progress)
+                              write_ids=args.write_ids, progress=not args.no_progress,
+                              report_json=args.report_json)
     except InputError as e:
         hint = " (use --on-error skip to skip and count bad records)" if args.on_error == "fail" else ""
         print(f"error: {e}{hint}; no output written", file=sys.stderr)
@@ -170,8 +176,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}; no output written", file=sys.stderr)
         return 1
     report.log()
-    if args.report_json:
-        report.write_json(args.report_json)
     return 0
 
 

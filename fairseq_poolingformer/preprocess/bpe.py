@@ -24,6 +24,12 @@ Backends:
 ``--decode``
     The inverse: BPE lines (ids or pieces) back to text.
 
+``--truncate-lines N --inputs F...``
+    Cut every line of already encoded files to its first ``N - 1`` tokens (a model with
+    ``N`` target positions: the tokens + ``</s>``), in place and atomically, and print how
+    many lines were cut per file (``recipes/arxiv/binarize.sh --truncate-target N`` does
+    it for the train and valid targets).
+
 Lines are streamed through ``--workers`` processes, in order. An empty line is an error
 (``file:line``; Fairseq would otherwise make an empty example) unless ``--keep-empty``.
 All ``--outputs`` are written atomically together: complete, or none.
@@ -43,6 +49,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import json
 import os
 import random
 import sys
@@ -55,10 +62,40 @@ from fairseq_poolingformer.preprocess.common import InputError, atomic_outputs, 
 Backend = tuple
 
 
-def gpt2_backend(encoder_json: str, vocab_bpe: str) -> Backend:
+def check_gpt2_files(encoder_json: str, vocab_bpe: str) -> None:
+    """Raise naming the file when ``encoder_json`` / ``vocab_bpe`` are missing, not what they should
+    be (a JSON object of token -> id; the merges list, ``#version`` first), or swapped."""
     for path in (encoder_json, vocab_bpe):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"GPT-2 BPE file not found: {path}")
+    enc_error = _json_object_error(encoder_json)
+    if enc_error is None and _json_object_error(vocab_bpe) is None:
+        raise ValueError(f"--encoder-json {encoder_json} and --vocab-bpe {vocab_bpe} are both JSON files: "
+                         "vocab.bpe is GPT-2's list of merges")
+    if enc_error is not None:
+        if _json_object_error(vocab_bpe) is None:
+            raise ValueError(f"GPT-2 BPE files look swapped: --encoder-json {encoder_json} is not JSON and "
+                             f"--vocab-bpe {vocab_bpe} is: pass encoder.json as --encoder-json and vocab.bpe "
+                             "as --vocab-bpe")
+        raise ValueError(f"{encoder_json}: not a GPT-2 encoder.json ({enc_error})")
+
+
+def _json_object_error(path: str) -> str | None:
+    """``None`` when ``path`` holds one JSON object, else what is wrong with it."""
+    with open(path, "rb") as f:
+        head = f.read(64).lstrip()
+        if not head.startswith(b"{"):
+            return f"expected a JSON object, the file starts with {head[:16]!r}"
+        f.seek(0)
+        try:
+            value = json.loads(f.read().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            return f"invalid JSON: {e}"
+    return None if isinstance(value, dict) else "expected a JSON object"
+
+
+def gpt2_backend(encoder_json: str, vocab_bpe: str) -> Backend:
+    check_gpt2_files(encoder_json, vocab_bpe)
     return ("gpt2", os.path.abspath(encoder_json), os.path.abspath(vocab_bpe))
 
 
@@ -171,6 +208,23 @@ def process_files(backend: Backend, inputs: Sequence[str], outputs: Sequence[str
     return list(stats.values())
 
 
+def truncate_lines(path: str, positions: int) -> tuple[int, int]:
+    """Cut each line of ``path`` to ``positions - 1`` tokens, in place; return ``(cut, lines)``."""
+    if positions < 2:
+        raise ValueError(f"--truncate-lines needs at least 2 positions (tokens + </s>), got {positions}")
+    keep = positions - 1
+    cut = lines = 0
+    with atomic_outputs([path]) as (tmp,):
+        with open(tmp, "w", encoding="utf-8", newline="\n") as out:
+            for line_no, raw in iter_lines(path):
+                tokens = raw.split()
+                if len(tokens) > keep:
+                    tokens, cut = tokens[:keep], cut + 1
+                out.write(b" ".join(tokens).decode("utf-8", errors="surrogateescape") + "\n")
+                lines += 1
+    return cut, lines
+
+
 # ----------------------------------------------------------------------------- sentencepiece training
 
 def _chunks(paths: Sequence[str], chunk_words: int) -> Iterator[str]:
@@ -259,7 +313,8 @@ def write_fairseq_dict(model_path: str, dict_path: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fairseq_poolingformer.preprocess.bpe", description=__doc__.split("\n\n")[0])
-    p.add_argument("--bpe", choices=["gpt2", "sentencepiece"], required=True)
+    p.add_argument("--bpe", choices=["gpt2", "sentencepiece"],
+                   help="the BPE (required unless --truncate-lines)")
     p.add_argument("--inputs", nargs="+", default=[],
                    help="text files, one example per line (optional with --write-dict alone)")
     p.add_argument("--outputs", nargs="+", default=[], help="one output per input")
@@ -267,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode", action="store_true", help="BPE lines -> text instead")
     p.add_argument("--keep-empty", action="store_true", help="encode empty lines instead of failing")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--truncate-lines", type=int, metavar="N", default=None,
+                   help="instead: cut each line of the --inputs (encoded files) to N-1 tokens, in place")
     g = p.add_argument_group("gpt2")
     g.add_argument("--encoder-json", help="GPT-2 encoder.json")
     g.add_argument("--vocab-bpe", help="GPT-2 vocab.bpe")
@@ -289,6 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.truncate_lines is not None:
+        return _truncate_main(parser, args)
+    if args.bpe is None:
+        parser.error("--bpe is required")
     if len(args.inputs) != len(args.outputs):
         parser.error(f"{len(args.inputs)} --inputs but {len(args.outputs)} --outputs")
     if args.write_dict and args.bpe != "sentencepiece":
@@ -318,12 +379,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"wrote Fairseq dictionary: {args.write_dict} ({n} pieces)", file=sys.stderr)
         stats = process_files(backend, args.inputs, args.outputs, workers=args.workers, decode=args.decode,
                               keep_empty=args.keep_empty, progress=not args.no_progress) if args.inputs else []
-    except (InputError, OSError, RuntimeError) as e:
+    except (InputError, OSError, RuntimeError, ValueError) as e:
         print(f"error: {e}; no output written", file=sys.stderr)
         return 1
     unit = "characters" if args.decode else "tokens"
     for s in stats:
         print(f"{args.bpe}: {s.summary()}".replace(" tokens", f" {unit}"), file=sys.stderr)
+    return 0
+
+
+def _truncate_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if not args.inputs or args.outputs:
+        parser.error("--truncate-lines cuts the --inputs in place: give --inputs only")
+    if args.truncate_lines < 2:
+        parser.error("--truncate-lines needs at least 2 (tokens + </s>)")
+    for path in args.inputs:
+        try:
+            cut, lines = truncate_lines(path, args.truncate_lines)
+        except OSError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(f"truncated {cut} of {lines} lines of {path} to {args.truncate_lines - 1} tokens "
+              f"(+ </s> = {args.truncate_lines} positions)", file=sys.stderr)
     return 0
 
 

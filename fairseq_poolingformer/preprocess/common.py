@@ -22,7 +22,9 @@ API
 
 ``iter_lines(path) -> Iterator[tuple[int, bytes]]``
     Streams raw lines (1-based line numbers, trailing newline removed) of a plain
-    or ``.gz`` file. Blank lines are yielded too; callers decide.
+    or ``.gz`` file. Blank lines are yielded too; callers decide. A truncated or
+    not-gzip ``.gz`` raises ``InputError`` (``bad_gzip``) naming the file and the last
+    good line.
 
 ``parse_jsonl_line(path, line_no, raw) -> dict``
     Decodes one raw line as strict UTF-8 and parses it as a JSON object; raises
@@ -49,7 +51,8 @@ API
 ``Report(name)``
     Counts ``kept`` records and ``skipped`` ones by reason (a ``Counter``), keeping
     the first message of each reason as an example. ``summary()`` is one line,
-    ``log()`` prints it to stderr, ``write_json(path)`` writes it atomically.
+    ``log()`` prints it to stderr, ``write_json(path)`` writes it atomically,
+    ``write_json_to(tmp)`` into a temporary of the caller's ``atomic_outputs``.
 
 ``parallel_map(fn, items, workers=1, chunksize=16, desc=None, total=None, progress=True)``
     Ordered, streaming map: ``multiprocessing.Pool.imap`` with ``chunksize`` and a
@@ -69,6 +72,7 @@ import re
 import sys
 import tempfile
 import threading
+import zlib
 from collections import Counter
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
@@ -121,9 +125,12 @@ def atomic_outputs(paths: Sequence[str | os.PathLike]) -> Iterator[list[str]]:
     created_dirs = _make_parent_dirs(finals)
     temps: list[str] = []
     try:
-        for final in finals:
+        for final in finals:  # every output's place is checked here, before the caller's work
             directory, base = os.path.split(final)
-            fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=directory)
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=directory)
+            except OSError as e:
+                raise OSError(e.errno, f"cannot write {final}: {e.strerror}") from None
             os.close(fd)
             temps.append(tmp)
             os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; outputs get the usual mode
@@ -150,17 +157,32 @@ def _current_umask() -> int:
 def _make_parent_dirs(paths: Sequence[str]) -> list[str]:
     """Create missing parent directories; return the ones created, shallowest first."""
     created: list[str] = []
+    try:
+        _make_missing_dirs(paths, created)
+    except OSError:
+        for directory in reversed(created):
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
+        raise
+    return created
+
+
+def _make_missing_dirs(paths: Sequence[str], created: list[str]) -> None:
     for path in paths:
         missing = []
         directory = os.path.dirname(path)
         while directory and not os.path.isdir(directory):
+            if os.path.lexists(directory):
+                raise NotADirectoryError(f"cannot write {path}: {directory} is not a directory")
             missing.append(directory)
             directory = os.path.dirname(directory)
         for d in reversed(missing):
             if d not in created:
-                os.makedirs(d, exist_ok=True)
+                try:
+                    os.makedirs(d, exist_ok=True)
+                except OSError as e:
+                    raise OSError(e.errno, f"cannot write {path}: cannot create {d}: {e.strerror}") from None
                 created.append(d)
-    return created
 
 
 # ---------------------------------------------------------------------------
@@ -172,10 +194,23 @@ def _open_binary(path: str | os.PathLike):
 
 
 def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(line_no, raw_bytes)`` for each line (1-based, newline stripped)."""
-    with _open_binary(path) as f:
-        for line_no, raw in enumerate(f, start=1):
-            yield line_no, raw.rstrip(b"\r\n")
+    """Yield ``(line_no, raw_bytes)`` for each line (1-based, newline stripped).
+
+    A ``.gz`` file that is cut short or not gzip raises ``InputError`` (``bad_gzip``) naming
+    the file and the last line read whole, instead of a bare ``EOFError`` / ``BadGzipFile``.
+    """
+    path = os.fspath(path)
+    line_no = 0
+    try:
+        with _open_binary(path) as f:
+            for line_no, raw in enumerate(f, start=1):
+                yield line_no, raw.rstrip(b"\r\n")
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        if not path.endswith(".gz"):
+            raise
+        what = "not a gzip file" if isinstance(e, gzip.BadGzipFile) else "gzip data cut short or corrupt"
+        last = f"the last good line is {line_no}" if line_no else "no line could be read"
+        raise InputError(path, line_no + 1, "<file>", f"{what} ({e}); {last}", reason="bad_gzip") from None
 
 
 def parse_jsonl_line(path: str, line_no: int, raw: bytes) -> dict:
@@ -324,9 +359,13 @@ class Report:
 
     def write_json(self, path: str | os.PathLike) -> None:
         with atomic_outputs([path]) as (tmp,):
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(self.to_dict(), f, indent=2, ensure_ascii=False)
-                f.write("\n")
+            self.write_json_to(tmp)
+
+    def write_json_to(self, path: str | os.PathLike) -> None:
+        """Write the JSON to ``path`` as it is (e.g. a temporary of a caller's ``atomic_outputs``)."""
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=2, ensure_ascii=False)
+            f.write("\n")
 
 
 # ---------------------------------------------------------------------------

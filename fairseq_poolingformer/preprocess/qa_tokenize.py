@@ -78,6 +78,9 @@ class Gpt2BpeTokenizer:
     def __init__(self, encoder_json: str, vocab_bpe: str, dictionary: Dictionary) -> None:
         from fairseq.data.encoders.gpt2_bpe_utils import get_encoder
 
+        from fairseq_poolingformer.preprocess.bpe import check_gpt2_files
+
+        check_gpt2_files(encoder_json, vocab_bpe)
         self.bpe = get_encoder(encoder_json, vocab_bpe)
         self.dictionary = dictionary
         # number of bytes of each BPE token (its byte-level string has one char per byte)

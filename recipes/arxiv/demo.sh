@@ -6,6 +6,9 @@
 #
 # Environment: RAW=tests/data/arxiv (Cohan et al. JSONL: train.txt, val.txt)  MAX_UPDATE=300
 #              VOCAB=2000 (sentencepiece pieces, trained on the sample)  MAX_SOURCE=4096
+#              HELD_OUT=   a directory with held-out papers (test.txt, or any split of the same
+#                          format): binarized against the demo's dictionary, summarized and
+#                          scored too (OUT_DIR/held_out/, rouge_held_out_SPLIT.json)
 #
 # With 2 training papers the model can only memorize them: the ROUGE on the train split shows
 # that the whole chain (binarize, train, generate, decode, score) works end to end; the
@@ -56,4 +59,17 @@ for split in train valid; do
     "$PYTHON" "$RECIPES/score.py" --hypotheses "$OUT/generate/$split.hypotheses" \
         --references "$OUT/data/text/$split.target" --json "$OUT/rouge_$split.json"
 done
+if [[ -n ${HELD_OUT:-} ]]; then
+    echo "== demo: held-out papers in $HELD_OUT, against the demo's dictionary"
+    "$RECIPES/binarize.sh" "$HELD_OUT" "$OUT/held_out/data" --bpe sentencepiece \
+        --sentencepiece-model "$OUT/data/bpe/spm.model" --dict "$OUT/data/bpe/dict.txt" --workers 2
+    for split in train valid test; do
+        [[ -f $OUT/held_out/data/text/$split.target ]] || continue
+        MAX_SOURCE=$MAX_SOURCE MIN_LEN=20 MAX_LEN_B=300 "$RECIPES/generate.sh" "$OUT/held_out/data/bin" "$CKPT" \
+            "$OUT/held_out/generate" --subset "$split" --bpe sentencepiece \
+            --sentencepiece-model "$OUT/data/bpe/spm.model" --batch-size 2 -- --cpu
+        "$PYTHON" "$RECIPES/score.py" --hypotheses "$OUT/held_out/generate/$split.hypotheses" \
+            --references "$OUT/held_out/data/text/$split.target" --json "$OUT/rouge_held_out_$split.json"
+    done
+fi
 echo "== demo: done in $(( SECONDS - START )) s; outputs in $OUT (summaries: $OUT/generate/*.hypotheses)"

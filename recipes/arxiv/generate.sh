@@ -20,6 +20,9 @@
 # one summary per line in the order of the split (line i = example i, the same order as
 # binarize.sh's text/S.target and text/S.id). Every example comes out: the script fails if
 # any id is missing (Fairseq drops partial batches unless told not to: see STACK.md).
+# Generation reads the sources only (fairseq-generate gets a view of DATA_BIN without the
+# S targets): a reference longer than the model's target positions is neither a reason to
+# fail nor to skip a document. Score against the whole references, binarize.sh's text/S.target.
 #
 # Python: $PYTHON if set, else the repository's .venv/bin/python if present, else python3.
 set -euo pipefail
@@ -30,7 +33,7 @@ if [[ -z "${PYTHON:-}" ]]; then
 fi
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,/^[^#]/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [[ $# -ge 3 ]] || usage
 DATA_BIN=$1; CHECKPOINT=$2; OUT_DIR=$3; shift 3
 SUBSET=test; BPE=none; ENCODER_JSON=""; VOCAB_BPE=""; SPM=""; BATCH_SIZE=4; EXTRA=()
@@ -61,25 +64,53 @@ case $BPE in
     *) die "--bpe must be none, gpt2 or sentencepiece" ;;
 esac
 
-if [[ -z ${MAX_SOURCE:-} ]]; then  # the positions the model was trained with
-    MAX_SOURCE=$("$PYTHON" - "$CHECKPOINT" <<'EOF'
+# read the checkpoint once here: an unreadable file is one line naming it, not a traceback;
+# MAX_SOURCE defaults to the positions the model was trained with
+CKPT_SOURCE=$("$PYTHON" - "$CHECKPOINT" <<'EOF'
 import sys
-import fairseq_poolingformer  # noqa: F401  (compat: torch.load of Fairseq checkpoints)
-from fairseq import checkpoint_utils
-cfg = checkpoint_utils.load_checkpoint_to_cpu(sys.argv[1])["cfg"]
-print(int(getattr(cfg["model"], "max_source_positions", None) or cfg["task"]["max_source_positions"]))
+path = sys.argv[1]
+try:
+    import torch
+    import fairseq_poolingformer  # noqa: F401  (compat: torch.load of Fairseq checkpoints)
+    from fairseq import checkpoint_utils
+    # mmap: the zip archive and the config are read, not the (GBs of) weights and optimizer state
+    cfg = torch.load(path, map_location="cpu", mmap=True, weights_only=False).get("cfg")
+    if cfg is None:  # an old checkpoint (args, no cfg): Fairseq upgrades it
+        cfg = checkpoint_utils.load_checkpoint_to_cpu(path)["cfg"]
+    print(int(getattr(cfg["model"], "max_source_positions", None) or cfg["task"]["max_source_positions"]))
+except Exception as e:  # noqa: BLE001  (any failure: the file is not a usable checkpoint)
+    import zipfile
+    if isinstance(e, OSError):
+        reason = e.strerror or str(e)
+    elif not zipfile.is_zipfile(path):
+        reason = "not a PyTorch checkpoint (no complete zip archive: cut short, or another kind of file)"
+    else:
+        lines = str(e).strip().splitlines()
+        reason = f"{type(e).__name__}: {lines[0] if lines else ''}"
+    sys.exit(f"generate.sh: cannot read checkpoint {path}: {reason}")
 EOF
-)
-fi
+) || exit 1
+MAX_SOURCE=${MAX_SOURCE:-$CKPT_SOURCE}
 DEVICE_ARGS=()
 if [[ -n ${CPU:-} ]] || ! "$PYTHON" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
     DEVICE_ARGS=(--cpu)
 fi
 
+PREFIX=$SUBSET.source-target.source
+for f in "$DATA_BIN/$PREFIX.bin" "$DATA_BIN/$PREFIX.idx" "$DATA_BIN/dict.target.txt"; do
+    [[ -f $f ]] || die "not found: $f (binarize the $SUBSET split with recipes/arxiv/binarize.sh)"
+done
 mkdir -p "$OUT_DIR"
+# the sources and dictionaries only: Fairseq then neither loads the references nor filters
+# examples by their length (a long reference would fail the run or drop the document)
+SOURCES=$(mktemp -d "$OUT_DIR/.sources.XXXXXX")
+trap 'rm -rf "$SOURCES"' EXIT
+for f in dict.source.txt dict.target.txt "$PREFIX.bin" "$PREFIX.idx"; do
+    ln -s "$(cd "$DATA_BIN" && pwd)/$f" "$SOURCES/$f"
+done
 LOG=$OUT_DIR/generate-$SUBSET.log
 echo "generate.sh: $SUBSET of $DATA_BIN with $CHECKPOINT (max source $MAX_SOURCE, beam ${BEAM:-5}, lenpen ${LENPEN:-2})" >&2
-"$PYTHON" -m fairseq_cli.generate "$DATA_BIN" --user-dir "$REPO/fairseq_poolingformer" \
+"$PYTHON" -m fairseq_cli.generate "$SOURCES" --user-dir "$REPO/fairseq_poolingformer" \
     --task translation --source-lang source --target-lang target --gen-subset "$SUBSET" \
     --path "$CHECKPOINT" --max-source-positions "$MAX_SOURCE" --truncate-source \
     --beam "${BEAM:-5}" --lenpen "${LENPEN:-2}" --max-len-b "${MAX_LEN_B:-512}" \

@@ -8,7 +8,9 @@ Usage::
 Both files hold one document per line, in the same order (``generate.sh`` writes the
 hypotheses in the order of the split; ``binarize.sh`` writes ``text/S.target`` in that order).
 Prints a markdown table (F1 x 100, with precision and recall, averaged over documents) and the
-same numbers as one JSON object on the last line (also written to ``--json``).
+same numbers as one JSON object on the last line (also written to ``--json``). Blank hypotheses
+score 0: some blank is a warning on stderr with their count and line numbers (``blank_hypotheses``
+in the JSON); all blank is an error (exit 1), as nothing was generated.
 
 ROUGE-Lsum is computed over sentences: the lines are split after ``.``, ``!`` or ``?``
 followed by whitespace (arXiv abstracts in Cohan et al.'s release are tokenized, sentences
@@ -80,6 +82,20 @@ def markdown_table(scores: Dict[str, Dict[str, float]], n: int) -> str:
     return "\n".join(rows)
 
 
+def check_blank(hypotheses: Sequence[str], path: str) -> List[int]:
+    """1-based numbers of the blank hypotheses; all blank is an error, some a warning on stderr."""
+    blank = [i + 1 for i, h in enumerate(hypotheses) if not h.strip()]
+    n = len(hypotheses)
+    if n and len(blank) == n:
+        raise SystemExit(f"score.py: every hypothesis in {path} is blank ({n} of {n} lines): nothing was "
+                         "generated to score (see generate.sh's generate-S.log)")
+    if blank:
+        shown = ", ".join(map(str, blank[:10])) + (", ..." if len(blank) > 10 else "")
+        print(f"score.py: warning: {len(blank)} of {n} hypotheses in {path} are blank (lines {shown}): "
+              "they score 0", file=sys.stderr)
+    return blank
+
+
 def main(argv: Sequence[str] | None = None) -> Dict[str, Dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hypotheses", required=True, help="one summary per line")
@@ -91,9 +107,10 @@ def main(argv: Sequence[str] | None = None) -> Dict[str, Dict[str, float]]:
     if len(hyps) != len(refs):
         raise SystemExit(f"score.py: {args.hypotheses} has {len(hyps)} lines but "
                          f"{args.references} has {len(refs)}: not the same documents")
+    blank = check_blank(hyps, args.hypotheses)
     scores = score(hyps, refs, stemmer=not args.no_stemmer)
     print(markdown_table(scores, len(refs)))
-    payload = {"n_documents": len(refs), "stemmer": not args.no_stemmer,
+    payload = {"n_documents": len(refs), "blank_hypotheses": len(blank), "stemmer": not args.no_stemmer,
                **{t: {k: round(v, 4) for k, v in s.items()} for t, s in scores.items()}}
     print(json.dumps(payload))
     if args.json:

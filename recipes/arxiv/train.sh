@@ -22,7 +22,9 @@
 #   INIT=           converted checkpoint to fine-tune from (weights only; resumes keep working)
 #   NGPUS=          GPUs per node (default: all visible; 0 = CPU)
 #   NNODES=1 NODE_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29500   multi-node (torchrun)
-#   TRAIN_EXAMPLES= number of training documents (default: read from DATA_BIN)
+#   TRAIN_EXAMPLES= number of training documents (default: read from DATA_BIN, less those that
+#                   Fairseq skips: a target longer than MAX_TARGET tokens; the summary line counts
+#                   them, and recipes/arxiv/binarize.sh --truncate-target N cuts them instead)
 #   PF_ARGS=        extra --pf-* flags, e.g. "--pf-pooling mean --pf-layers 5-10"
 #   DRY_RUN=1       print the command instead of running it
 # Multi-node: run this script on every node with the same NNODES/MASTER_ADDR/MASTER_PORT
@@ -38,7 +40,7 @@ if [[ -z "${PYTHON:-}" ]]; then
 fi
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,/^[^#]/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [[ $# -ge 2 ]] || usage
 DATA_BIN=$1; SAVE_DIR=$2; shift 2
 die() { echo "train.sh: $*" >&2; exit 1; }
@@ -66,17 +68,29 @@ PER_STEP=$(( BATCH_SIZE * WORLD ))
 (( TOTAL_BATCH % PER_STEP == 0 )) || die "TOTAL_BATCH=$TOTAL_BATCH is not a multiple of BATCH_SIZE x world size = $PER_STEP"
 UPDATE_FREQ=$(( TOTAL_BATCH / PER_STEP ))
 
-# linear decay needs the total number of updates: ceil(examples / batch) x epochs
-if [[ -z ${TRAIN_EXAMPLES:-} ]]; then
-    TRAIN_EXAMPLES=$("$PYTHON" - "$DATA_BIN" <<'EOF'
-import sys
-from fairseq.data import data_utils
-ds = data_utils.load_indexed_dataset(f"{sys.argv[1]}/train.source-target.source", None)
-if ds is None:
-    sys.exit(f"train.sh: no train.source-target.source.{{bin,idx}} in {sys.argv[1]}")
-print(len(ds))
+# Fairseq skips (with only a WARNING) every example whose target is longer than MAX_TARGET
+# tokens (</s> included): count them here, for the summary line and the number of updates
+TOO_LONG=""
+if [[ -f $DATA_BIN/train.source-target.target.idx ]]; then
+    COUNTS=$("$PYTHON" - "$DATA_BIN" "$MAX_TARGET" <<'EOF'
+import os, sys
+from fairseq_poolingformer.preprocess.mmap_index import read_index
+data_bin, max_target = sys.argv[1], int(sys.argv[2])
+for split in ("train", "valid"):
+    prefix = os.path.join(data_bin, f"{split}.source-target.target")
+    sizes = read_index(prefix).sizes if os.path.isfile(prefix + ".idx") else []
+    print(len(sizes), int(sum(n > max_target for n in sizes)), end=" ")
 EOF
 )
+    read -r N_TRAIN TOO_LONG N_VALID VALID_TOO_LONG <<< "$COUNTS"
+    TRAIN_EXAMPLES=${TRAIN_EXAMPLES:-$(( N_TRAIN - TOO_LONG ))}
+    if (( TOO_LONG == N_TRAIN )); then
+        die "all $N_TRAIN train documents of $DATA_BIN have a target longer than MAX_TARGET=$MAX_TARGET tokens:" \
+            "Fairseq would skip every one (binarize with recipes/arxiv/binarize.sh --truncate-target $MAX_TARGET" \
+            "to cut them instead, or raise MAX_TARGET)"
+    fi
+elif [[ -z ${TRAIN_EXAMPLES:-} ]]; then
+    die "no train.source-target.target.{bin,idx} in $DATA_BIN"
 fi
 TOTAL_UPDATES=$(( (TRAIN_EXAMPLES + TOTAL_BATCH - 1) / TOTAL_BATCH * EPOCHS ))
 (( TOTAL_UPDATES > 0 )) || die "no training examples"
@@ -114,7 +128,14 @@ ARGS=(
 [[ -n ${PF_ARGS:-} ]] && ARGS+=($PF_ARGS)
 ARGS+=("$@")
 
-echo "train.sh: $ARCH, $MAX_SOURCE source positions, $TRAIN_EXAMPLES documents, world size $WORLD," \
+SKIPPED=""
+if [[ -n $TOO_LONG ]]; then
+    SKIPPED=" ($TOO_LONG of $N_TRAIN train and $VALID_TOO_LONG of $N_VALID valid documents skipped:"
+    SKIPPED+=" target longer than MAX_TARGET=$MAX_TARGET tokens"
+    (( TOO_LONG + VALID_TOO_LONG == 0 )) || SKIPPED+="; binarize.sh --truncate-target $MAX_TARGET cuts them instead"
+    SKIPPED+=")"
+fi
+echo "train.sh: $ARCH, $MAX_SOURCE source positions, $TRAIN_EXAMPLES documents$SKIPPED, world size $WORLD," \
      "batch $BATCH_SIZE x $WORLD x update-freq $UPDATE_FREQ = $TOTAL_BATCH, $TOTAL_UPDATES updates" >&2
 if (( WORLD > 1 )); then
     CMD=("$PYTHON" -m torch.distributed.run --nproc_per_node "$NGPUS" --nnodes "$NNODES"
