@@ -8,7 +8,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "tests" / "data"
 
-if str(REPO_ROOT) not in sys.path:  # `preprocess`, `benchmarks` importable without installing
+if str(REPO_ROOT) not in sys.path:  # `benchmarks` (and the `preprocess` alias) importable without installing
     sys.path.insert(0, str(REPO_ROOT))
 
 # CI has 2 cores: more threads only oversubscribe (and subprocesses inherit these).

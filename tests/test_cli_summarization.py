@@ -218,7 +218,7 @@ def test_hub_bpe_matches_the_preprocessing(tmp_path):
     import shutil
 
     from fairseq_poolingformer.hub import _build_bpe
-    from preprocess import bpe as prep
+    from fairseq_poolingformer.preprocess import bpe as prep
 
     text = "Poolingformer summarizes long documents , with w1 = 128 and a 16k-token input ."
     spm = str(REPO / "tests/data/sentencepiece/test_model.model")

@@ -14,7 +14,7 @@ import torch
 import fairseq_poolingformer  # noqa: F401  (registers task, criterion, model)
 from fairseq_poolingformer.criterions.long_qa import LongQACriterion, best_spans
 from fairseq_poolingformer.tasks.long_qa import LABEL_COLUMNS, LongQADataset, LongQATask, restore_dropped
-from preprocess import qa_binarize
+from fairseq_poolingformer.preprocess import qa_binarize
 from fairseq_poolingformer.preprocess.common import InputError
 from qa_model_fixtures import build_dictionary, nq_docs, tydi_docs, windows_for, write_split
 

@@ -18,9 +18,9 @@ import fairseq_poolingformer  # noqa: F401
 from fairseq_poolingformer import predict_qa
 from fairseq_poolingformer.predict_qa import ExamplePrediction, WindowResult, combine_windows, nq_entry, tydi_entry
 from fairseq_poolingformer.tasks.long_qa import LongQAConfig, LongQATask
-from preprocess import nq as nq_pre
-from preprocess import qa_binarize
-from preprocess import tydi as tydi_pre
+from fairseq_poolingformer.preprocess import nq as nq_pre
+from fairseq_poolingformer.preprocess import qa_binarize
+from fairseq_poolingformer.preprocess import tydi as tydi_pre
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "tests", "data")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from preprocess import arxiv
+from fairseq_poolingformer.preprocess import arxiv
 from fairseq_poolingformer.preprocess.arxiv import clean_abstract, clean_article, convert_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -218,7 +218,7 @@ def test_missing_input_file(tmp_path, capsys):
 
 from types import SimpleNamespace  # noqa: E402
 
-from preprocess import bpe  # noqa: E402
+from fairseq_poolingformer.preprocess import bpe  # noqa: E402
 
 GPT2 = REPO / "tests" / "data" / "gpt2_bpe"
 SPM_MODEL = REPO / "tests" / "data" / "sentencepiece" / "test_model.model"

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from preprocess import bpe
+from fairseq_poolingformer.preprocess import bpe
 from fairseq_poolingformer.preprocess.common import InputError
 from fairseq_poolingformer.preprocess.qa_tokenize import TokenizerSpec, build_tokenizer
 from fairseq_poolingformer.preprocess.qa_windows import WindowConfig, process_example, run_pipeline, tokenize_example

@@ -12,9 +12,9 @@ import torch
 
 from fairseq_poolingformer.criterions.long_qa import LongQACriterion
 from fairseq_poolingformer.tasks.long_qa import LongQAConfig, LongQATask
-from preprocess import nq as nq_pre
-from preprocess import qa_binarize
-from preprocess import tydi as tydi_pre
+from fairseq_poolingformer.preprocess import nq as nq_pre
+from fairseq_poolingformer.preprocess import qa_binarize
+from fairseq_poolingformer.preprocess import tydi as tydi_pre
 from fairseq_poolingformer.preprocess.common import InputError
 
 REPO = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from preprocess import bpe
+from fairseq_poolingformer.preprocess import bpe
 from fairseq_poolingformer.preprocess.qa_tokenize import (
     TokenizedDoc, TokenizerSpec, build_tokenizer, text_segments, tokenize_text, tokenize_tokens,
     utf8_char_starts,
