@@ -3,7 +3,7 @@
 ``fairseq-preprocess`` writes ``PREFIX.bin`` (every example's token ids, flat) and
 ``PREFIX.idx`` (Fairseq's ``MMapIndexedDataset`` index): the magic ``MMIDIDX\\0\\0``, a version
 (<Q), the token dtype code (<B), the number of examples (<Q), then one int32 size per example (tokens, ``</s>`` included) and the int64 byte offsets.
-Importing Fairseq takes seconds per process; the recipes' checks only need this.
+It needs only numpy: the recipes' checks read sizes and token ids, nothing more.
 
 ``read_index(prefix) -> MMapIndex`` (``dtype``, ``sizes``: (N,) int32 array).
 """
