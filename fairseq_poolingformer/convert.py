@@ -316,17 +316,25 @@ def _source_arch(src_args: argparse.Namespace) -> str:
 def convert_bart(args: argparse.Namespace) -> str:
     """Convert a Fairseq BART checkpoint (``--checkpoint``/``--dict``) or a Hugging Face BART
     directory (``--hf``; see :mod:`fairseq_poolingformer.hf`); returns the output path."""
+    return _convert_source(args, "bart", convert_bart_weights)
+
+
+def _convert_source(args: argparse.Namespace, family: str, convert_weights: Callable[..., str]) -> str:
+    """The source-reading half of ``convert bart|roberta``: an HF directory (``--hf``) or a
+    Fairseq checkpoint + dictionary, refused when it already is a Poolingformer unless
+    ``--keep-level2``; ``convert_weights(args, weights, src_args, dict, source, keep_level2=)``
+    does the conversion."""
     if args.hf:
         from fairseq_poolingformer.hf import convert_hf
 
-        return convert_hf(args, "bart")
+        return convert_hf(args, family)
     _require_checkpoint_and_dict(args)
     state = load_checkpoint(args.checkpoint)
-    bart_args = checkpoint_model_args(state, args.checkpoint)
-    keep = already_poolingformer(state["model"], bart_args, args.checkpoint, args.keep_level2)
+    src_args = checkpoint_model_args(state, args.checkpoint)
+    keep = already_poolingformer(state["model"], src_args, args.checkpoint, args.keep_level2)
     if keep:
-        keep_pf_settings(args, bart_args)
-    return convert_bart_weights(args, state["model"], bart_args, args.dict, args.checkpoint, keep_level2=keep)
+        keep_pf_settings(args, src_args)
+    return convert_weights(args, dict(state["model"]), src_args, args.dict, args.checkpoint, keep_level2=keep)
 
 
 def convert_bart_weights(
@@ -460,18 +468,7 @@ def convert_roberta(args: argparse.Namespace) -> str:
     (:func:`init_level2`); the QA head starts from its random initialisation. Writes
     OUTPUT_DIR/model.pt and OUTPUT_DIR/dict.txt; nothing on failure.
     """
-    if args.hf:
-        from fairseq_poolingformer.hf import convert_hf
-
-        return convert_hf(args, "roberta")
-    _require_checkpoint_and_dict(args)
-    state = load_checkpoint(args.checkpoint)
-    src_args = checkpoint_model_args(state, args.checkpoint)
-    keep = already_poolingformer(state["model"], src_args, args.checkpoint, args.keep_level2)
-    if keep:
-        keep_pf_settings(args, src_args)
-    return convert_roberta_weights(args, dict(state["model"]), src_args, args.dict, args.checkpoint,
-                                   keep_level2=keep)
+    return _convert_source(args, "roberta", convert_roberta_weights)
 
 
 def convert_roberta_weights(

@@ -91,10 +91,10 @@ def _bart_args(hf: HFDirectory, source_positions: int, target_positions: int, sc
     )
 
 
-def bart_from_hf(hf: HFDirectory) -> Tuple[Dict[str, torch.Tensor], argparse.Namespace, TensorLedger]:
-    """HF BART (``BartForConditionalGeneration`` / ``BartModel``) -> Fairseq BART state dict and args."""
-    check_model_type(hf, ["bart"], "bart")
-    check_special_ids(hf)
+def _seq2seq_layout(hf: HFDirectory) -> Tuple[TensorLedger, str, int, int]:
+    """Shared start of BART and LED: a ledger over the tensors, the key prefix (``model.`` or
+    none), the encoder/decoder layer counts (checked against config.json), the shared embedding
+    mapped."""
     ledger = TensorLedger(hf.weights_file, hf.tensors)
     p = key_prefix(hf.tensors, "encoder.embed_positions.weight", hf.path)
     n_enc = layer_count(ledger, re.escape(p) + r"encoder\.layers\.(\d+)\.")
@@ -103,6 +103,14 @@ def bart_from_hf(hf: HFDirectory) -> Tuple[Dict[str, torch.Tensor], argparse.Nam
         if config_value(hf, key) != n:
             raise ConversionError(f"{hf.path}: config.json has {key} {hf.config[key]} but the weights have {n}")
     _shared_embedding(ledger, p, hf)
+    return ledger, p, n_enc, n_dec
+
+
+def bart_from_hf(hf: HFDirectory) -> Tuple[Dict[str, torch.Tensor], argparse.Namespace, TensorLedger]:
+    """HF BART (``BartForConditionalGeneration`` / ``BartModel``) -> Fairseq BART state dict and args."""
+    check_model_type(hf, ["bart"], "bart")
+    check_special_ids(hf)
+    ledger, p, n_enc, n_dec = _seq2seq_layout(hf)
     # HF BART keeps Fairseq's layout: positions start at row 2 (offset = padding_idx + 1)
     ledger.map(f"{p}encoder.embed_positions.weight", "encoder.embed_positions.weight")
     for part in ("weight", "bias"):
@@ -143,14 +151,7 @@ def led_from_hf(hf: HFDirectory) -> Tuple[Dict[str, torch.Tensor], argparse.Name
     """
     check_model_type(hf, ["led"], "led")
     check_special_ids(hf)
-    ledger = TensorLedger(hf.weights_file, hf.tensors)
-    p = key_prefix(hf.tensors, "encoder.embed_positions.weight", hf.path)
-    n_enc = layer_count(ledger, re.escape(p) + r"encoder\.layers\.(\d+)\.")
-    n_dec = layer_count(ledger, re.escape(p) + r"decoder\.layers\.(\d+)\.")
-    for key, n in (("encoder_layers", n_enc), ("decoder_layers", n_dec)):
-        if config_value(hf, key) != n:
-            raise ConversionError(f"{hf.path}: config.json has {key} {hf.config[key]} but the weights have {n}")
-    _shared_embedding(ledger, p, hf)
+    ledger, p, n_enc, n_dec = _seq2seq_layout(hf)
     reserved = "2 zero rows prepended: Fairseq's reserved rows 0 and padding_idx"
     ledger.map(f"{p}encoder.embed_positions.weight", "encoder.embed_positions.weight",
                _reserve_position_rows(ledger.take(f"{p}encoder.embed_positions.weight")), reserved)
