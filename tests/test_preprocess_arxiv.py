@@ -558,6 +558,22 @@ def test_cut_gzip_input_is_an_error_naming_the_file(tmp_path, capsys, workers):
            "marker was reached); the last good line is" in err and err.endswith("; no output written\n")
 
 
+def test_cut_gzip_error_does_not_suggest_skipping(tmp_path, capsys):
+    """With the default --on-error fail, a broken file gets no '--on-error skip' hint (no option
+    can skip it); a bad record still does."""
+    data = gzip.compress((DATA / "train.txt").read_bytes())
+    cut = tmp_path / "train.jsonl.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    assert arxiv.main(["--input", str(cut), "--output-dir", str(tmp_path / "a"), "--split", "train",
+                       "--workers", "1", "--no-progress"]) == 1
+    assert "--on-error skip" not in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n")
+    assert arxiv.main(["--input", str(bad), "--output-dir", str(tmp_path / "b"), "--split", "train",
+                       "--workers", "1", "--no-progress"]) == 1
+    assert "(use --on-error skip to skip and count bad records); no output written" in capsys.readouterr().err
+
+
 def test_unwritable_report_fails_before_work_and_writes_nothing(tmp_path, capsys):
     """--report-json where it cannot be written: exit 1 naming it, and no text output either."""
     blocker = tmp_path / "reports"

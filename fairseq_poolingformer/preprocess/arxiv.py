@@ -169,8 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               write_ids=args.write_ids, progress=not args.no_progress,
                               report_json=args.report_json)
     except InputError as e:
-        hint = " (use --on-error skip to skip and count bad records)" if args.on_error == "fail" else ""
-        print(f"error: {e}{hint}; no output written", file=sys.stderr)
+        print(e.cli_message(args.on_error), file=sys.stderr)
         return 1
     except OSError as e:
         print(f"error: {e}; no output written", file=sys.stderr)

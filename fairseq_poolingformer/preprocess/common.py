@@ -112,6 +112,16 @@ class InputError(ValueError):
     def __str__(self) -> str:
         return f"{self.path}:{self.line}: field '{self.field}': {self.message}"
 
+    def cli_message(self, on_error: str) -> str:
+        """The command-line ``error:`` line; suggests ``--on-error skip`` only for a bad
+        record, never for a broken file (``bad_gzip``), which no option can skip."""
+        skippable = on_error == "fail" and self.reason not in FILE_LEVEL_REASONS
+        hint = " (use --on-error skip to skip and count bad records)" if skippable else ""
+        return f"error: {self}{hint}; no output written"
+
+
+FILE_LEVEL_REASONS = frozenset({"bad_gzip"})  # the whole file is unreadable past this point
+
 
 # ---------------------------------------------------------------------------
 # atomic outputs

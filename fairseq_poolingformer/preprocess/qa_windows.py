@@ -492,8 +492,7 @@ def main_for(name: str, reader: Reader, args: argparse.Namespace, cfg: WindowCon
                                      on_error=args.on_error, progress=not args.no_progress, name=name,
                                      compress=args.compress)
     except InputError as e:
-        hint = " (use --on-error skip to skip and count bad records)" if args.on_error == "fail" else ""
-        print(f"error: {e}{hint}; no output written", file=sys.stderr)
+        print(e.cli_message(args.on_error), file=sys.stderr)
         return 1
     except (OSError, ValueError) as e:
         print(f"error: {e}; no output written", file=sys.stderr)
