@@ -19,8 +19,10 @@ What importing the package changes (:func:`apply`; idempotent; local paths only,
 3. ``Trainer.load_checkpoint`` (called once, when ``fairseq-train`` starts) first removes
    stale ``*.pt.tmp`` files from ``--save-dir`` (one INFO line), then, if the file to resume
    from exists but cannot be read, resumes from the newest intact checkpoint of ``--save-dir``
-   instead (one WARNING line, see :func:`resume_file`). Not for ``--finetune-from-model`` or
-   ``--continue-once``: a broken pretrained model is an error, as before.
+   instead (one WARNING line, see :func:`resume_file`). The same when ``checkpoint_last.pt``
+   is absent but intact checkpoints are in ``--save-dir`` (a kill during the run's first save;
+   not with ``--no-last-checkpoints`` or a ``--restore-file``). Not for ``--finetune-from-model``
+   or ``--continue-once``: a broken pretrained model is an error, as before.
 
 "Intact" means: a zip archive whose members all pass their CRC check (``torch.load`` does not
 check them) and whose pickle loads, giving the update count that orders the candidates.
@@ -249,12 +251,26 @@ def newest_intact(paths: List[str]) -> Optional[Tuple[str, int]]:
     return path, updates
 
 
-def resume_file(path: str, save_dir: str, suffix: str = "") -> str:
-    """The checkpoint to resume from instead of ``path`` (``path`` itself when it is readable
-    or absent). Raises :class:`CheckpointUnreadableError` when ``path`` is unreadable and no
-    other checkpoint in ``save_dir`` is intact."""
+def resume_file(path: str, save_dir: str, suffix: str = "", missing_means_interrupted: bool = False) -> str:
+    """The checkpoint to resume from instead of ``path`` (``path`` itself when it is readable).
+    Raises :class:`CheckpointUnreadableError` when ``path`` is unreadable and no other
+    checkpoint in ``save_dir`` is intact.
+
+    An absent ``path`` is kept (a first launch), unless ``missing_means_interrupted``: for
+    ``checkpoint_last.pt``, which Fairseq writes at every save, an absent one beside intact
+    checkpoints means the run was killed during its first save, after ``checkpoint_E_U.pt``
+    was written and before the copy onto ``checkpoint_last.pt`` completed; resume from the
+    newest intact checkpoint then, with one warning line, rather than from update 0."""
     if not os.path.isfile(path):
-        return path
+        if not missing_means_interrupted:
+            return path
+        found = newest_intact(checkpoint_files(save_dir, suffix))
+        if found is None:
+            return path
+        fallback, updates = found
+        logger.warning(f"no {os.path.basename(path)} in {save_dir}, but intact checkpoints are there (a run "
+                       f"killed during its first save): resuming from {fallback} ({updates} updates)")
+        return fallback
     try:
         check_checkpoint(path)
         return path
@@ -372,7 +388,12 @@ def _patch_trainer_load() -> None:
             remove_stale_temporaries(ckpt.save_dir)
         pretrained = filename in (ckpt.finetune_from_model, getattr(ckpt, "continue_once", None))
         if local and not pretrained and _reads_checkpoint_itself(self):
-            filename = resume_file(filename, ckpt.save_dir, self.checkpoint_suffix or "")
+            suffix = self.checkpoint_suffix or ""
+            # Fairseq's default resume file, which it writes at every save (unless told not to)
+            default_last = (ckpt.restore_file == "checkpoint_last.pt" and not ckpt.no_last_checkpoints
+                            and os.path.abspath(filename)
+                            == os.path.abspath(os.path.join(ckpt.save_dir, f"checkpoint_last{suffix}.pt")))
+            filename = resume_file(filename, ckpt.save_dir, suffix, missing_means_interrupted=default_last)
         return stock(self, filename, *args, **kwargs)
 
     load_checkpoint.__doc__ = stock.__doc__

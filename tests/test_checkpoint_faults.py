@@ -283,6 +283,34 @@ def test_resume_file_picks_the_most_updates_among_intact_files(tmp_path, caplog)
     ]
 
 
+def test_missing_last_checkpoint_beside_intact_ones_resumes_only_when_asked(tmp_path, caplog):
+    """A kill during the first save leaves checkpoint_E_U.pt but no checkpoint_last.pt."""
+    last = tmp_path / "checkpoint_last.pt"
+    assert checkpoints.resume_file(str(last), str(tmp_path), missing_means_interrupted=True) == str(last)
+    _save(tmp_path / "checkpoint_1_2.pt", 2)
+    assert checkpoints.resume_file(str(last), str(tmp_path)) == str(last)  # a first launch
+    with caplog.at_level("WARNING", logger="fairseq_poolingformer.checkpoints"):
+        chosen = checkpoints.resume_file(str(last), str(tmp_path), missing_means_interrupted=True)
+    assert chosen == str(tmp_path / "checkpoint_1_2.pt")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"no checkpoint_last.pt in {tmp_path}, but intact checkpoints are there (a run killed during "
+        f"its first save): resuming from {chosen} (2 updates)"]
+
+
+def test_killed_before_the_first_checkpoint_last_resumes_from_the_saved_update(server, data, reference, tmp_path):
+    """fairseq-train itself: checkpoint_last.pt absent, checkpoint_E_U.pt intact -> resumes there,
+    not from update 0 (Fairseq alone would call this a first launch)."""
+    save = tmp_path / "ckpt"
+    save.mkdir()
+    first = min(reference.glob("checkpoint_*_*.pt"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+    shutil.copy(first, save / first.name)
+    run = server.run(["fairseq-train", str(data), *TRAIN_ARGS, "--save-dir", str(save)], tmp_path / "train.log")
+    log = run.output()
+    assert run.wait() == 0, log[-3000:]
+    assert f"no checkpoint_last.pt in {save}, but intact checkpoints are there" in log
+    assert _loaded(log) == int(first.stem.rsplit("_", 1)[1])
+
+
 def test_nothing_intact_is_an_error_naming_the_file(tmp_path):
     last = tmp_path / "checkpoint_last.pt"
     last.write_bytes(b"")
