@@ -30,3 +30,14 @@ def repo_root() -> Path:
 def data_dir() -> Path:
     """``tests/data``: the small real samples the tests use."""
     return DATA_DIR
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: tiny models on a busy 2-core machine run fastest
+    single-threaded (a second OpenMP thread waits for a descheduled core; measured 100x slower
+    beam search). Files opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

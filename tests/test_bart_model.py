@@ -25,14 +25,7 @@ from fairseq_poolingformer.modules import PoolingformerSelfAttention, SlidingWin
 VOCAB = 50
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run on one thread: two OpenMP threads on a busy 2-core machine make every
-    small op wait for a descheduled thread (measured: 100x slower beam search)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 class _Task:

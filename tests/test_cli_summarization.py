@@ -29,14 +29,7 @@ N_TRAIN, N_VALID, N_TEST = 37, 13, 11  # none a multiple of 8 (Fairseq's default
 VOCAB = [f"tok{i}" for i in range(40)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run on one thread: two OpenMP threads on a busy 2-core machine make every
-    small op wait for a descheduled thread (measured: 100x slower beam search)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 COMMON = [
     "--user-dir", USER_DIR, "--task", "translation", "--source-lang", "source",

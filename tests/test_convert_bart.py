@@ -29,14 +29,7 @@ BART_MAX = 1024
 NEW_MAX = 2500  # not a multiple of BART_MAX: the last copy is partial
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run on one thread: two OpenMP threads on a busy 2-core machine make every
-    small op wait for a descheduled thread (measured: 100x slower beam search)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def _write_dict(path):

@@ -40,12 +40,7 @@ SPM = os.path.join(DATA, "sentencepiece", "test_model.model")
 PF = ["--pf-w2", "32", "--pf-kernel", "3", "--pf-stride", "2"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 # ----------------------------------------------------------------------------- fixtures

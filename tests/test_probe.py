@@ -26,13 +26,7 @@ from fairseq_poolingformer.probe import (
 CFG = ProbeModelConfig()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models train fastest on one thread (two threads on a busy 2-core machine wait)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def _class_runs(row, first_class, num_classes):
