@@ -189,6 +189,8 @@ def test_real_length_4096_on_18k_token_sample(tmp_path):
     # compact units: the examples line is the candidates plus a few fields (an explicit
     # [[i, i + 1], ...] list alone took 229 KB of the 253 KB line)
     assert (ex["units"], ex["num_units"]) == (None, 17964)
+    # every document subword is counted once (not per window); GPT-2 BPE with its own dict: no <unk>
+    assert (rep["tokens"], rep["unk_tokens"], rep["unk_rate"], rep["max_unk_rate"]) == (len(doc.ids), 0, 0.0, 0.01)
     assert (tmp_path / "dev.examples.jsonl").stat().st_size < len(json.dumps(ex["candidates"])) + 1000
     assert [len(w["input_ids"]) for w in windows[:-1]] == [4096] * (len(windows) - 1)
     assert len(windows[-1]["input_ids"]) <= 4096
@@ -367,6 +369,42 @@ def test_cli_fail_writes_nothing_and_names_file_line_field(tmp_path, capsys):
     assert rc == 1
     assert f"{path}:3: field 'long_answer_candidates[0].start_token/end_token'" in stderr
     assert "no output written" in stderr and not out.exists()
+
+
+def test_foreign_dictionary_fails_on_unk_rate_and_writes_nothing(tmp_path, capsys):
+    """GPT-2 BPE ids through a dictionary that does not belong to them (the sentencepiece test
+    model's dict.txt): almost every subword becomes <unk>. One error line naming the dictionary,
+    the BPE files, the rate and the counts; no output, no temporary file left."""
+    from fairseq.data import Dictionary
+
+    from fairseq_poolingformer.preprocess import bpe
+
+    foreign = tmp_path / "dict.txt"
+    assert bpe.main(["--bpe", "sentencepiece", "--sentencepiece-model",
+                     str(DATA / "sentencepiece" / "test_model.model"), "--write-dict", str(foreign)]) == 0
+    # reference: the BPE ids of the document (through the right dictionary) that the foreign one lacks
+    gpt2 = build_tokenizer(SPEC)
+    ids = tokenize_example(read_nq(load(NQ_DEV)[0], "x", 1), gpt2).ids
+    symbols = set(Dictionary.load(str(foreign)).symbols)
+    unk = sum(gpt2.dictionary[i] not in symbols for i in ids)
+    assert unk > 0.99 * len(ids)
+    out = tmp_path / "out"
+    out.mkdir()
+    capsys.readouterr()
+    argv = ["--input", str(NQ_DEV), "--output-dir", str(out), "--split", "dev", "--no-progress", *GPT2_ARGS[:-2],
+            "--dict", str(foreign)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"error: {100 * unk / len(ids):.1f}% of the {len(ids)} document subwords ({unk}) became <unk> "
+                   f"(limit 1%, --max-unk-rate 0.01): the dictionary {foreign} does not belong to the BPE "
+                   f"(--encoder-json {BPE / 'encoder.json'}, --vocab-bpe {BPE / 'vocab.bpe'}), or the BPE does not "
+                   f"cover this text; pass --max-unk-rate 1 to accept it; no output written"]
+    assert os.listdir(out) == []
+    # the override accepts it and reports the same counts
+    assert main([*argv, "--max-unk-rate", "1"]) == 0
+    rep = read_outputs(out, "dev")[2]
+    assert (rep["tokens"], rep["unk_tokens"], rep["unk_rate"]) == (len(ids), unk, unk / len(ids))
+    assert f"document subwords {len(ids)}, <unk> {unk} ({100 * unk / len(ids):.2f}%)" in capsys.readouterr().err
 
 
 def test_all_records_bad_is_an_error(tmp_path):

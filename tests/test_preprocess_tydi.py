@@ -162,8 +162,9 @@ def test_windows_on_real_and_japanese_samples(tmp_path, specs, tokenizers, kind)
     records = all_records()
     inp = write_gz(tmp_path / "in.jsonl.gz", records)
     cfg = WindowConfig(max_length=128, doc_stride=49, split_at_answers=True)
+    # the 1000-piece test model knows few Korean / Thai / Arabic characters: most subwords are <unk>
     report, stats = run_pipeline(read_tydi, [str(inp)], str(tmp_path / "out"), "train", specs[kind], cfg,
-                                 progress=False)
+                                 progress=False, max_unk_rate=1.0 if kind == "spm" else 0.01)
     assert report.kept == 4 and stats.labels_not_exact == 0 and stats.labels_without_subwords == 0
     examples = [json.loads(x) for x in (tmp_path / "out" / "train.examples.jsonl").read_text().splitlines()]
     windows = [json.loads(x) for x in (tmp_path / "out" / "train.windows.jsonl").read_text().splitlines()]
@@ -323,13 +324,44 @@ def test_bad_input_fail_and_skip(tmp_path, case):
     assert len((out / "dev.examples.jsonl").read_text().splitlines()) == 1
 
 
+def test_unk_rate_of_the_tiny_model_fails_by_default_and_is_reported_when_accepted(tmp_path, specs, tokenizers,
+                                                                                   capsys):
+    """The 1000-piece sentencepiece test model on Korean / Thai / Arabic: most subwords are the
+    dictionary's <unk>. Default limit: exit 1, nothing written; --max-unk-rate 1: the report holds
+    the counts summed over the workers (reference: the tokenizer on each document)."""
+    spec = specs["spm"]
+    tok = tokenizers["spm"]
+    unk = tokens = 0
+    for line, rec in enumerate(load_gold(), 1):
+        ids = tokenize_example(read_tydi(rec, "x", line), tok, split_at_answers=False).ids
+        tokens += len(ids)
+        unk += ids.count(tok.dictionary.unk())
+    assert 0.5 < unk / tokens < 0.9
+    out = tmp_path / "out"
+    argv = ["--input", str(TYDI), "--output-dir", str(out), "--split", "dev", "--no-progress", "--workers", "2",
+            "--bpe", "sentencepiece", "--sentencepiece-model", spec.sentencepiece_model, "--dict", spec.dict_path]
+    capsys.readouterr()
+    assert main(argv) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {100 * unk / tokens:.1f}% of the {tokens} document subwords ({unk}) became <unk> (limit 1%, "
+        f"--max-unk-rate 0.01): the dictionary {spec.dict_path} does not belong to the BPE (--sentencepiece-model "
+        f"{SPM_MODEL}), or the BPE does not cover this text; pass --max-unk-rate 1 to accept it; no output written"]
+    assert not out.exists()
+    assert main([*argv, "--max-unk-rate", "1"]) == 0
+    report = json.loads((out / "dev.report.json").read_text())
+    assert (report["tokens"], report["unk_tokens"], report["unk_rate"]) == (tokens, unk, unk / tokens)
+    assert report["max_unk_rate"] == 1.0
+    assert main([*argv, "--max-unk-rate", "1.5"]) == 1
+    assert "error: --max-unk-rate must be between 0 and 1, got 1.5; no output written" in capsys.readouterr().err
+
+
 def test_recipe_binarize_runs_preprocess_tydi(tmp_path, specs):
     spec = specs["spm"]
     out = tmp_path / "tydi"
     proc = subprocess.run(["bash", str(REPO / "recipes" / "tydi" / "binarize.sh"), str(out), "--train", str(TYDI),
                            "--dict", spec.dict_path, "--bpe", "sentencepiece", "--sentencepiece-model",
                            spec.sentencepiece_model, "--max-length", "128", "--doc-stride", "49",
-                           "--negative-rate", "1.0", "--no-progress"],
+                           "--negative-rate", "1.0", "--no-progress", "--max-unk-rate", "1"],
                           cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable})
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "jsonl" / "train.report.json").read_text())

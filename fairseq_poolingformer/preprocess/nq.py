@@ -24,6 +24,8 @@ annotations are kept in ``<split>.examples.jsonl``).
 Bad records (missing fields, wrong types, offsets outside the document, short answers outside
 their long answer, long answers that are not a candidate, empty documents, non-UTF-8) are an
 error naming file, line and field (``--on-error fail``) or a counted skip (``skip``).
+A run whose document subwords are more than ``--max-unk-rate`` (default 0.01) the dictionary's
+``<unk>`` (a dictionary that does not belong to the BPE) fails and writes nothing.
 
 Usage::
 

@@ -53,7 +53,7 @@ __all__ = [
     "tokenize_example", "window_spans", "build_windows", "example_record",
     "process_example", "run_pipeline", "output_paths", "expand_inputs", "window_summary",
     "add_common_args", "tokenizer_spec_from_args", "negative_rate_from_args", "main_for",
-    "require_at", "require_yes_no", "check_text", "read_annotations",
+    "require_at", "require_yes_no", "check_text", "read_annotations", "UnkRateError", "check_unk_rate",
 ]
 
 ANSWER_TYPES = {"null": 0, "short": 1, "long": 2, "yes": 3, "no": 4}
@@ -202,6 +202,12 @@ class WindowStats:
     unlabelled: int = 0             # windows of unlabelled examples (kept, no labels)
     labels_not_exact: int = 0       # gold span whose subwords map back to other offsets
     labels_without_subwords: int = 0  # gold span with no subword at all (answer lost)
+    tokens: int = 0                 # document subwords (each counted once, not per window)
+    unk_tokens: int = 0             # of which the dictionary's <unk>
+
+    @property
+    def unk_rate(self) -> float:
+        return self.unk_tokens / self.tokens if self.tokens else 0.0
 
 
 def _gold_subwords(ex: QAExample, doc: TokenizedDoc, label: Annotation, contained: bool,
@@ -300,8 +306,8 @@ def process_example(ex: QAExample, tokenizer, cfg: WindowConfig,
         field_name = "document_text/document_tokens" if ex.dataset == "nq" else "document_plaintext"
         raise InputError(path, line, field_name, "empty document (no subword to put in a window)",
                          reason="empty_document")
-    stats = WindowStats()
     d = tokenizer.dictionary
+    stats = WindowStats(tokens=len(doc.ids), unk_tokens=doc.ids.count(d.unk()))
     windows = build_windows(ex, doc, tokenizer.encode(ex.question), d.bos(), d.eos(), cfg, stats)
     return example_record(ex, doc), windows, stats
 
@@ -368,12 +374,17 @@ def _open_text(path: str, compress: bool):
 
 def run_pipeline(reader: Reader, inputs: Sequence[str], output_dir: str, split: str,
                  spec: TokenizerSpec, cfg: WindowConfig, workers: int = 1, on_error: str = "fail",
-                 progress: bool = True, name: str = "qa", compress: bool = False) -> tuple[Report, WindowStats]:
+                 progress: bool = True, name: str = "qa", compress: bool = False,
+                 max_unk_rate: float = 0.01) -> tuple[Report, WindowStats]:
     """Stream every input line through ``reader`` and the windowing; write the examples and
     windows of the split together (or nothing), then the JSON report. Raises ``InputError``
-    on the first bad record (``on_error="fail"``) or when no record is kept."""
+    on the first bad record (``on_error="fail"``) or when no record is kept, and
+    ``UnkRateError`` when more than ``max_unk_rate`` of the kept documents' subwords are the
+    dictionary's ``<unk>`` (nothing written in either case)."""
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+    if not 0.0 <= max_unk_rate <= 1.0:
+        raise ValueError(f"--max-unk-rate must be between 0 and 1, got {max_unk_rate}")
     cfg.check()
     files = expand_inputs(inputs)
     get_tokenizer(spec)  # fail early (missing files) before any worker starts
@@ -408,7 +419,8 @@ def run_pipeline(reader: Reader, inputs: Sequence[str], output_dir: str, split: 
         if report.kept == 0:
             raise InputError(", ".join(files), report.total, "<file>",
                              f"no usable record ({report.summary()})", reason="no_records")
-    _write_report(report_path, report, totals, cfg)
+        check_unk_rate(totals, spec, max_unk_rate)  # inside: a failure removes the temporaries
+    _write_report(report_path, report, totals, cfg, max_unk_rate)
     return report, totals
 
 
@@ -420,17 +432,46 @@ def _add_stats(total: WindowStats, s: WindowStats) -> None:
     total.unlabelled += s.unlabelled
     total.labels_not_exact += s.labels_not_exact
     total.labels_without_subwords += s.labels_without_subwords
+    total.tokens += s.tokens
+    total.unk_tokens += s.unk_tokens
+
+
+class UnkRateError(ValueError):
+    """Too many document subwords became ``<unk>``: the dictionary does not fit the BPE."""
+
+
+def _bpe_files(spec: TokenizerSpec) -> str:
+    if spec.kind == "gpt2":
+        return f"--encoder-json {spec.encoder_json}, --vocab-bpe {spec.vocab_bpe}"
+    return f"--sentencepiece-model {spec.sentencepiece_model}"
+
+
+def check_unk_rate(stats: WindowStats, spec: TokenizerSpec, max_unk_rate: float) -> None:
+    """Raise ``UnkRateError`` (one line naming the dictionary and the BPE files) when the
+    ``<unk>`` rate of the document subwords is above ``max_unk_rate``. Correct data has none:
+    GPT-2 BPE covers every byte, and an XLM-R dictionary every piece of its model."""
+    if stats.unk_rate > max_unk_rate:
+        raise UnkRateError(
+            f"{100 * stats.unk_rate:.1f}% of the {stats.tokens} document subwords ({stats.unk_tokens}) became "
+            f"<unk> (limit {100 * max_unk_rate:g}%, --max-unk-rate {max_unk_rate:g}): the dictionary "
+            f"{spec.dict_path} does not belong to the BPE ({_bpe_files(spec)}), or the BPE does not cover "
+            f"this text; pass --max-unk-rate 1 to accept it")
 
 
 def window_summary(stats: WindowStats) -> str:
     types = ", ".join(f"{k}: {stats.answer_types[v]}" for k, v in ANSWER_TYPES.items())
     return (f"windows: kept {stats.kept} of {stats.windows} ({stats.negatives_dropped} negatives dropped); "
             f"answer types {{{types}}}, unlabelled {stats.unlabelled}; labels not exact {stats.labels_not_exact}, "
-            f"labels without subwords {stats.labels_without_subwords}")
+            f"labels without subwords {stats.labels_without_subwords}; document subwords {stats.tokens}, "
+            f"<unk> {stats.unk_tokens} ({100 * stats.unk_rate:.2f}%)")
 
 
-def _write_report(path: str, report: Report, stats: WindowStats, cfg: WindowConfig) -> None:
+def _write_report(path: str, report: Report, stats: WindowStats, cfg: WindowConfig,
+                  max_unk_rate: float) -> None:
     data = report.to_dict()
+    # document subwords of the kept examples (each once, whatever the windows)
+    data.update(tokens=stats.tokens, unk_tokens=stats.unk_tokens, unk_rate=stats.unk_rate,
+                max_unk_rate=max_unk_rate)
     data["windows"] = {
         "total": stats.windows, "kept": stats.kept, "negatives_dropped": stats.negatives_dropped,
         "answer_types": {k: stats.answer_types[v] for k, v in ANSWER_TYPES.items()},
@@ -471,6 +512,10 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
                         "skip: skip bad records and count them by reason")
     p.add_argument("--compress", action="store_true",
                    help="write <split>.examples.jsonl.gz / <split>.windows.jsonl.gz (gzip)")
+    p.add_argument("--max-unk-rate", type=float, default=0.01,
+                   help="largest fraction of document subwords allowed to be the dictionary's <unk> "
+                        "(default 0.01); above it the run fails and writes nothing, as a dictionary "
+                        "that does not belong to the BPE would make almost every subword <unk>")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -490,7 +535,7 @@ def main_for(name: str, reader: Reader, args: argparse.Namespace, cfg: WindowCon
         report, stats = run_pipeline(reader, args.input, args.output_dir, args.split,
                                      tokenizer_spec_from_args(args), cfg, workers=args.workers,
                                      on_error=args.on_error, progress=not args.no_progress, name=name,
-                                     compress=args.compress)
+                                     compress=args.compress, max_unk_rate=args.max_unk_rate)
     except InputError as e:
         print(e.cli_message(args.on_error), file=sys.stderr)
         return 1

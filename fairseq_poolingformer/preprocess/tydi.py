@@ -18,6 +18,8 @@ first annotation with a minimal or yes/no answer, else the first with a passage,
 Bad records (missing fields, wrong types, offsets outside the document or inside a multi-byte
 character, minimal answers outside their passage, empty documents, non-UTF-8) are an error
 naming file, line and field (``--on-error fail``) or a counted skip (``skip``).
+A run whose document subwords are more than ``--max-unk-rate`` (default 0.01) the dictionary's
+``<unk>`` (a dictionary that does not belong to the BPE) fails and writes nothing.
 
 Usage::
 
