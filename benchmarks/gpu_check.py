@@ -65,11 +65,17 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def run_logged(cmd: List[str], log: Path, env: Dict[str, str], timeout: int, cwd: Path = REPO) -> tuple:
+def _bf16_unsupported(dtype: str, device: str) -> bool:
+    import torch
+
+    return dtype == "bfloat16" and device == "cuda" and not torch.cuda.is_bf16_supported()
+
+
+def run_logged(cmd: List[str], log: Path, env: Dict[str, str], timeout: int) -> tuple:
     """Run cmd, output to ``log``; returns (returncode or None on timeout, seconds, output)."""
     start = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, cwd=str(cwd), env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=str(REPO), env=env, capture_output=True, text=True, timeout=timeout)
         code, output = proc.returncode, proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as err:
         code = None
@@ -98,14 +104,12 @@ def fairseq_status(python: str, env: Dict[str, str]) -> Optional[str]:
 
 # ----------------------------------------------------------------------------- part 1: tests
 def attention_tests(out: Path, env: Dict[str, str], device: str, dtypes) -> List[dict]:
-    import torch
-
     results = []
     if importlib.util.find_spec("pytest") is None:
         return [part(f"attention_{d}", "skipped", "pytest is not installed") for d in dtypes]
     for dtype in dtypes:
         name = f"attention_{dtype}"
-        if dtype == "bfloat16" and device == "cuda" and not torch.cuda.is_bf16_supported():
+        if _bf16_unsupported(dtype, device):
             results.append(part(name, "skipped", "torch.cuda.is_bf16_supported() is False"))
             continue
         cmd = [sys.executable, "-m", "pytest", "-q", "-m", "device", "-p", "no:cacheprovider",
@@ -130,6 +134,7 @@ def _synthetic_pair(rng: random.Random) -> tuple:
 
 
 def _json_records(text: str) -> List[dict]:
+    """The JSON records of fairseq's --log-format json output (other lines, e.g. the config dump, skipped)."""
     records = []
     for line in text.splitlines():
         if "{" in line and line.rstrip().endswith("}"):
@@ -189,12 +194,10 @@ def fairseq_train(out: Path, env: Dict[str, str], device: str) -> dict:
 
 # ----------------------------------------------------------------------------- part 3: benchmark
 def attention_benchmark(out: Path, env: Dict[str, str], device: str, dtypes, lengths: List[int]) -> List[dict]:
-    import torch
-
     results = []
     for dtype in dtypes:
         name = f"attention_benchmark_{dtype}"
-        if dtype == "bfloat16" and device == "cuda" and not torch.cuda.is_bf16_supported():
+        if _bf16_unsupported(dtype, device):
             results.append(part(name, "skipped", "torch.cuda.is_bf16_supported() is False"))
             continue
         cmd = [sys.executable, "benchmarks/attention.py", "--device", device, "--dtype", dtype,

@@ -11,7 +11,7 @@ chance too, while full attention still solves it.
     python benchmarks/probe.py --quick   # make probe-quick: 1 seed, fewer steps
 
 Writes ``probe.{json,md,png}`` (``probe-quick.*`` with ``--quick``) under
-``benchmarks/results/``, each complete or absent (temp file, fsync, rename). Runs go to
+``benchmarks/results/``, all three complete or none (temp files, then renames). Runs go to
 ``--jobs`` worker processes of one thread each (tiny models run best on one thread); the
 seconds per run are wall times measured inside the workers, so they include any contention
 from other processes on the machine.
@@ -27,7 +27,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, replace
@@ -262,23 +261,6 @@ def plot_png(result: dict) -> bytes:
     return buffer.getvalue()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file next to ``path``, fsync it, rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def write_reports(result: dict, output_dir: Path, stem: str) -> List[Path]:
     """Render everything first, then write: a rendering error leaves no file behind."""
     payloads = {
@@ -286,8 +268,11 @@ def write_reports(result: dict, output_dir: Path, stem: str) -> List[Path]:
         output_dir / f"{stem}.md": markdown(result).encode(),
         output_dir / f"{stem}.png": plot_png(result),
     }
-    for path, data in payloads.items():
-        write_atomic(path, data)
+    from fairseq_poolingformer.preprocess.common import atomic_outputs
+
+    with atomic_outputs(list(payloads)) as tmps:  # the three appear together or not at all
+        for tmp, data in zip(tmps, payloads.values()):
+            Path(tmp).write_bytes(data)
     return list(payloads)
 
 

@@ -107,7 +107,7 @@ def already_poolingformer(weights: Dict[str, torch.Tensor], src_args: argparse.N
     """True if the checkpoint is already a Poolingformer (arch ``poolingformer_*`` or level-2
     tensors). Converting one again would reset its (trained) level 2, so without ``keep_level2``
     that is an error naming what shows it."""
-    arch = str(getattr(src_args, "arch", None) or getattr(src_args, "_name", None) or "")
+    arch = _source_arch(src_args)
     level2 = sorted(k for k in weights if is_level2_key(k))
     if not arch.startswith("poolingformer") and not level2:
         return False
@@ -122,8 +122,9 @@ def already_poolingformer(weights: Dict[str, torch.Tensor], src_args: argparse.N
 
 def keep_pf_settings(args: argparse.Namespace, src_args: argparse.Namespace) -> None:
     """--keep-level2: every --pf-* flag not given takes the checkpoint's own value."""
-    for key in ("pf_w1", "pf_w2", "pf_kernel", "pf_stride", "pf_pooling", "pf_layers", "pf_global",
-                "pf_mix", "pf_share_weights"):
+    from fairseq_poolingformer.models.encoder import PAPER_DEFAULTS  # every pf_* key
+
+    for key in PAPER_DEFAULTS:
         if getattr(args, key, None) is None and getattr(src_args, key, None) is not None:
             setattr(args, key, getattr(src_args, key))
 

@@ -21,6 +21,9 @@ import pytest
 import torch
 
 import fairseq_poolingformer
+# one copy of the synthetic summarization pairs (lead words + a sorted set: the target needs the
+# source) and of the --log-format json parser, shared with make gpu-check
+from benchmarks.gpu_check import _json_records as _json_logs, _synthetic_pair as _example
 
 REPO = Path(__file__).resolve().parents[1]
 USER_DIR = str(Path(fairseq_poolingformer.__file__).parent)
@@ -48,13 +51,6 @@ TRAIN = COMMON + MODEL + [
 ]
 
 
-def _example(rng: random.Random):
-    n = rng.randint(12, 180)
-    src = [rng.choice(VOCAB) for _ in range(n)]
-    tgt = src[:3] + sorted(set(src[3:9]))  # lead words + a sorted set: needs the source
-    return " ".join(src), " ".join(tgt)
-
-
 def _run(cmd, env=None, stdin=None, timeout=300):
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, input=stdin,
                           timeout=timeout, cwd=str(REPO))
@@ -66,18 +62,6 @@ def _env(**extra):
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(REPO))
     env.update(extra)
     return env
-
-
-def _json_logs(text):
-    """The JSON records of fairseq's --log-format json output (other lines skipped)."""
-    records = []
-    for line in text.splitlines():
-        if "{" in line and line.rstrip().endswith("}"):
-            try:
-                records.append(json.loads(line[line.index("{"):]))
-            except json.JSONDecodeError:
-                continue  # e.g. the config dump, a Python repr
-    return records
 
 
 @pytest.fixture(scope="module")

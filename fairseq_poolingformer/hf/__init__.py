@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import tempfile
 
 from fairseq_poolingformer.convert import ConversionError
 from fairseq_poolingformer.hf.bart import bart_from_hf, led_from_hf
@@ -60,13 +59,12 @@ def convert_hf(args: argparse.Namespace, family: str) -> str:
     weights, src_args, ledger = TRANSLATORS[family](hf)
     vocab = read_hf_vocabulary(args.hf)
     output_dir = os.path.abspath(args.output_dir)
-    os.makedirs(os.path.dirname(output_dir), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".hf_vocab.", dir=os.path.dirname(output_dir))
+    tmp = convert._staging_dir(output_dir)
     try:
         if family == "roberta":
             rows = weights["encoder.sentence_encoder.embed_tokens.weight"].shape[0]
             files = write_tokenizer_files(vocab, rows, False, tmp) + [log_summary(ledger, tmp)]
-            lm_head_is_new = not src_args.hf_has_lm_head
+            lm_head_is_new = "encoder.lm_head.weight" not in weights
             return convert.convert_roberta_weights(
                 args, weights, src_args, files[0], hf.path, files[1:],
                 new_key=lambda k: convert.is_level2_key(k) or (lm_head_is_new and k.startswith("encoder.lm_head.")))

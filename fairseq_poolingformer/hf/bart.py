@@ -15,7 +15,7 @@ from fairseq_poolingformer.hf.directory import (HFDirectory, activation, check_m
 from fairseq_poolingformer.hf.ledger import TensorLedger, key_prefix, layer_count
 
 
-def _shared_embedding(ledger: TensorLedger, p: str, hf: HFDirectory) -> torch.Tensor:
+def _shared_embedding(ledger: TensorLedger, p: str, hf: HFDirectory) -> None:
     """BART/LED token embeddings: ``shared``, with tied copies dropped after an equality check."""
     names = [n for n in (f"{p}shared.weight", f"{p}encoder.embed_tokens.weight") if ledger.has(n)]
     if not names:
@@ -31,7 +31,6 @@ def _shared_embedding(ledger: TensorLedger, p: str, hf: HFDirectory) -> torch.Te
     if hf.config.get("tie_word_embeddings", True) is False:
         raise ConversionError(f"{hf.path}/config.json: tie_word_embeddings is false; Fairseq BART ties the "
                               "output projection to the token embeddings")
-    return shared
 
 
 def _final_logits_bias(ledger: TensorLedger) -> None:

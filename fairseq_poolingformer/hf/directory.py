@@ -79,9 +79,10 @@ def read_hf_directory(directory: str) -> HFDirectory:
     return HFDirectory(directory, config, dict(tensors), path)
 
 
-def config_value(hf: HFDirectory, key: str, default: Any = None, required: bool = True) -> Any:
-    value = hf.config.get(key, default)
-    if value is None and required:
+def config_value(hf: HFDirectory, key: str) -> Any:
+    """``config.json``'s ``key``; an error naming the field when it is missing."""
+    value = hf.config.get(key)
+    if value is None:
         raise ConversionError(f"{hf.path}/config.json: field {key!r} is missing")
     return value
 

@@ -101,5 +101,4 @@ def roberta_from_hf(hf: HFDirectory) -> Tuple[Dict[str, torch.Tensor], argparse.
         encoder_normalize_before=False, layernorm_embedding=True, no_scale_embedding=True,
         untie_weights_roberta=False,
     )
-    args.hf_has_lm_head = has_lm_head
     return ledger.finish(), args, ledger

@@ -55,11 +55,12 @@ def read_hf_vocabulary(directory: str) -> HFVocabulary:
         model = data.get("model") or {}
         mtype = model.get("type")
         if mtype == "BPE":
-            if "ByteLevel" not in json.dumps(data.get("pre_tokenizer")):
+            pre_tokenizer = json.dumps(data.get("pre_tokenizer"))
+            if "ByteLevel" not in pre_tokenizer:
                 raise ConversionError(f"{tok_json}: a BPE tokenizer that is not byte-level (pre_tokenizer "
                                       f"{(data.get('pre_tokenizer') or {}).get('type')!r}); Fairseq's gpt2 BPE "
                                       "is GPT-2's byte-level BPE")
-            if '"add_prefix_space": true' in json.dumps(data.get("pre_tokenizer")):
+            if '"add_prefix_space": true' in pre_tokenizer:
                 raise ConversionError(f"{tok_json}: the byte-level pre-tokenizer adds a prefix space; Fairseq's "
                                       "gpt2 BPE does not, so the ids would differ (BART/RoBERTa tokenizers do not)")
             tokens = _tokens_by_id(model.get("vocab") or {}, tok_json)
@@ -101,7 +102,7 @@ def read_hf_vocabulary(directory: str) -> HFVocabulary:
             raise ConversionError(f"{source}: id {idx} is {tokens[idx] if idx < len(tokens) else None!r}, but "
                                   f"Fairseq dictionaries have {special} there")
     vocab = HFVocabulary(kind, tokens, merges, spm_path if kind == "sentencepiece" else None, source)
-    if kind == "sentencepiece":
+    if kind == "sentencepiece" and source != spm_path:  # pieces read from the model itself match it
         _check_spm_matches(vocab)
     return vocab
 

@@ -43,9 +43,9 @@ class UnkCount:
         return self.unk / self.tokens if self.tokens else 0.0
 
 
-def count_unk(data_bin: str, split: str, side: str, src: str = "source", tgt: str = "target") -> UnkCount:
-    """Count ``<unk>`` among the tokens of ``DATA_BIN/{split}.{src}-{tgt}.{side}.{bin,idx}``."""
-    prefix = os.path.join(data_bin, f"{split}.{src}-{tgt}.{side}")
+def count_unk(data_bin: str, split: str, side: str) -> UnkCount:
+    """Count ``<unk>`` among the tokens of ``DATA_BIN/{split}.source-target.{side}.{bin,idx}``."""
+    prefix = os.path.join(data_bin, f"{split}.source-target.{side}")
     index = read_index(prefix)
     n_tokens = int(index.sizes.sum())
     unk = 0

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from fairseq.data import Dictionary
-from fairseq.models.transformer import TransformerConfig
+from fairseq.models.transformer import Embedding, TransformerConfig
 
 from fairseq_poolingformer.models.encoder import (
     PoolingformerConfig,
@@ -108,13 +108,10 @@ class ProbeClassifier(nn.Module):
             encoder_attention_heads=cfg.heads, dropout=0.0, attention_dropout=0.0,
             activation_dropout=0.0, max_source_positions=seq_len,
         )
-        embed = nn.Embedding(len(self.dictionary), cfg.dim, self.dictionary.pad())
-        nn.init.normal_(embed.weight, mean=0.0, std=cfg.dim ** -0.5)
-        nn.init.zeros_(embed.weight[self.dictionary.pad()])
+        embed = Embedding(len(self.dictionary), cfg.dim, self.dictionary.pad())  # Fairseq's init
         self.encoder = PoolingformerTransformerEncoder(
             TransformerConfig.from_namespace(args), pf_cfg, self.dictionary, embed)
         self.head = nn.Linear(cfg.dim, num_classes)
-        self.pf_cfg = pf_cfg
         self.seq_len = seq_len
 
     @property
@@ -123,7 +120,7 @@ class ProbeClassifier(nn.Module):
         return self.dictionary.nspecial
 
     def two_level_layers(self) -> FrozenSet[int]:
-        return self.pf_cfg.two_level_layers(len(self.encoder.layers))
+        return frozenset(self.encoder.two_level_layer_indices())
 
     def sees_everything(self) -> bool:
         """True when every layer is level 1 with w1 >= seq_len: exact full attention."""
