@@ -17,10 +17,15 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # torch first, alone: with no torch installed, anything asking for it pulls a CUDA build.
-$(STAMP): requirements.txt requirements-dev.txt setup.py | $(PY)
+# Fairseq and this package last, without their declared dependencies (requirements.txt pins
+# what they need): fairseq-fixed's metadata names torchaudio, whose PyPI build does not load
+# beside the CPU torch (requirements-fairseq.txt); a venv made before this loses it.
+$(STAMP): requirements.txt requirements-dev.txt requirements-fairseq.txt setup.py | $(PY)
 	$(PIP) install "$(TORCH)"
 	$(PIP) install -r requirements-dev.txt
-	$(PIP) install -e .
+	$(PIP) install --no-deps -r requirements-fairseq.txt
+	$(PIP) install --no-deps -e .
+	$(PIP) uninstall -y -q torchaudio 2>/dev/null || true
 	touch $@
 
 test: install

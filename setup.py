@@ -1,7 +1,9 @@
 """Install fairseq-poolingformer: ``pip install -e .`` (``make install`` does it in ``.venv/``).
 
 The CPU stack is pinned in ``requirements.txt``; the ranges below only keep a GPU user's own
-CUDA torch (install it first, see docs/GPU.md) instead of pulling another build.
+CUDA torch (install it first, see docs/GPU.md) instead of pulling another build. ``make install``
+installs this package and ``fairseq-fixed`` with ``--no-deps``: Fairseq's metadata names a
+torchaudio that does not load beside a CPU torch (requirements-fairseq.txt).
 """
 
 from pathlib import Path

@@ -73,7 +73,6 @@ class LEDSelfAttention(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        sys.modules.setdefault("torchaudio", None)  # the CPU torchaudio wheel fails to load; LED needs none of it
         from transformers import LEDConfig
         from transformers.models.led.modeling_led import LEDEncoderAttention
 

@@ -30,11 +30,11 @@ from argparse import Namespace
 from typing import Any, List, Optional, Union
 
 import torch
-from fairseq import checkpoint_utils
 from fairseq.data import encoders
 from fairseq.hub_utils import GeneratorHubInterface
 
 import fairseq_poolingformer  # noqa: F401  (registers the models, compat fixes)
+from fairseq_poolingformer.load import load_for_inference
 from fairseq_poolingformer.preprocess.bpe import check_gpt2_files
 
 logger = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ def from_pretrained(
             )
 
     overrides = {"data": data, "source_lang": source_lang, "target_lang": target_lang, **arg_overrides}
-    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([checkpoint], arg_overrides=overrides)
+    models, cfg, task = load_for_inference(checkpoint, overrides, "translation")  # CheckpointError: another dictionary
     # the training batch limits may be smaller than one long document: use our own
     cfg.dataset.max_tokens = max_tokens
     cfg.dataset.batch_size = batch_size if batch_size is not None else (None if max_tokens else 4)

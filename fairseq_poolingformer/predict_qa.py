@@ -65,6 +65,7 @@ import torch
 
 import fairseq_poolingformer  # noqa: F401  (registers the model, task and criterion)
 from fairseq_poolingformer.criterions.long_qa import best_spans
+from fairseq_poolingformer.load import CheckpointError, load_for_inference
 from fairseq_poolingformer.tasks.long_qa import QA_HEAD_NAME
 from fairseq_poolingformer.preprocess.common import atomic_outputs
 from fairseq_poolingformer.preprocess.qa_units import example_units
@@ -365,10 +366,7 @@ def write_predictions(examples_path: str, by_example: dict[int, list[tuple[int, 
 
 
 def load_model(checkpoint: str, data_dir: str, use_cuda: bool = False, fp16: bool = False):
-    from fairseq import checkpoint_utils
-
-    models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task(
-        [checkpoint], arg_overrides={"data": data_dir})
+    models, _cfg, task = load_for_inference(checkpoint, {"data": data_dir}, "long_qa")
     model = models[0]
     if use_cuda:
         model = model.cuda()
@@ -401,7 +399,10 @@ def main(argv: list[str] | None = None) -> int:
     if first.get("dataset", args.format) != args.format:
         parser.error(f"{examples_path} holds {first.get('dataset')!r} examples; use --format {first.get('dataset')}")
     use_cuda = torch.cuda.is_available() and not args.cpu
-    model, task = load_model(args.checkpoint, args.data_dir, use_cuda, args.fp16)
+    try:
+        model, task = load_model(args.checkpoint, args.data_dir, use_cuda, args.fp16)
+    except CheckpointError as e:
+        parser.exit(1, f"predict_qa: {e}\n")
     task.load_dataset(args.split)
     by_example = predict_windows(model, task, args.split, args.max_answer_len, args.batch_size,
                                  args.max_tokens, use_cuda)

@@ -296,6 +296,60 @@ def test_generate_recipe_unreadable_checkpoint(work, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_score_empty_or_unreadable_files(tmp_path):
+    """Empty hypothesis and reference files, or a directory given as a file: one line, exit 1."""
+    pred, refs = tmp_path / "pred.txt", tmp_path / "refs.txt"
+    pred.write_text("")
+    refs.write_text("")
+    score = [sys.executable, str(REPO / "recipes/arxiv/score.py")]
+    proc = subprocess.run(score + ["--hypotheses", str(pred), "--references", str(refs)],
+                          capture_output=True, text=True)
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == f"score.py: {pred} and {refs} are empty: no documents to score\n"
+    proc = subprocess.run(score + ["--hypotheses", str(tmp_path), "--references", str(refs)],
+                          capture_output=True, text=True)
+    assert (proc.returncode, proc.stderr) == (1, f"score.py: cannot read {tmp_path}: Is a directory\n")
+
+
+@pytest.fixture
+def foreign_data(work, tmp_path):
+    """work's binarized data with a dictionary of 5 more symbols (another BPE's, say)."""
+    data = tmp_path / "foreign-bin"
+    data.mkdir()
+    for f in work["data"].iterdir():
+        (data / f.name).write_bytes(f.read_bytes())
+    for side in ("source", "target"):
+        with open(data / f"dict.{side}.txt", "a") as f:
+            f.write("".join(f"extra{i} 1\n" for i in range(5)))
+    size = len(open(work["data"] / "dict.source.txt").readlines()) + 4  # + <s> <pad> </s> <unk>
+    return data, size
+
+
+def test_generate_recipe_checkpoint_of_another_dictionary(work, foreign_data, tmp_path):
+    """A checkpoint trained with another dictionary than DATA_BIN's: one line with both sizes, the
+    data the checkpoint was trained on and what to do; nothing written."""
+    data, size = foreign_data
+    checkpoint = work["save"] / "checkpoint_last.pt"
+    proc = subprocess.run(["bash", str(REPO / "recipes/arxiv/generate.sh"), str(data), str(checkpoint),
+                           str(tmp_path / "out")], capture_output=True, text=True, env=_env(PYTHON=sys.executable))
+    assert proc.returncode == 1 and not (tmp_path / "out").exists()
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(
+        f"generate.sh: checkpoint {checkpoint} was trained with a dictionary of {size} symbols "
+        f"(trained on {work['data']}), but {data / 'dict.source.txt'}, {data / 'dict.target.txt'} "
+        f"gives {size + 5}: not the same dictionary. Binarize the data with the checkpoint's dictionary")
+
+
+def test_hub_checkpoint_of_another_dictionary(work, foreign_data):
+    from fairseq_poolingformer.hub import from_pretrained
+    from fairseq_poolingformer.load import CheckpointError
+
+    data, size = foreign_data
+    with pytest.raises(CheckpointError, match=rf"dictionary of {size} symbols .* gives {size + 5}: not the same"):
+        from_pretrained(str(work["save"]), checkpoint_file="checkpoint_last.pt", data_name_or_path=str(data),
+                        bpe="none")
+
+
 def test_train_recipe_command(tmp_path):
     """recipes/arxiv/train.sh: paper hyper-parameters, batch 128 through --update-freq, torchrun."""
     (tmp_path / "dict.source.txt").write_text("a 1\n")

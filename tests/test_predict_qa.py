@@ -7,6 +7,7 @@ import gzip
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -232,6 +233,25 @@ def test_predict_cli_rejects_wrong_format(data, checkpoint, tmp_path, capsys):
     assert exit_info.value.code != 0
     assert "holds 'tydi' examples; use --format tydi" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_predict_cli_checkpoint_of_another_dictionary(data, checkpoint, tmp_path, capsys):
+    """Data binarized with another dictionary than the checkpoint's: one line with both sizes and the
+    data the checkpoint was trained on, exit 1, nothing written (in process, before any window)."""
+    foreign = tmp_path / "bin"
+    shutil.copytree(data["bin"], foreign)
+    with open(foreign / "dict.txt", "a") as f:
+        f.write("".join(f"extra{i} 1\n" for i in range(3)))
+    size = len(open(os.path.join(data["bin"], "dict.txt")).readlines()) + 5  # + 4 specials + <mask>
+    with pytest.raises(SystemExit) as exit_info:
+        predict_qa.main(["--checkpoint", checkpoint, "--data-dir", str(foreign), "--split", "nq", "--format", "nq",
+                         "--output", str(tmp_path / "x.json"), "--cpu"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and not (tmp_path / "x.json").exists()
+    assert err == (f"predict_qa: checkpoint {checkpoint} was trained with a dictionary of {size} symbols (trained on "
+                   f"{data['bin']}), but {foreign / 'dict.txt'} gives {size + 3}: not the same dictionary. Binarize the "
+                   "data with the checkpoint's dictionary (binarize.sh --dict <the dict.txt it was trained with>), or "
+                   "use a checkpoint trained with this one\n")
 
 
 # ---------------------------------------------------------------------------

@@ -64,30 +64,21 @@ case $BPE in
     *) die "--bpe must be none, gpt2 or sentencepiece" ;;
 esac
 
-# read the checkpoint once here: an unreadable file is one line naming it, not a traceback;
+# read the checkpoint's config here (memory-mapped: not its weights): an unreadable file, or one
+# trained with another dictionary than DATA_BIN's, is one line naming both, not a traceback;
 # MAX_SOURCE defaults to the positions the model was trained with
-CKPT_SOURCE=$("$PYTHON" - "$CHECKPOINT" <<'EOF'
-import sys
-path = sys.argv[1]
+CKPT_SOURCE=$("$PYTHON" - "$CHECKPOINT" "$DATA_BIN" <<'EOF'
+import logging, sys
+from fairseq_poolingformer.load import CheckpointError, checkpoint_config, open_checkpoint
+logging.disable(logging.INFO)  # the task's "dictionary: N types" lines: fairseq-generate prints them
+path, data = sys.argv[1:]
 try:
-    import torch
-    import fairseq_poolingformer  # noqa: F401  (compat: torch.load of Fairseq checkpoints)
-    from fairseq import checkpoint_utils
-    # mmap: the zip archive and the config are read, not the (GBs of) weights and optimizer state
-    cfg = torch.load(path, map_location="cpu", mmap=True, weights_only=False).get("cfg")
-    if cfg is None:  # an old checkpoint (args, no cfg): Fairseq upgrades it
-        cfg = checkpoint_utils.load_checkpoint_to_cpu(path)["cfg"]
-    print(int(getattr(cfg["model"], "max_source_positions", None) or cfg["task"]["max_source_positions"]))
-except Exception as e:  # noqa: BLE001  (any failure: the file is not a usable checkpoint)
-    import zipfile
-    if isinstance(e, OSError):
-        reason = e.strerror or str(e)
-    elif not zipfile.is_zipfile(path):
-        reason = "not a PyTorch checkpoint (no complete zip archive: cut short, or another kind of file)"
-    else:
-        lines = str(e).strip().splitlines()
-        reason = f"{type(e).__name__}: {lines[0] if lines else ''}"
-    sys.exit(f"generate.sh: cannot read checkpoint {path}: {reason}")
+    state, _task = open_checkpoint(path, {"data": data, "source_lang": "source", "target_lang": "target"},
+                                    "translation")
+except CheckpointError as e:
+    sys.exit(f"generate.sh: {e}")
+cfg = checkpoint_config(state)
+print(int(getattr(cfg.model, "max_source_positions", None) or cfg.task.max_source_positions))
 EOF
 ) || exit 1
 MAX_SOURCE=${MAX_SOURCE:-$CKPT_SOURCE}

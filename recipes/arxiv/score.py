@@ -47,6 +47,8 @@ def read_lines(path: str) -> List[str]:
         raise SystemExit(f"score.py: {path}: not UTF-8 ({err})") from None
     except FileNotFoundError:
         raise SystemExit(f"score.py: file not found: {path}") from None
+    except OSError as err:  # a directory, no permission, ...
+        raise SystemExit(f"score.py: cannot read {path}: {err.strerror or err}") from None
 
 
 def score(hypotheses: Sequence[str], references: Sequence[str], stemmer: bool = True) -> Dict[str, Dict[str, float]]:
@@ -107,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> Dict[str, Dict[str, float]]:
     if len(hyps) != len(refs):
         raise SystemExit(f"score.py: {args.hypotheses} has {len(hyps)} lines but "
                          f"{args.references} has {len(refs)}: not the same documents")
+    if not refs:
+        raise SystemExit(f"score.py: {args.hypotheses} and {args.references} are empty: no documents to score")
     blank = check_blank(hyps, args.hypotheses)
     scores = score(hyps, refs, stemmer=not args.no_stemmer)
     print(markdown_table(scores, len(refs)))
