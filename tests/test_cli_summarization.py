@@ -350,6 +350,19 @@ def test_hub_checkpoint_of_another_dictionary(work, foreign_data):
                         bpe="none")
 
 
+def test_predict_qa_refuses_a_summarization_checkpoint(work, tmp_path, capsys):
+    from fairseq_poolingformer import predict_qa
+
+    (tmp_path / "valid.examples.jsonl").write_text('{"example_id": "1", "dataset": "nq"}\n')
+    checkpoint = work["save"] / "checkpoint_last.pt"
+    with pytest.raises(SystemExit) as exit_info:
+        predict_qa.main(["--checkpoint", str(checkpoint), "--data-dir", str(tmp_path), "--format", "nq",
+                         "--output", str(tmp_path / "p.json"), "--cpu"])
+    assert exit_info.value.code == 1 and not (tmp_path / "p.json").exists()
+    assert capsys.readouterr().err == (f"predict_qa: checkpoint {checkpoint} is a summarization (Poolingformer-BART) "
+                                       "checkpoint, not a question answering (long_qa) one\n")
+
+
 def test_train_recipe_command(tmp_path):
     """recipes/arxiv/train.sh: paper hyper-parameters, batch 128 through --update-freq, torchrun."""
     (tmp_path / "dict.source.txt").write_text("a 1\n")

@@ -254,6 +254,14 @@ def test_predict_cli_checkpoint_of_another_dictionary(data, checkpoint, tmp_path
                    "use a checkpoint trained with this one\n")
 
 
+def test_summarization_hub_refuses_a_qa_checkpoint(checkpoint):
+    from fairseq_poolingformer.hub import from_pretrained
+    from fairseq_poolingformer.load import CheckpointError
+
+    with pytest.raises(CheckpointError, match=r"is a question answering \(long_qa\) checkpoint, not a summarization"):
+        from_pretrained(checkpoint, data_name_or_path=os.path.join(BPE, "dict.txt"), bpe="none")
+
+
 # ---------------------------------------------------------------------------
 # an oracle model: predictions must map back to exactly the gold offsets
 
