@@ -28,8 +28,11 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-fairseq.txt setup.p
 	$(PIP) uninstall -y -q torchaudio 2>/dev/null || true
 	touch $@
 
+# The whole suite on every core (pytest-xdist; tests/conftest.py gives each worker its share of
+# threads), the 15 slowest tests listed at the end. PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= auto
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal --durations=15 tests
 
 demo: install
 	PYTHON=$(PY) recipes/arxiv/demo.sh

@@ -13,7 +13,8 @@ import os as _os
 
 # Without Fairseq installed (or with FAIRSEQ_POOLINGFORMER_TORCH_ONLY=1, for a Fairseq that is
 # installed but broken), only the torch-only attention (``fairseq_poolingformer.modules``) is
-# usable and nothing is registered: e.g. a GPU box checking the kernels (``make gpu-check``).
+# usable and nothing is registered: e.g. a GPU box checking the kernels (``make gpu-check``),
+# or the preprocessing steps of the binarize recipes, which need no registration (6 s a step).
 # With Fairseq installed, a failing import below is a real error and is raised.
 HAVE_FAIRSEQ = (_importlib_util.find_spec("fairseq") is not None
                 and _os.environ.get("FAIRSEQ_POOLINGFORMER_TORCH_ONLY") != "1")

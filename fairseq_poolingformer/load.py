@@ -22,7 +22,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-import fairseq_poolingformer  # noqa: F401  (registration; compat: Namespace allowed in torch.load)
+# (no `import fairseq_poolingformer`: Python loads the package, its registrations and compat's
+# torch.load allow-list, before this module; importing it here would close an import cycle)
 
 
 class CheckpointError(ValueError):

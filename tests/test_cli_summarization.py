@@ -65,9 +65,18 @@ def _env(**extra):
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    """Binarized data and a checkpoint trained 6 updates by fairseq-train."""
-    root = tmp_path_factory.mktemp("cli")
+def work(built_once):
+    """Binarized data and a checkpoint trained 6 updates by fairseq-train (built once per test run,
+    shared by the xdist workers: read it, copy it to tmp_path to change it), and fairseq-generate's
+    output on its test split."""
+    root = built_once("summarization", _train_tiny_summarizer)
+    generated, _ = _parse_generate((root / "generate.log").read_text())
+    return {"root": root, "text": root / "text", "data": root / "bin", "save": root / "ckpt",
+            "train_log": (root / "train.log").read_text(), "generated": generated,
+            "generate_log": (root / "generate.log").read_text()}
+
+
+def _train_tiny_summarizer(root: Path) -> None:
     rng = random.Random(0)
     text = root / "text"
     text.mkdir()
@@ -80,10 +89,11 @@ def work(tmp_path_factory):
           "--trainpref", str(text / "train"), "--validpref", str(text / "valid"),
           "--testpref", str(text / "test"), "--joined-dictionary", "--destdir", str(data),
           "--workers", "1"])
-    save = root / "ckpt"
     train = _run([str(BIN / "fairseq-train"), str(data), *TRAIN, "--max-update", "6",
-                  "--save-dir", str(save)], env=_env())
-    return {"root": root, "text": text, "data": data, "save": save, "train_log": train.stdout + train.stderr}
+                  "--save-dir", str(root / "ckpt")], env=_env())
+    (root / "train.log").write_text(train.stdout + train.stderr)
+    _, proc = _generate({"data": data, "save": root / "ckpt"})
+    (root / "generate.log").write_text(proc.stdout)
 
 
 def test_train_sees_every_example_and_validates_on_all(work):
@@ -113,24 +123,27 @@ def test_resume_with_checkpoint_activations(work, tmp_path):
     assert updates and updates[0] == 7 and updates[-1] == 8  # continued, not restarted
 
 
+def _parse_generate(stdout):
+    hyps = {}
+    for line in stdout.splitlines():
+        if line.startswith("H-"):
+            idx, _score, text = line.split("\t")
+            hyps[int(idx[2:])] = text
+    return hyps, stdout
+
+
 def _generate(work, subset="test", extra=()):
     proc = _run([str(BIN / "fairseq-generate"), str(work["data"]), *COMMON, "--path",
                  str(work["save"] / "checkpoint_last.pt"), "--gen-subset", subset, "--beam", "5",
                  "--lenpen", "2", "--batch-size", "8", "--max-len-b", "20", *extra], env=_env())
-    hyps = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("H-"):
-            idx, _score, text = line.split("\t")
-            hyps[int(idx[2:])] = text
-    return hyps, proc
+    return _parse_generate(proc.stdout)[0], proc
 
 
 def test_generate_outputs_every_example(work):
-    hyps, proc = _generate(work)
-    assert sorted(hyps) == list(range(N_TEST)), proc.stdout[-2000:]
+    hyps = work["generated"]  # fairseq-generate on the test split, run when the fixture was built
+    assert sorted(hyps) == list(range(N_TEST)), work["generate_log"][-2000:]
     assert all(h.strip() for h in hyps.values())
     assert all(set(h.split()) <= set(VOCAB) for h in hyps.values())
-    work["generated"] = hyps
 
 
 def test_interactive(work):
@@ -141,14 +154,14 @@ def test_interactive(work):
                 env=_env(), stdin="".join(s + "\n" for s in sources))
     hyps = [line.split("\t") for line in proc.stdout.splitlines() if line.startswith("H-")]
     assert [int(h[0][2:]) for h in hyps] == list(range(5))
-    generated, _ = _generate(work) if "generated" not in work else (work["generated"], None)
+    generated = work["generated"]
     assert [h[2] for h in hyps] == [generated[i] for i in range(5)]  # same model, same decoding
 
 
 def test_hub_sample_matches_generate(work):
     from fairseq_poolingformer.hub import from_pretrained
 
-    generated, _ = _generate(work) if "generated" not in work else (work["generated"], None)
+    generated = work["generated"]
     summarizer = from_pretrained(str(work["save"]), checkpoint_file="checkpoint_last.pt",
                                  data_name_or_path=str(work["data"]), bpe="none", batch_size=3)
     docs = (work["text"] / "test.source").read_text().splitlines()
@@ -238,7 +251,7 @@ def test_bf16_training_on_cpu(work, tmp_path):
 
 def test_generate_recipe_and_rouge(work, tmp_path):
     """recipes/arxiv/generate.sh writes every summary in order; score.py scores them."""
-    generated, _ = _generate(work) if "generated" not in work else (work["generated"], None)
+    generated = work["generated"]
     env = _env(PYTHON=sys.executable, MIN_LEN="1", NO_REPEAT="0", MAX_LEN_B="20", MAX_SOURCE="256")
     _run(["bash", str(REPO / "recipes/arxiv/generate.sh"), str(work["data"]),
           str(work["save"] / "checkpoint_last.pt"), str(tmp_path), "--subset", "test",

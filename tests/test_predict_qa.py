@@ -85,12 +85,16 @@ def _without_annotations(records: list[dict]) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(built_once):
     """Windows of the real NQ dev sample and TyDi dev samples (GPT-2 BPE, 192 / 96), binarized
     in one data dir: splits nq, tydi, train (= nq) for a short training run, nq_yn / tydi_yn
     (the samples plus YES / NO / null questions on the same documents) and nq_test / tydi_test
-    (those, without annotations: blind test sets)."""
-    root = tmp_path_factory.mktemp("predict")
+    (those, without annotations: blind test sets). Built once per test run (read only)."""
+    root = built_once("qa_data", _binarize_qa_samples)
+    return {"root": root, "bin": str(root / "bin"), "nq_yn": nq_yes_no_records(), "tydi_yn": tydi_yes_no_records()}
+
+
+def _binarize_qa_samples(root) -> None:
     jsonl, bin_dir = str(root / "jsonl"), str(root / "bin")
     assert nq_pre.main(["--input", NQ_DEV, *_bpe_args("nq", jsonl)]) == 0
     # split: every gold minimal answer maps to whole subwords (exact round trip for the oracle)
@@ -106,23 +110,26 @@ def data(tmp_path_factory):
                        ("tydi_yn", "tydi_yn"), ("nq_test", "nq_test"), ("tydi_test", "tydi_test")):
         qa_binarize.binarize_split(f"{jsonl}/{src}.windows.jsonl", f"{jsonl}/{src}.examples.jsonl",
                                    os.path.join(BPE, "dict.txt"), bin_dir, split, progress=False)
-    return {"root": root, "bin": bin_dir, "nq_yn": nq_yn, "tydi_yn": tydi_yn}
 
 
 @pytest.fixture(scope="module")
-def checkpoint(data):
-    """A tiny model trained for a few updates through recipes/nq/train.sh (CPU overrides)."""
-    save_dir = data["root"] / "ckpt"
+def checkpoint(data, built_once):
+    """A tiny model trained for a few updates through recipes/nq/train.sh (CPU overrides), once per
+    test run (read only)."""
+    return str(built_once("qa_checkpoint", lambda root: _train_tiny_reader(data["bin"], root))
+               / "checkpoint_best.pt")
+
+
+def _train_tiny_reader(bin_dir, save_dir) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1", CPU="1", FP16="0", CHECKPOINT_ACTIVATIONS="0",
                ARCH="poolingformer_roberta_tiny", MAX_POSITIONS="512", BATCH="8", MAX_SENTENCES="8", EPOCHS="1",
                VALID_SUBSET="nq", NUM_WORKERS="0", PYTHON=sys.executable)
-    proc = subprocess.run([os.path.join(REPO, "recipes", "nq", "train.sh"), data["bin"], "none", str(save_dir)],
+    proc = subprocess.run([os.path.join(REPO, "recipes", "nq", "train.sh"), bin_dir, "none", str(save_dir)],
                           capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "40 training windows, batch 8 = 8 x 1 GPU(s) x update-freq 1, 5 updates (1 warm-up)" in out, out[-2000:]
     assert "valid on 'nq' subset" in out and "short_f1" in out
-    return str(save_dir / "checkpoint_best.pt")
 
 
 def _predict_cli(checkpoint, data_dir, split, fmt, output):
