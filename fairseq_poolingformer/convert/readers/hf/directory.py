@@ -12,7 +12,7 @@ from typing import Any, Dict, Sequence
 
 import torch
 
-from fairseq_poolingformer.convert import ConversionError
+from fairseq_poolingformer.convert.core.errors import ConversionError
 
 FAIRSEQ_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")  # ids 0-3 of every Fairseq Dictionary
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",

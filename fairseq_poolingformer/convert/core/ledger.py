@@ -1,5 +1,7 @@
-"""Tensor accounting: every tensor of the HF checkpoint is mapped (renamed), folded (added into
-another tensor, exactly) or dropped with a reason; one left over or missing is an error naming it.
+"""Tensor accounting: every tensor of a source checkpoint (today: a Hugging Face directory) is
+mapped (renamed), folded (added into another tensor, exactly) or dropped with a reason; one left
+over or missing is an error naming it. The readers fill a :class:`TensorLedger`;
+:func:`log_summary` writes its account as ``hf_conversion.txt`` beside the converted checkpoint.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from fairseq_poolingformer.convert import ConversionError
+from fairseq_poolingformer.convert.core.errors import ConversionError
 
 logger = logging.getLogger("fairseq_poolingformer.convert")
 
