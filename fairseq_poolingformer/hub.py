@@ -34,8 +34,11 @@ from fairseq import checkpoint_utils
 from fairseq.data import encoders
 from fairseq.hub_utils import GeneratorHubInterface
 
-import fairseq_poolingformer  # noqa: F401  (registers the models, compat fixes)
 from fairseq_poolingformer.preprocess.bpe import check_gpt2_files
+
+# The models are registered (and compat applied) by fairseq_poolingformer/__init__.py, which Python
+# runs before this module; importing it here again would close the cycle
+# fairseq_poolingformer -> models.poolingformer_bart -> hub -> fairseq_poolingformer (tests/test_imports.py).
 
 logger = logging.getLogger(__name__)
 
