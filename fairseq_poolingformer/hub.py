@@ -33,9 +33,12 @@ import torch
 from fairseq.data import encoders
 from fairseq.hub_utils import GeneratorHubInterface
 
-import fairseq_poolingformer  # noqa: F401  (registers the models, compat fixes)
 from fairseq_poolingformer.load import load_for_inference
 from fairseq_poolingformer.preprocess.bpe import check_gpt2_files
+
+# The models are registered (and compat applied) by fairseq_poolingformer/__init__.py, which Python
+# runs before this module; importing it here again would close the cycle
+# fairseq_poolingformer -> models.poolingformer_bart -> hub -> fairseq_poolingformer (tests/test_imports.py).
 
 logger = logging.getLogger(__name__)
 

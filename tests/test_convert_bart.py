@@ -21,7 +21,10 @@ from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.sequence_generator import SequenceGenerator
 from fairseq.trainer import Trainer
 
-from fairseq_poolingformer import convert
+from fairseq_poolingformer.convert import cli
+from fairseq_poolingformer.convert.core.errors import ConversionError
+from fairseq_poolingformer.convert.core.output import save_checkpoint
+from fairseq_poolingformer.convert.core.weights import extend_positions, is_level2_key
 from fairseq_poolingformer.modules import PoolingformerSelfAttention, SlidingWindowSelfAttention
 
 VOCAB = 60  # + 4 special symbols
@@ -75,7 +78,7 @@ def bart_dir(tmp_path_factory):
 def converted(bart_dir, tmp_path_factory):
     checkpoint, dict_path = bart_dir
     out = tmp_path_factory.mktemp("converted")
-    path = convert.main([
+    path = cli.main([
         "bart", "--checkpoint", str(checkpoint), "--dict", str(dict_path),
         "--max-source-positions", str(NEW_MAX), "--output-dir", str(out),
         "--pf-layers", "0-1", "--pf-w1", str(BART_MAX), "--pf-w2", "64", "--pf-pooling", "ldconv",
@@ -169,9 +172,9 @@ def test_beam_search_equals_original(bart_dir, converted):
 def test_level2_adds_nothing_at_init_with_small_windows(bart_dir, tmp_path):
     """With w1 < T the converted two-level layer equals a level-1 layer with the same weights."""
     checkpoint, dict_path = bart_dir
-    path = convert.main(["bart", "--checkpoint", str(checkpoint), "--dict", str(dict_path),
-                         "--max-source-positions", "1024", "--output-dir", str(tmp_path),
-                         "--pf-layers", "1", "--pf-w1", "16", "--pf-w2", "64"])
+    path = cli.main(["bart", "--checkpoint", str(checkpoint), "--dict", str(dict_path),
+                     "--max-source-positions", "1024", "--output-dir", str(tmp_path),
+                     "--pf-layers", "1", "--pf-w1", "16", "--pf-w2", "64"])
     model, _ = _load(path)
     first = model.encoder.layers[0].self_attn
     assert type(first) is SlidingWindowSelfAttention
@@ -191,11 +194,11 @@ def test_level2_adds_nothing_at_init_with_small_windows(bart_dir, tmp_path):
 
 def test_extend_positions_unit():
     w = torch.arange(2 + 3).float().unsqueeze(1).repeat(1, 2)  # rows 0..4; positions are rows 2,3,4
-    out = convert.extend_positions(w, 7, offset=2)
+    out = extend_positions(w, 7, offset=2)
     assert out[:, 0].tolist() == [0, 1, 2, 3, 4, 2, 3, 4, 2]
-    assert convert.extend_positions(w, 2, offset=2)[:, 0].tolist() == [0, 1, 2, 3]
-    with pytest.raises(convert.ConversionError, match="rows"):
-        convert.extend_positions(w, 7, offset=5)
+    assert extend_positions(w, 2, offset=2)[:, 0].tolist() == [0, 1, 2, 3]
+    with pytest.raises(ConversionError, match="rows"):
+        extend_positions(w, 7, offset=5)
 
 
 def test_bad_inputs_give_clear_errors(bart_dir, tmp_path):
@@ -204,13 +207,13 @@ def test_bad_inputs_give_clear_errors(bart_dir, tmp_path):
     small_dict.write_text("a 1\nb 1\n")
     base = ["bart", "--checkpoint", str(checkpoint), "--output-dir", str(tmp_path / "o")]
     with pytest.raises(SystemExit, match=r"small.txt: 6 symbols but .*embeds 64 tokens"):
-        convert.main(base + ["--dict", str(small_dict)])
+        cli.main(base + ["--dict", str(small_dict)])
     with pytest.raises(SystemExit, match="checkpoint not found"):
-        convert.main(["bart", "--checkpoint", str(tmp_path / "nope.pt"), "--dict", str(dict_path),
-                      "--output-dir", str(tmp_path / "o")])
+        cli.main(["bart", "--checkpoint", str(tmp_path / "nope.pt"), "--dict", str(dict_path),
+                  "--output-dir", str(tmp_path / "o")])
     # poolingformer_bart_base's default --pf-layers 2-4 does not fit a 2-layer encoder
     with pytest.raises(SystemExit, match=r"--pf-layers '2-4' selects layer 4, but the encoder has 2 layers"):
-        convert.main(base + ["--dict", str(dict_path)])
+        cli.main(base + ["--dict", str(dict_path)])
     assert not (tmp_path / "o").exists()  # nothing written by failed conversions
     assert [p.name for p in tmp_path.iterdir()] == ["small.txt"]  # no staging left behind
 
@@ -253,9 +256,9 @@ def _fine_tuned(converted, path):
     g = torch.Generator().manual_seed(7)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if convert.is_level2_key(name):
+            if is_level2_key(name):
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
-    convert.save_checkpoint(str(path), cfg, model)
+    save_checkpoint(str(path), cfg, model)
     return model
 
 
@@ -270,8 +273,8 @@ def test_reconverting_a_poolingformer_checkpoint_is_refused(converted, tmp_path)
             r"'poolingformer_bart_base', tensor encoder.layers.0.self_attn.k2_proj.bias\); converting it again "
             r"would reset its level-2 weights to their initialisation. Give the original pretrained "
             r"checkpoint, or pass --keep-level2")):
-        convert.main(["bart", "--checkpoint", str(fine_tuned), "--dict", dict_path,
-                      "--output-dir", str(tmp_path / "out"), "--pf-layers", "0-1"])
+        cli.main(["bart", "--checkpoint", str(fine_tuned), "--dict", dict_path,
+                  "--output-dir", str(tmp_path / "out"), "--pf-layers", "0-1"])
     assert not (tmp_path / "out").exists()
 
 
@@ -279,12 +282,12 @@ def test_keep_level2_extends_positions_and_keeps_trained_level2(converted, tmp_p
     fine_tuned = tmp_path / "checkpoint_best.pt"
     original = _fine_tuned(converted, fine_tuned)
     dict_path = os.path.join(os.path.dirname(converted), "dict.txt")
-    path = convert.main(["bart", "--checkpoint", str(fine_tuned), "--dict", dict_path, "--keep-level2",
-                         "--output-dir", str(tmp_path / "out"), "--max-source-positions", "3000"])
+    path = cli.main(["bart", "--checkpoint", str(fine_tuned), "--dict", dict_path, "--keep-level2",
+                     "--output-dir", str(tmp_path / "out"), "--max-source-positions", "3000"])
     model, _ = _load(path)
     assert model.encoder.max_positions() == 3000
     new_state, old_state = model.state_dict(), original.state_dict()
-    level2 = [k for k in old_state if convert.is_level2_key(k)]
+    level2 = [k for k in old_state if is_level2_key(k)]
     assert len(level2) == 2 * 10 and all(old_state[k].abs().max() > 0 for k in level2)
     for key in level2:  # the trained level 2, not a fresh initialisation
         torch.testing.assert_close(new_state[key], old_state[key], rtol=0, atol=0)

@@ -30,8 +30,9 @@ from fairseq import checkpoint_utils  # noqa: E402
 from fairseq.data import Dictionary, encoders  # noqa: E402
 from fairseq.sequence_generator import SequenceGenerator  # noqa: E402
 
-from fairseq_poolingformer import convert  # noqa: E402
-from fairseq_poolingformer.hf import read_hf_directory, read_hf_vocabulary, write_tokenizer_files  # noqa: E402
+from fairseq_poolingformer.convert import cli  # noqa: E402
+from fairseq_poolingformer.convert.readers.hf.directory import read_hf_directory  # noqa: E402
+from fairseq_poolingformer.convert.readers.hf.vocab import read_hf_vocabulary, write_tokenizer_files  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 GPT2 = os.path.join(DATA, "gpt2_bpe")
@@ -108,9 +109,9 @@ def bart_hf(gpt2_tokenizer_files, tmp_path_factory):
 @pytest.fixture(scope="module")
 def bart_converted(bart_hf, tmp_path_factory):
     out = tmp_path_factory.mktemp("bart_pf") / "pf"
-    path = convert.main(["bart", "--hf", str(bart_hf[0]), "--output-dir", str(out), "--arch",
-                         "poolingformer_bart_base", "--max-source-positions", "300", "--pf-layers", "0-1",
-                         "--pf-w1", "128"] + PF)
+    path = cli.main(["bart", "--hf", str(bart_hf[0]), "--output-dir", str(out), "--arch",
+                     "poolingformer_bart_base", "--max-source-positions", "300", "--pf-layers", "0-1",
+                     "--pf-w1", "128"] + PF)
     return path
 
 
@@ -263,9 +264,9 @@ def roberta_hf(gpt2_tokenizer_files, tmp_path_factory):
 @pytest.fixture(scope="module")
 def roberta_converted(roberta_hf, tmp_path_factory):
     out = tmp_path_factory.mktemp("roberta_pf") / "pf"
-    return convert.main(["roberta", "--hf", str(roberta_hf[0]), "--output-dir", str(out), "--arch",
-                         "poolingformer_roberta_tiny", "--max-positions", "150", "--pf-layers", "0,2",
-                         "--pf-w1", "64"] + PF)
+    return cli.main(["roberta", "--hf", str(roberta_hf[0]), "--output-dir", str(out), "--arch",
+                     "poolingformer_roberta_tiny", "--max-positions", "150", "--pf-layers", "0,2",
+                     "--pf-w1", "64"] + PF)
 
 
 def _roberta_diff(hf_model, fs_model, lengths, vocab_size, seed):
@@ -345,9 +346,9 @@ def xlmr_hf(tmp_path_factory):
 @pytest.fixture(scope="module")
 def xlmr_converted(xlmr_hf, tmp_path_factory):
     out = tmp_path_factory.mktemp("xlmr_pf") / "pf"
-    return convert.main(["roberta", "--hf", str(xlmr_hf[0]), "--output-dir", str(out), "--arch",
-                         "poolingformer_roberta_tiny", "--max-positions", "100", "--pf-layers", "all",
-                         "--pf-w1", "64"] + PF)
+    return cli.main(["roberta", "--hf", str(xlmr_hf[0]), "--output-dir", str(out), "--arch",
+                     "poolingformer_roberta_tiny", "--max-positions", "100", "--pf-layers", "all",
+                     "--pf-w1", "64"] + PF)
 
 
 def test_xlmr_encoder_equals_hf(xlmr_hf, xlmr_converted):
@@ -454,8 +455,8 @@ def led_hf(gpt2_tokenizer_files, tmp_path_factory):
 @pytest.fixture(scope="module")
 def led_converted(led_hf, tmp_path_factory):
     out = tmp_path_factory.mktemp("led_pf") / "pf"
-    return convert.main(["led", "--hf", str(led_hf[0]), "--output-dir", str(out), "--arch", "poolingformer_bart_base",
-                         "--pf-layers", "1", "--pf-w1", "128"] + PF)
+    return cli.main(["led", "--hf", str(led_hf[0]), "--output-dir", str(out), "--arch", "poolingformer_bart_base",
+                     "--pf-layers", "1", "--pf-w1", "128"] + PF)
 
 
 def test_led_encoder_and_beam_search_equal_hf(led_hf, led_converted):
@@ -500,7 +501,7 @@ def test_unknown_missing_and_nonzero_bias_tensors_are_errors(bart_hf, tmp_path):
         return d
 
     def run(d):
-        return convert.main(["bart", "--hf", str(d), "--output-dir", str(tmp_path / "out"), "--pf-layers", "1"])
+        return cli.main(["bart", "--hf", str(d), "--output-dir", str(tmp_path / "out"), "--pf-layers", "1"])
 
     extra = variant("extra", lambda t: t.__setitem__("model.encoder.adapter.weight", torch.zeros(2)))
     with pytest.raises(SystemExit, match=r"extra/model.safetensors: unknown tensors \(not converted\): "
@@ -523,19 +524,19 @@ def test_tokenizer_errors(xlmr_hf, bart_hf, tmp_path):
     no_spm = _copy_dir(xlmr_hf[0], tmp_path / "no_spm")
     os.remove(no_spm / "sentencepiece.bpe.model")
     with pytest.raises(SystemExit, match=r"no_spm: a sentencepiece \(Unigram\) tokenizer but no sentencepiece.bpe.model"):
-        convert.main(["roberta", "--hf", str(no_spm), "--output-dir", str(tmp_path / "o")])
+        cli.main(["roberta", "--hf", str(no_spm), "--output-dir", str(tmp_path / "o")])
     no_tok = _copy_dir(bart_hf[0], tmp_path / "no_tok")
     os.remove(no_tok / "tokenizer.json")
     with pytest.raises(SystemExit, match=r"no_tok: no tokenizer \(looked for tokenizer.json, vocab.json \+ merges.txt"):
-        convert.main(["bart", "--hf", str(no_tok), "--output-dir", str(tmp_path / "o")])
+        cli.main(["bart", "--hf", str(no_tok), "--output-dir", str(tmp_path / "o")])
     prefix = _copy_dir(bart_hf[0], tmp_path / "prefix")
     tok = json.loads((prefix / "tokenizer.json").read_text(encoding="utf-8"))
     tok["pre_tokenizer"]["add_prefix_space"] = True
     (prefix / "tokenizer.json").write_text(json.dumps(tok), encoding="utf-8")
     with pytest.raises(SystemExit, match=r"prefix/tokenizer.json: the byte-level pre-tokenizer adds a prefix space"):
-        convert.main(["bart", "--hf", str(prefix), "--output-dir", str(tmp_path / "o")])
+        cli.main(["bart", "--hf", str(prefix), "--output-dir", str(tmp_path / "o")])
     with pytest.raises(SystemExit, match=r"model_type 'bart' cannot be converted by 'convert roberta --hf'"):
-        convert.main(["roberta", "--hf", str(bart_hf[0]), "--output-dir", str(tmp_path / "o")])
+        cli.main(["roberta", "--hf", str(bart_hf[0]), "--output-dir", str(tmp_path / "o")])
     assert not (tmp_path / "o").exists()
 
 

@@ -10,7 +10,9 @@ import fairseq_poolingformer  # noqa: F401
 from fairseq import checkpoint_utils, options, tasks
 from fairseq.data import Dictionary
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-from fairseq_poolingformer import convert
+from fairseq_poolingformer.convert import cli
+from fairseq_poolingformer.convert.core.output import save_checkpoint
+from fairseq_poolingformer.convert.core.weights import is_level2_key
 from fairseq_poolingformer.modules import PoolingformerSelfAttention
 
 PRETRAINED_MAX = 40
@@ -40,15 +42,15 @@ def roberta(tmp_path_factory):
                 p.add_(0.1 * torch.randn_like(p))
     model.eval()
     path = str(root / "model.pt")
-    convert.save_checkpoint(path, cfg, model)
+    save_checkpoint(path, cfg, model)
     return {"root": root, "path": path, "dict": str(root / "dict.txt"), "model": model, "dictionary": d}
 
 
 def _convert(roberta, out, *extra):
-    return convert.main(["roberta", "--checkpoint", roberta["path"], "--dict", roberta["dict"], "--output-dir",
-                         str(out), "--max-positions", str(NEW_MAX), "--arch", "poolingformer_roberta_tiny",
-                         "--pf-w1", "64", "--pf-w2", "64", "--pf-kernel", "3", "--pf-stride", "2",
-                         "--pf-layers", "0,2", *extra])
+    return cli.main(["roberta", "--checkpoint", roberta["path"], "--dict", roberta["dict"], "--output-dir",
+                     str(out), "--max-positions", str(NEW_MAX), "--arch", "poolingformer_roberta_tiny",
+                     "--pf-w1", "64", "--pf-w2", "64", "--pf-kernel", "3", "--pf-stride", "2",
+                     "--pf-layers", "0,2", *extra])
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +130,8 @@ def test_convert_errors_leave_nothing(roberta, tmp_path):
     wrong.save(str(tmp_path / "wrong.txt"))
     out = tmp_path / "out"
     with pytest.raises(SystemExit, match="wrong dict.txt for this checkpoint"):
-        convert.main(["roberta", "--checkpoint", roberta["path"], "--dict", str(tmp_path / "wrong.txt"),
-                      "--output-dir", str(out)])
+        cli.main(["roberta", "--checkpoint", roberta["path"], "--dict", str(tmp_path / "wrong.txt"),
+                  "--output-dir", str(out)])
     with pytest.raises(SystemExit, match="--pf-layers"):
         _convert(roberta, out, "--pf-layers", "7")
     assert not out.exists()
@@ -142,20 +144,20 @@ def test_reconverting_a_poolingformer_checkpoint_is_refused_unless_keep_level2(c
     model = converted["model"]
     with torch.no_grad():  # as after fine-tuning: level 2 and the QA head trained
         for name, p in model.named_parameters():
-            if convert.is_level2_key(name) or name.startswith("qa_heads."):
+            if is_level2_key(name) or name.startswith("qa_heads."):
                 p.add_(0.1)
     tuned = str(tmp_path / "checkpoint_last.pt")
-    convert.save_checkpoint(tuned, converted["cfg"], model)
+    save_checkpoint(tuned, converted["cfg"], model)
     dict_path = os.path.join(converted["out"], "dict.txt")
     base = ["roberta", "--checkpoint", tuned, "--dict", dict_path, "--output-dir", str(tmp_path / "out")]
     with pytest.raises(SystemExit, match=r"checkpoint_last.pt: already a Poolingformer checkpoint \(arch "
                                          r"'poolingformer_roberta_tiny', tensor encoder.sentence_encoder.layers.0."
                                          r"self_attn.k2_proj.bias\); converting it again would reset"):
-        convert.main(base)
+        cli.main(base)
     assert not (tmp_path / "out").exists()
-    path = convert.main(base + ["--keep-level2", "--max-positions", str(2 * NEW_MAX)])
+    path = cli.main(base + ["--keep-level2", "--max-positions", str(2 * NEW_MAX)])
     (again,), _, _ = checkpoint_utils.load_model_ensemble_and_task([path])
     old, new = model.state_dict(), again.state_dict()
-    kept = [k for k in old if convert.is_level2_key(k) or k.startswith("qa_heads.")]
+    kept = [k for k in old if is_level2_key(k) or k.startswith("qa_heads.")]
     assert kept and all(torch.equal(new[k], old[k]) for k in kept)
     assert again.encoder.max_positions() == 2 * NEW_MAX

@@ -12,7 +12,7 @@ from typing import Any, Dict, Sequence
 
 import torch
 
-from fairseq_poolingformer.convert import ConversionError
+from fairseq_poolingformer.convert.core.errors import ConversionError
 
 FAIRSEQ_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")  # ids 0-3 of every Fairseq Dictionary
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -24,6 +24,8 @@ ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "gelu_new": "gelu_accurate", "gel
 
 @dataclass
 class HFDirectory:
+    """A read ``save_pretrained`` directory: its config.json and every tensor of its weights."""
+
     path: str
     config: dict
     tensors: Dict[str, torch.Tensor]
@@ -31,6 +33,7 @@ class HFDirectory:
 
 
 def read_json(path: str) -> dict:
+    """A JSON file; a missing or invalid one is a ``ConversionError`` naming it."""
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -88,6 +91,7 @@ def config_value(hf: HFDirectory, key: str) -> Any:
 
 
 def activation(hf: HFDirectory, key: str) -> str:
+    """Fairseq's name of the activation that config.json's ``key`` names (see ``ACTIVATIONS``)."""
     name = config_value(hf, key)
     if name not in ACTIVATIONS:
         raise ConversionError(f"{hf.path}/config.json: {key} {name!r} has no Fairseq equivalent "
@@ -96,6 +100,8 @@ def activation(hf: HFDirectory, key: str) -> str:
 
 
 def check_model_type(hf: HFDirectory, allowed: Sequence[str], command: str) -> str:
+    """config.json's ``model_type``, which must be one of ``allowed`` (else an error naming
+    ``convert COMMAND --hf``)."""
     model_type = hf.config.get("model_type")
     if model_type not in allowed:
         raise ConversionError(f"{hf.path}/config.json: model_type {model_type!r} cannot be converted by "
@@ -104,6 +110,7 @@ def check_model_type(hf: HFDirectory, allowed: Sequence[str], command: str) -> s
 
 
 def check_special_ids(hf: HFDirectory) -> None:
+    """<s>, <pad>, </s> must have Fairseq's ids 0, 1, 2 in config.json."""
     for key, want in (("bos_token_id", 0), ("pad_token_id", 1), ("eos_token_id", 2)):
         value = hf.config.get(key, want)
         if value != want:

@@ -9,10 +9,10 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from fairseq_poolingformer.convert import ConversionError
-from fairseq_poolingformer.hf.directory import (HFDirectory, activation, check_model_type, check_special_ids,
-                                                config_value)
-from fairseq_poolingformer.hf.ledger import TensorLedger, key_prefix, layer_count
+from fairseq_poolingformer.convert.core.errors import ConversionError
+from fairseq_poolingformer.convert.core.ledger import TensorLedger, key_prefix, layer_count
+from fairseq_poolingformer.convert.readers.hf.directory import (HFDirectory, activation, check_model_type,
+                                                                check_special_ids, config_value)
 
 
 def _shared_embedding(ledger: TensorLedger, p: str, hf: HFDirectory) -> None:

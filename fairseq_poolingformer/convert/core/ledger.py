@@ -1,5 +1,7 @@
-"""Tensor accounting: every tensor of the HF checkpoint is mapped (renamed), folded (added into
-another tensor, exactly) or dropped with a reason; one left over or missing is an error naming it.
+"""Tensor accounting: every tensor of a source checkpoint (today: a Hugging Face directory) is
+mapped (renamed), folded (added into another tensor, exactly) or dropped with a reason; one left
+over or missing is an error naming it. The readers fill a :class:`TensorLedger`;
+:func:`log_summary` writes its account as ``hf_conversion.txt`` beside the converted checkpoint.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from fairseq_poolingformer.convert import ConversionError
+from fairseq_poolingformer.convert.core.errors import ConversionError
 
 logger = logging.getLogger("fairseq_poolingformer.convert")
 
@@ -31,9 +33,11 @@ class TensorLedger:
         self.remaining = dict(self.tensors)
 
     def has(self, name: str) -> bool:
+        """True while ``name`` is a source tensor not yet taken."""
         return name in self.remaining
 
     def take(self, name: str) -> torch.Tensor:
+        """Remove ``name`` from the remaining tensors and return it (missing or taken twice: an error)."""
         if name not in self.remaining:
             known = "already used" if name in self.tensors else "missing"
             raise ConversionError(f"{self.source}: tensor {name} is {known}")
@@ -55,10 +59,12 @@ class TensorLedger:
         self.events.append(("mapped", name, f"{target} ({detail})" if detail else target))
 
     def fold(self, name: str, detail: str) -> torch.Tensor:
+        """Take ``name`` to be added into another tensor by the caller (``detail`` says where)."""
         self.events.append(("folded", name, detail))
         return self.take(name)
 
     def drop(self, name: str, reason: str) -> None:
+        """Take ``name`` and leave it out of the converted checkpoint, for ``reason``."""
         self.take(name)
         self.events.append(("dropped", name, reason))
 
@@ -71,6 +77,7 @@ class TensorLedger:
         self.events.append(("dropped", name, f"a tied copy of {what} (equal)"))
 
     def finish(self) -> "OrderedDict[str, torch.Tensor]":
+        """The converted state dict, once every source tensor was taken (else an error naming the rest)."""
         if self.remaining:
             names = sorted(self.remaining)
             raise ConversionError(f"{self.source}: unknown tensors (not converted): {names[:20]}"

@@ -1,6 +1,6 @@
 """The HF tokenizer -> Fairseq's ``dict.txt`` plus ``encoder.json`` + ``vocab.bpe`` (GPT-2
 byte-level BPE) or ``sentencepiece.bpe.model`` (XLM-R); ids equal the HF tokenizer's ids (see
-:mod:`fairseq_poolingformer.hf`)."""
+:mod:`fairseq_poolingformer.convert.readers.hf`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import shutil
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from fairseq_poolingformer.convert import ConversionError
-from fairseq_poolingformer.hf.directory import FAIRSEQ_SPECIALS, read_json
+from fairseq_poolingformer.convert.core.errors import ConversionError
+from fairseq_poolingformer.convert.readers.hf.directory import FAIRSEQ_SPECIALS, read_json
 
 
 @dataclass
@@ -150,7 +150,7 @@ def dictionary_symbols(vocab: HFVocabulary, rows: int, with_mask_row: bool) -> L
     for idx in range(4, last):
         token = vocab.tokens[idx] if idx < len(vocab.tokens) else None
         if vocab.kind == "gpt2":
-            symbols.append(str(idx))  # encoder.json maps the token to idx: see fairseq_poolingformer.hf's docstring
+            symbols.append(str(idx))  # encoder.json maps the token to idx: see readers/hf/__init__.py
         elif token is None or any(c.isspace() for c in token):
             # a row without a token, or a piece holding whitespace ("\r"): neither Fairseq (which
             # splits BPE output on whitespace) nor HF (WhitespaceSplit) ever produces it, and a
