@@ -590,3 +590,15 @@ def test_unwritable_report_fails_before_work_and_writes_nothing(tmp_path, capsys
                      "--report-json", str(tmp_path / "r" / "train.json"), "--no-progress"])
     assert rc == 0 and json.loads((tmp_path / "r" / "train.json").read_text())["kept"] == 2
     assert sorted(os.listdir(out)) == ["train.source", "train.target"]
+
+
+def test_unk_rate_without_binaries_is_one_line(tmp_path, capsys):
+    """unk_rate pointed at a directory without fairseq-preprocess's output: the missing file is
+    named, exit 1, instead of Fairseq's reader's traceback."""
+    from fairseq_poolingformer.preprocess import unk_rate
+
+    with pytest.raises(SystemExit) as exit_info:
+        unk_rate.main([str(tmp_path), "--splits", "train", "valid"])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == (f"error: not found: {tmp_path}/train.source-target.source.idx (the "
+                                       f"fairseq-preprocess output of train valid in {tmp_path})\n")

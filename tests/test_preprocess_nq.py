@@ -437,3 +437,15 @@ def test_recipe_binarize_end_to_end(tmp_path):
                                           w["long_position"]]
     assert (out / "bin" / "dict.txt").read_bytes() == (BPE / "dict.txt").read_bytes()
     assert not list(out.glob(".bin.tmp.*"))
+
+
+def test_a_file_that_is_not_a_dictionary_is_one_line(tmp_path, capsys):
+    """encoder.json passed as --dict (the files users mix up): its first line is named, shortly."""
+    gpt2 = str(DATA / "gpt2_bpe")
+    code = main(["--input", str(NQ_DEV), "--output-dir", str(tmp_path / "out"), "--split", "valid", "--bpe", "gpt2",
+                    "--encoder-json", os.path.join(gpt2, "encoder.json"), "--vocab-bpe", os.path.join(gpt2, "vocab.bpe"),
+                    "--dict", os.path.join(gpt2, "encoder.json")])
+    err = capsys.readouterr().err
+    assert code != 0 and not (tmp_path / "out").exists()
+    assert err.strip() == (f"error: {os.path.join(gpt2, 'encoder.json')}:1: field 'dict': not a Fairseq dict.txt line "
+                           """('<token> <count>'): '{"!": 0, "\\\\"": 1, "#": 2, "$": 3, "%": 4'...; no output written""")

@@ -120,7 +120,7 @@ class InputError(ValueError):
         return f"error: {self}{hint}; no output written"
 
 
-FILE_LEVEL_REASONS = frozenset({"bad_gzip"})  # the whole file is unreadable past this point
+FILE_LEVEL_REASONS = frozenset({"bad_gzip", "bad_dict"})  # the whole file is unusable
 
 
 # ---------------------------------------------------------------------------

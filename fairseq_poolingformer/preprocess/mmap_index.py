@@ -22,6 +22,10 @@ class SplitIndex:
 
 
 def read_index(prefix: str | os.PathLike) -> SplitIndex:
-    """``PREFIX.idx`` through Fairseq's reader, copied out of its memory map."""
-    index = MMapIndexedDataset.Index(os.fspath(prefix) + ".idx")
+    """``PREFIX.idx`` through Fairseq's reader, copied out of its memory map (FileNotFoundError
+    naming it when it is missing)."""
+    path = os.fspath(prefix) + ".idx"
+    if not os.path.isfile(path):  # before Fairseq's reader, whose half-built object then fails in __del__
+        raise FileNotFoundError(f"not found: {path}")
+    index = MMapIndexedDataset.Index(path)
     return SplitIndex(index.dtype, np.array(index.sizes))

@@ -52,6 +52,7 @@ from fairseq.data.indexed_dataset import MMapIndexedDatasetBuilder, best_fitting
 
 from fairseq_poolingformer.preprocess.common import InputError, atomic_outputs, iter_jsonl, iter_lines, parse_jsonl_line
 from fairseq_poolingformer.preprocess.common import parallel_map, require
+from fairseq_poolingformer.preprocess.qa_tokenize import load_dictionary
 from fairseq_poolingformer.preprocess.qa_units import example_units
 
 LABEL_COLUMNS = (
@@ -199,7 +200,7 @@ def _raw_windows(path: str) -> Iterator[tuple[str, int, bytes]]:
 def binarize_split(windows_path: str, examples_path: str, dict_path: str, destdir: str, split: str,
                    workers: int = 1, progress: bool = True) -> dict:
     """Binarize one split; return a summary dict (counts). Writes all outputs or none."""
-    dictionary = Dictionary.load(dict_path)
+    dictionary = load_dictionary(dict_path)
     vocab_size, pad = len(dictionary), dictionary.pad()
     paths = output_paths(destdir, split)
     keys = list(paths)

@@ -33,6 +33,8 @@ from typing import Protocol, Sequence
 
 from fairseq.data import Dictionary
 
+from fairseq_poolingformer.preprocess.common import InputError
+
 __all__ = [
     "TokenizerSpec",
     "SubwordTokenizer",
@@ -160,9 +162,26 @@ class SentencePieceTokenizer:
         return ids, spans
 
 
+def load_dictionary(path: str) -> Dictionary:
+    """Fairseq's ``Dictionary.load``; a file that is not a dict.txt (an encoder.json, a
+    sentencepiece model, ...) is an InputError naming its first bad line, not the whole line."""
+    try:
+        return Dictionary.load(path)
+    except (ValueError, RuntimeError, UnicodeDecodeError) as e:
+        with open(path, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                token, _, count = raw.decode("utf-8", "replace").rstrip("\n").rpartition(" ")
+                if not token or not count.lstrip("#").replace("fairseq:overwrite", "").strip().isdigit():
+                    preview = raw[:40].decode("utf-8", "replace")
+                    raise InputError(path, number, "dict", f"not a Fairseq dict.txt line ('<token> <count>'): "
+                                     f"{preview!r}{'...' if len(raw) > 40 else ''}", reason="bad_dict") from None
+        raise InputError(path, 0, "dict", f"not a usable Fairseq dict.txt: {str(e)[:200]}",
+                         reason="bad_dict") from None
+
+
 def build_tokenizer(spec: TokenizerSpec) -> SubwordTokenizer:
     """Load the dictionary and the tokenizer files named by ``spec`` (never downloads)."""
-    dictionary = Dictionary.load(spec.dict_path)
+    dictionary = load_dictionary(spec.dict_path)
     if spec.kind == "gpt2":
         if not spec.encoder_json or not spec.vocab_bpe:
             raise ValueError("gpt2 BPE needs --encoder-json and --vocab-bpe")
