@@ -17,6 +17,9 @@ os.environ.setdefault("MKL_NUM_THREADS", "2")
 
 import torch  # noqa: E402  (after the thread variables)
 
+# session fixtures: the QA samples preprocessed and binarized, and a tiny checkpoint trained on them
+from qa_trained import qa_checkpoint, qa_data  # noqa: E402,F401
+
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 

@@ -263,11 +263,13 @@ def text_segments(text: str, cuts: Sequence[int] = ()) -> list[tuple[int, int, b
     ``cuts`` that falls strictly inside a run (offsets must be character boundaries).
     ``word_start`` is False for the pieces after a cut.
     """
-    char_bytes = utf8_char_starts(text)
     cut_list = sorted(set(cuts))
     segments = []
+    char, byte = 0, 0  # byte offset of character `char` (counted as we go: no per-character table)
     for m in _NON_SPACE.finditer(text):
-        b0, b1 = char_bytes[m.start()], char_bytes[m.end()]
+        b0 = byte + len(text[char:m.start()].encode("utf-8"))
+        b1 = b0 + len(m.group().encode("utf-8"))
+        char, byte = m.end(), b1
         i = bisect.bisect_right(cut_list, b0)
         start, word_start = b0, True
         while i < len(cut_list) and cut_list[i] < b1:
