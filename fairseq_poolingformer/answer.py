@@ -94,13 +94,12 @@ def iter_inputs(args: argparse.Namespace) -> tuple[Iterator[tuple[str, str, str]
     return ((("stdin" if f == "-" else f), args.question, read_text(f)) for f in files), len(files)
 
 
-def progress(items, total: int | None, desc: str):
-    """A progress bar over documents on a terminal (stderr), none otherwise."""
-    if not sys.stderr.isatty():
-        return items
+def progress_bar(total: int | None, desc: str):
+    """A progress bar over documents on stderr, shown on a terminal only (``update(n)``)."""
     from tqdm import tqdm
 
-    return tqdm(items, total=total, desc=desc, unit="doc", file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit="doc", file=sys.stderr, dynamic_ncols=True,
+                disable=not sys.stderr.isatty())
 
 
 def write_lines(lines: Sequence[str], output: str | None) -> None:
@@ -127,13 +126,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         names: list[str] = []  # the name of pair i (for errors), appended as it is read
 
         def pairs():
-            for name, question, document in progress(inputs, total, "pf-answer"):
+            for name, question, document in inputs:
                 names.append(name)
                 yield question, document
 
-        answers = reader.iter_answers(pairs(), args.top_k, args.max_answer_len, args.handle_impossible_answer,
-                                      args.format, names=names)
-        lines = [json.dumps(a, ensure_ascii=False) for a in answers]
+        lines = []
+        with progress_bar(total, "pf-answer") as bar:
+            for answer in reader.iter_answers(pairs(), args.top_k, args.max_answer_len,
+                                              args.handle_impossible_answer, args.format, names=names):
+                lines.append(json.dumps(answer, ensure_ascii=False))
+                bar.update(1)
         write_lines(lines, args.output)
     except (ReaderError, OSError) as e:
         print(f"pf-answer: error: {e}; nothing written", file=sys.stderr)

@@ -62,7 +62,7 @@ from fairseq_poolingformer.tasks.long_qa import collate_windows
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ReaderError", "QAReader", "load_reader", "FORMATS", "CHECKPOINT_NAMES", "checkpoint_task"]
+__all__ = ["ReaderError", "QAReader", "load_reader", "FORMATS", "CHECKPOINT_NAMES", "checkpoint_task", "peek_task"]
 
 FORMATS = ("auto", "text", "nq-html")
 CHECKPOINT_NAMES = ("model.pt", "checkpoint_best.pt", "checkpoint_last.pt")  # looked for in a directory
@@ -118,6 +118,17 @@ def load_state(checkpoint: str) -> dict:
         lines = str(e).strip().splitlines()
         raise ReaderError(f"cannot read checkpoint {checkpoint}: {type(e).__name__}: "
                           f"{lines[0] if lines else ''}") from None
+
+
+def peek_task(checkpoint: str) -> str:
+    """The task of a checkpoint, from its config only (the weights are memory-mapped, not read)."""
+    try:
+        state = torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=False)
+    except Exception as e:  # noqa: BLE001  (any failure: not a usable checkpoint)
+        lines = str(e).strip().splitlines()
+        raise ReaderError(f"cannot read checkpoint {checkpoint}: {type(e).__name__}: "
+                          f"{lines[0] if lines else ''}") from None
+    return checkpoint_task(state if isinstance(state, dict) else {})
 
 
 def tokenizer_spec(model_dir: str, dict_path: str | None = None, sentencepiece_model: str | None = None,
@@ -504,14 +515,13 @@ def load_reader(model_name_or_path: str, checkpoint_file: str | None = None, dic
         checkpoint = resolve_checkpoint(os.path.join(model_name_or_path, checkpoint_file))
     else:
         checkpoint = resolve_checkpoint(model_name_or_path)
+    task_name = peek_task(checkpoint)
+    if task_name != "long_qa":
+        hint = " (a summarization checkpoint: use pf-summarize)" if task_name == "translation" else ""
+        raise ReaderError(f"{checkpoint} is a {task_name} checkpoint, not a long_qa (question answering) one{hint}")
     model_dir = os.path.dirname(os.path.abspath(checkpoint))
     spec = tokenizer_spec(model_dir, dict_path, sentencepiece_model, encoder_json, vocab_bpe)
     state = load_state(checkpoint)
-    task_name = checkpoint_task(state)
-    if task_name != "long_qa":
-        hint = " (a summarization checkpoint: use pf-summarize)" if task_name == "translation" else ""
-        raise ReaderError(f"{checkpoint} is a {task_name!r} checkpoint, not a long_qa (question answering) "
-                          f"one{hint}")
     with _dictionary_dir(spec.dict_path) as data:
         models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task(
             [checkpoint], arg_overrides={"data": data}, state=state)
