@@ -239,6 +239,22 @@ def test_reader_errors(reader, model_dir):
         load_reader(str(model_dir), cpu=True, max_length=4096)
 
 
+def test_reader_needs_its_tokenizer_files(model_dir, tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    os.symlink(model_dir / "checkpoint_best.pt", bare / "checkpoint_best.pt")
+    with pytest.raises(ReaderError, match=f"dictionary not found: {bare}/dict.txt"):
+        load_reader(str(bare), cpu=True)
+    os.symlink(model_dir / "dict.txt", bare / "dict.txt")
+    with pytest.raises(ReaderError, match=f"no BPE for the reader: none given and none beside the checkpoint in {bare}"):
+        load_reader(str(bare), cpu=True)
+    with pytest.raises(ReaderError, match=f"{tmp_path}: no checkpoint in this directory"):
+        load_reader(str(tmp_path), cpu=True)
+    reader = load_reader(str(bare), cpu=True, encoder_json=os.path.join(BPE, "encoder.json"),
+                         vocab_bpe=os.path.join(BPE, "vocab.bpe"), **WINDOWS)  # passed instead of found
+    assert reader.spec.kind == "gpt2" and reader.windows.max_length == 192
+
+
 # ---------------------------------------------------------------------------
 # pf-answer
 
