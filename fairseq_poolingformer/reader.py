@@ -395,6 +395,9 @@ class QAReader:
                 doc.tokens, doc.stats = prepare_example(doc.example, self.tokenizer, self.windows, name, 0, "document")
             except InputError as e:
                 raise ReaderError(f"{name}: {e.message}") from None
+            if doc.stats.unk_rate > 0.01:  # the preprocessing's --max-unk-rate default
+                logger.warning(f"{name}: {100 * doc.stats.unk_rate:.1f}% of the document's subwords are <unk>: "
+                               f"does {self.spec.dict_path} belong to the BPE?")
             doc.question_ids = question_ids
             yield doc
 

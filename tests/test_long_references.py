@@ -149,12 +149,16 @@ def test_pf_summarize_and_pf_answer_refuse_each_others_checkpoints(chain, qa_che
     paper.write_text("a paper about long documents\n", encoding="utf-8")
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("r\xe9sum\xe9".encode("latin-1"))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n \n", encoding="utf-8")
     out = tmp_path / "out.txt"
     summarize = [sys.executable, "-m", "fairseq_poolingformer.summarize", "--output", out, "--cpu"]
     cases = [
         (summarize + ["--checkpoint", qa_checkpoint, paper],
          f"pf-summarize: error: {qa_checkpoint} is a long_qa (question answering) checkpoint, not a summarization "
          "one: use pf-answer; nothing written\n"),
+        (summarize + ["--checkpoint", chain["checkpoint"], paper, empty],
+         f"pf-summarize: error: {empty}: empty document; nothing written\n"),
         (summarize + ["--checkpoint", chain["checkpoint"], paper, latin1],
          f"pf-summarize: error: {latin1}: not UTF-8 text (byte 1: b'\\xe9'); nothing written\n"),
         ([sys.executable, "-m", "fairseq_poolingformer.answer", "--checkpoint", chain["checkpoint"], "--question",

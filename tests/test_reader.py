@@ -320,3 +320,25 @@ def test_pf_answer_errors_are_one_line_and_write_nothing(model_dir, tmp_path, ca
         assert err.startswith("pf-answer: error: ") and message in err and err.count("\n") == 1, err
         assert "Traceback" not in err and not out.exists()
 
+
+
+def test_windows_are_streamed_through_the_model(qa_data, reader, monkeypatch):
+    """A long document's windows are built as the batches need them: when batch i runs, exactly
+    (i + 1) * batch_size windows have been built, never the whole document's."""
+    from fairseq_poolingformer import reader as reader_module
+
+    built = []
+    real_iter_windows = reader_module.iter_windows
+
+    def counting(*args, **kwargs):
+        for window in real_iter_windows(*args, **kwargs):
+            built.append(window["window_index"])
+            yield window
+    monkeypatch.setattr(reader_module, "iter_windows", counting)
+    seen_at_batch = []
+    model = reader.model
+    monkeypatch.setattr(reader, "model", lambda *a, **k: (seen_at_batch.append(len(built)), model(*a, **k))[1])
+    record = qa_data["nq_yn"][0]  # the NQ document: 40 windows of 192
+    reader.answer(record["question_text"], record["document_text"])
+    assert len(built) == 40 and len(seen_at_batch) == 8
+    assert seen_at_batch == [5 * (i + 1) for i in range(8)]
