@@ -115,9 +115,12 @@ def load_state(checkpoint: str) -> dict:
     try:
         return checkpoint_utils.load_checkpoint_to_cpu(checkpoint)
     except Exception as e:  # noqa: BLE001  (any failure: not a usable checkpoint)
-        lines = str(e).strip().splitlines()
-        raise ReaderError(f"cannot read checkpoint {checkpoint}: {type(e).__name__}: "
-                          f"{lines[0] if lines else ''}") from None
+        raise _unreadable(checkpoint, e) from None
+
+
+def _unreadable(checkpoint: str, error: BaseException) -> ReaderError:
+    lines = str(error).strip().splitlines()
+    return ReaderError(f"cannot read checkpoint {checkpoint}: {type(error).__name__}: {lines[0] if lines else ''}")
 
 
 def peek_task(checkpoint: str) -> str:
@@ -125,9 +128,7 @@ def peek_task(checkpoint: str) -> str:
     try:
         state = torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=False)
     except Exception as e:  # noqa: BLE001  (any failure: not a usable checkpoint)
-        lines = str(e).strip().splitlines()
-        raise ReaderError(f"cannot read checkpoint {checkpoint}: {type(e).__name__}: "
-                          f"{lines[0] if lines else ''}") from None
+        raise _unreadable(checkpoint, e) from None
     return checkpoint_task(state if isinstance(state, dict) else {})
 
 
