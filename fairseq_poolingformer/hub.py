@@ -18,6 +18,8 @@ the checkpoint directory as ``encoder.json`` + ``vocab.bpe`` or ``spm.model``; w
 and none found, loading fails: pass ``bpe="none"`` for documents that are already BPE tokens), then the
 dictionary with ``</s>`` appended. Sources longer than the model's maximum are truncated (as
 ``--truncate-source`` does in training); the summary is decoded back to text.
+
+Questions on long documents: ``load_reader`` (a ``long_qa`` checkpoint; ``fairseq_poolingformer.reader``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from fairseq.hub_utils import GeneratorHubInterface
 
 from fairseq_poolingformer.load import load_for_inference
 from fairseq_poolingformer.preprocess.bpe import check_gpt2_files
+from fairseq_poolingformer.reader import QAReader, load_reader  # noqa: F401  (the QA reader, docs/qa.md)
 
 # The models are registered (and compat applied) by fairseq_poolingformer/__init__.py, which Python
 # runs before this module; importing it here again would close the cycle

@@ -89,21 +89,39 @@ class WindowResult:
     type_logits: list[float]     # (5,) null, short, long only, yes, no
     candidate_scores: dict[int, float] = field(default_factory=dict)  # cand_list_pos -> score
     span_len: int = 0            # subwords in the best span (0 when none)
+    # with top_k > 1: the window's top_k spans, best first, as (score, unit_start, unit_end, span_len)
+    spans: list[tuple[float, int, int, int]] = field(default_factory=list)
 
     def type_margin(self, answer_type: int) -> float:
         """Log-odds of ``answer_type`` against null in this window's answer-type head."""
         return self.type_logits[answer_type] - self.type_logits[NULL_TYPE]
 
 
+def top_spans(start: torch.Tensor, end: torch.Tensor, allowed: torch.Tensor, max_len: int,
+              k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``k`` best spans per row under ``best_spans``'s rule (start <= end < start + max_len,
+    both ends allowed). start, end: (B, T) float; allowed: (B, T) bool. Returns (score, start,
+    end), each (B, k), best first; score -inf where a row has fewer than k spans."""
+    B, T = start.shape
+    s = start.float().masked_fill(~allowed, -math.inf)
+    e = torch.nn.functional.pad(end.float().masked_fill(~allowed, -math.inf), (0, max_len - 1), value=-math.inf)
+    scores = (s.unsqueeze(-1) + e.unfold(1, max_len, 1)).reshape(B, -1)  # (B, T * L)
+    best, flat = scores.topk(min(k, scores.shape[1]), dim=1)             # (B, k)
+    first = torch.div(flat, max_len, rounding_mode="floor")
+    return best, first, first + flat % max_len
+
+
 def window_results(logits: dict[str, torch.Tensor], sample: dict[str, Any], unit_maps: list[torch.Tensor],
-                   max_answer_len: int) -> list[WindowResult]:
+                   max_answer_len: int, top_k: int = 1) -> list[WindowResult]:
     """Decode one batch of head logits into one WindowResult per window (batch order).
 
     logits: start, end (B, T); long (B, K + 1); answer_type (B, 5). sample: doc_mask (B, T),
-    candidate_index (B, K). unit_maps: B tensors (T_b,).
+    candidate_index (B, K). unit_maps: B tensors (T_b,). With ``top_k`` > 1 each result also
+    lists its ``top_k`` best spans (the best one is the same either way).
     """
     start, end = logits["start"].float(), logits["end"].float()          # (B, T)
     best, s_hat, e_hat = best_spans(start, end, sample["doc_mask"], max_answer_len)
+    alternatives = top_spans(start, end, sample["doc_mask"], max_answer_len, top_k) if top_k > 1 else None
     null = start[:, 0] + end[:, 0]                                       # (B,) the <s> span
     long_logits = logits["long"].float()                                 # (B, K + 1)
     cand_scores = long_logits[:, 1:] - long_logits[:, :1]                # (B, K)
@@ -116,6 +134,11 @@ def window_results(logits: dict[str, torch.Tensor], sample: dict[str, Any], unit
             pos = int(sample["candidate_index"][b, k])
             if pos >= 0:
                 scores[pos] = max(scores.get(pos, -math.inf), cand_scores[b, k].item())
+        spans = []
+        if alternatives is not None:
+            for score, first, last in zip(*(t[b].tolist() for t in alternatives)):
+                if not math.isinf(score):
+                    spans.append((score - null[b].item(), int(unit_map[first]), int(unit_map[last]), last - first + 1))
         results.append(WindowResult(
             span_score=(best[b] - null[b]).item() if has_span else -math.inf,
             unit_start=int(unit_map[s_hat[b]]) if has_span else -1,
@@ -123,6 +146,7 @@ def window_results(logits: dict[str, torch.Tensor], sample: dict[str, Any], unit
             type_logits=logits["answer_type"][b].float().tolist(),
             candidate_scores=scores,
             span_len=int(e_hat[b] - s_hat[b]) + 1 if has_span else 0,
+            spans=spans,
         ))
     return results
 
@@ -146,6 +170,15 @@ def answer_type_evidence(windows: list[WindowResult]) -> dict[int, float]:
     return {t: max(w.type_margin(t) for w in windows) for t in (SHORT_TYPE, YES_TYPE, NO_TYPE)}
 
 
+def candidate_best_scores(windows: list[WindowResult]) -> dict[int, float]:
+    """Each candidate's (long answer / passage) best score over the windows that hold it."""
+    best: dict[int, float] = {}
+    for w in windows:
+        for pos, score in w.candidate_scores.items():
+            best[pos] = max(best.get(pos, -math.inf), score)
+    return best
+
+
 def combine_windows(windows: list[WindowResult]) -> ExamplePrediction:
     """One example's prediction from all its windows (rules in the module docstring)."""
     pred = ExamplePrediction()
@@ -160,10 +193,7 @@ def combine_windows(windows: list[WindowResult]) -> ExamplePrediction:
         top = max(with_span, key=lambda w: w.span_score)
         pred.unit_start, pred.unit_end, pred.short_score = top.unit_start, top.unit_end, top.span_score
         pred.span_len = top.span_len
-    best: dict[int, float] = {}
-    for w in windows:
-        for pos, score in w.candidate_scores.items():
-            best[pos] = max(best.get(pos, -math.inf), score)
+    best = candidate_best_scores(windows)
     if best:
         pred.long_index = max(best, key=lambda p: (best[p], -p))
         pred.long_score = best[pred.long_index]
@@ -254,24 +284,29 @@ def predict_windows(model, task, split: str, max_answer_len: int = 30, max_sente
     by_example: dict[int, list[tuple[int, WindowResult]]] = {}
     seen = 0
     model.eval()
-    with torch.no_grad():
-        for sample in itr:
-            if not sample:
-                continue
-            if use_cuda:
-                sample = _to_cuda(sample)
-            net_input = sample["net_input"]
-            logits = model(**net_input, qa_head=QA_HEAD_NAME)[0]
-            ids = sample["id"].tolist()
-            unit_maps = [dataset.unit_map[i].long() for i in ids]
-            sample["doc_mask"] = sample["doc_mask"].to(logits["start"].device)
-            for row, result in zip(sample["labels"].tolist(),
-                                      window_results(logits, sample, unit_maps, max_answer_len)):
-                by_example.setdefault(row[0], []).append((row[1], result))
-            seen += len(ids)
+    for sample in itr:
+        if not sample:
+            continue
+        unit_maps = [dataset.unit_map[i].long() for i in sample["id"].tolist()]
+        for row, result in run_batch(model, sample, unit_maps, max_answer_len, use_cuda):
+            by_example.setdefault(row[0], []).append((row[1], result))
+            seen += 1
     if seen != len(dataset):
         raise RuntimeError(f"predict_qa: ran {seen} of {len(dataset)} windows of {split}")
     return by_example
+
+
+def run_batch(model, sample: dict[str, Any], unit_maps: list[torch.Tensor], max_answer_len: int = 30,
+              use_cuda: bool = False, top_k: int = 1) -> list[tuple[list[int], WindowResult]]:
+    """One batch of windows (``long_qa``'s collater layout) through ``model`` (in eval mode):
+    ``(labels row, WindowResult)`` per window, batch order. Shared by ``predict_windows`` and
+    the reader (``fairseq_poolingformer.reader``). unit_maps: B tensors (T_b,)."""
+    if use_cuda:
+        sample = _to_cuda(sample)
+    with torch.no_grad():
+        logits = model(**sample["net_input"], qa_head=QA_HEAD_NAME)[0]
+    sample["doc_mask"] = sample["doc_mask"].to(logits["start"].device)
+    return list(zip(sample["labels"].tolist(), window_results(logits, sample, unit_maps, max_answer_len, top_k)))
 
 
 def _to_cuda(sample: Any) -> Any:
@@ -323,6 +358,11 @@ def _has_nan(w: WindowResult) -> bool:
     return any(math.isnan(v) for v in (w.span_score, *w.type_logits, *w.candidate_scores.values()))
 
 
+def logits_finite(pred: ExamplePrediction, windows: list[WindowResult]) -> bool:
+    """False when an fp16 overflow (or a broken model) left inf / NaN in the example's scores."""
+    return math.isfinite(pred.short_score) and math.isfinite(pred.long_score) and not any(map(_has_nan, windows))
+
+
 def report_path(output: str) -> str:
     """``preds.json`` -> ``preds.report.json`` (next to the predictions)."""
     return os.path.splitext(output)[0] + ".report.json"
@@ -340,7 +380,7 @@ def write_predictions(examples_path: str, by_example: dict[int, list[tuple[int, 
                              f"cannot be written in --format {fmt}")
         windows = [r for _, r in sorted(by_example.get(row, []), key=lambda x: x[0])]
         pred = combine_windows(windows)
-        if not (math.isfinite(pred.short_score) and math.isfinite(pred.long_score)) or any(map(_has_nan, windows)):
+        if not logits_finite(pred, windows):
             raise ValueError(f"predict_qa: {examples_path}:{row + 1}: example {example['example_id']}: the model's "
                              f"logits are not finite (inf/NaN; scores {pred.short_score}, {pred.long_score}); "
                              f"with --fp16, run without it; nothing written")

@@ -24,6 +24,9 @@ os.environ.setdefault("MKL_NUM_THREADS", str(THREADS))
 
 import torch  # noqa: E402  (after the thread variables)
 
+# session fixtures: the QA samples preprocessed and binarized, and a tiny checkpoint trained on them
+from qa_trained import qa_checkpoint, qa_data  # noqa: E402,F401
+
 torch.set_num_threads(THREADS)
 
 

@@ -551,3 +551,28 @@ def test_cli_prints_the_tensor_summary_without_importing_transformers(bart_hf, t
     assert proc.stdout.strip() == str(tmp_path / "pf" / "model.pt")
     assert "tensors: " in proc.stderr and " mapped, 0 folded, 1 dropped" in proc.stderr
     assert "dropped  final_logits_bias : all zeros" in proc.stderr
+
+
+# ----------------------------------------------------------------------------- the QA reader
+
+MULTILINGUAL = ("서울은 대한민국의 수도이다.\n\nกรุงเทพมหานครเป็นเมืองหลวงของประเทศไทย\n\n"
+                "القاهرة هي عاصمة مصر.\n\nМосква — столица России, крупнейший город страны.\n")
+
+
+@pytest.mark.parametrize("converted", ["roberta_converted", "xlmr_converted"])
+def test_reader_runs_a_converted_checkpoint_with_its_random_qa_head(converted, request):
+    """Straight from convert (no QA fine-tuning: random head, meaningless answers): the reader finds
+    model.pt, dict.txt and the BPE files beside it (GPT-2 / sentencepiece), cuts windows within
+    the converted positions and returns spans whose offsets select them in the document as given."""
+    from fairseq_poolingformer.reader import load_reader
+
+    directory = os.path.dirname(request.getfixturevalue(converted))
+    reader = load_reader(directory, cpu=True, max_length=64, doc_stride=16, max_question_len=24)
+    assert reader.spec.kind == ("gpt2" if converted == "roberta_converted" else "sentencepiece")
+    answers = reader.answer("Какая столица?", MULTILINGUAL, top_k=8, max_answer_len=5)
+    spans = [a for a in answers if a["kind"] == "span"]
+    assert len(spans) >= 7
+    for a in spans:
+        assert MULTILINGUAL[a["start"]:a["end"]] == a["answer"] != ""
+        assert a["paragraph"] is None or MULTILINGUAL[a["paragraph"][0]:a["paragraph"][1]].strip("\n") == \
+            MULTILINGUAL[a["paragraph"][0]:a["paragraph"][1]]

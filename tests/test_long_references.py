@@ -81,6 +81,18 @@ def test_generate_summarizes_documents_whose_reference_is_too_long(chain, tmp_pa
           "--bpe", "sentencepiece", "--sentencepiece-model", data / "bpe" / "spm.model", "--batch-size", "2"], env=env)
     hyps = (tmp_path / "test.hypotheses").read_text(encoding="utf-8").splitlines()
     assert len(hyps) == 2 and all(h.strip() for h in hyps)
+    # pf-summarize on the same papers as text files (the binarized sources' text): the same summaries
+    papers = []
+    for i, source in enumerate((held / "text" / "test.source").read_text(encoding="utf-8").splitlines()):
+        papers.append(tmp_path / "papers" / f"paper{i}.txt")
+        papers[-1].parent.mkdir(exist_ok=True)
+        papers[-1].write_text(source + "\n", encoding="utf-8")
+    summaries = tmp_path / "papers" / "summaries.txt"
+    _run([sys.executable, "-m", "fairseq_poolingformer.summarize", "--checkpoint", chain["checkpoint"],
+          "--dict", data / "bpe" / "dict.txt", "--sentencepiece-model", data / "bpe" / "spm.model", "--cpu",
+          "--beam", "2", "--min-len", "5", "--max-len-b", "10", "--no-repeat-ngram-size", "0", "--batch-size", "2",
+          *papers, "--output", summaries])
+    assert summaries.read_text(encoding="utf-8").splitlines() == hyps
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # the source-only view is removed
     # ROUGE against the whole abstracts: text/test.target is never cut
     refs = (held / "text" / "test.target").read_text(encoding="utf-8").splitlines()
@@ -128,3 +140,33 @@ def test_train_summary_counts_documents_skipped_as_too_long(chain, tmp_path):
     assert (f"train.sh: all 2 train documents of {view} have a target longer than MAX_TARGET={MAX_TARGET} tokens: "
             f"Fairseq would skip every one (binarize with recipes/arxiv/binarize.sh --truncate-target {MAX_TARGET} "
             "to cut them instead, or raise MAX_TARGET)") in proc.stderr
+
+
+def test_pf_summarize_and_pf_answer_refuse_each_others_checkpoints(chain, qa_checkpoint, tmp_path):
+    """One error line, exit 1, nothing written: a QA checkpoint given to pf-summarize, a
+    summarization checkpoint given to pf-answer; and pf-summarize's input errors."""
+    paper = tmp_path / "paper.txt"
+    paper.write_text("a paper about long documents\n", encoding="utf-8")
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("r\xe9sum\xe9".encode("latin-1"))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n \n", encoding="utf-8")
+    out = tmp_path / "out.txt"
+    summarize = [sys.executable, "-m", "fairseq_poolingformer.summarize", "--output", out, "--cpu"]
+    cases = [
+        (summarize + ["--checkpoint", qa_checkpoint, paper],
+         f"pf-summarize: error: {qa_checkpoint} is a long_qa (question answering) checkpoint, not a summarization "
+         "one: use pf-answer; nothing written\n"),
+        (summarize + ["--checkpoint", chain["checkpoint"], paper, empty],
+         f"pf-summarize: error: {empty}: empty document; nothing written\n"),
+        (summarize + ["--checkpoint", chain["checkpoint"], paper, latin1],
+         f"pf-summarize: error: {latin1}: not UTF-8 text (byte 1: b'\\xe9'); nothing written\n"),
+        ([sys.executable, "-m", "fairseq_poolingformer.answer", "--checkpoint", chain["checkpoint"], "--question",
+          "what?", paper, "--output", out],
+         f"pf-answer: error: {chain['checkpoint']} is a translation checkpoint, not a long_qa (question answering) "
+         "one (a summarization checkpoint: use pf-summarize); nothing written\n"),
+    ]
+    for cmd, message in cases:
+        proc = _run(cmd, ok=False)
+        assert (proc.returncode, proc.stderr, proc.stdout) == (1, message, "")
+        assert not out.exists()

@@ -20,7 +20,18 @@ ENTRY_POINTS = [  # run as `python -m <module>` by the recipes and docs
     "fairseq_poolingformer.preprocess.unk_rate",
     "fairseq_poolingformer.predict_qa",
     "fairseq_poolingformer.convert",
+    "fairseq_poolingformer.answer",
+    "fairseq_poolingformer.summarize",
 ]
+CONSOLE_SCRIPTS = {  # setup.py's console_scripts
+    "pf-train": "fairseq_poolingformer.cli:train",
+    "pf-generate": "fairseq_poolingformer.cli:generate",
+    "pf-interactive": "fairseq_poolingformer.cli:interactive",
+    "pf-preprocess": "fairseq_poolingformer.cli:preprocess",
+    "pf-validate": "fairseq_poolingformer.cli:validate",
+    "pf-answer": "fairseq_poolingformer.answer:cli_main",
+    "pf-summarize": "fairseq_poolingformer.summarize:cli_main",
+}
 
 # One interpreter runs every module exactly as `python -m <module> --help` would (runpy, as
 # __main__), so the Fairseq import is paid once.
@@ -78,6 +89,20 @@ def test_entry_points_run_outside_the_repository(installed, tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split() == [w for m in ENTRY_POINTS for w in ("ok", m)]
+
+
+def test_console_scripts_are_installed_and_run(installed, tmp_path):
+    """The installed distribution declares every console script, and pf-answer / pf-summarize
+    (the package's own commands) run from the scripts pip wrote."""
+    [dist_info] = installed.glob("fairseq_poolingformer-*.dist-info")
+    lines = (dist_info / "entry_points.txt").read_text().split("[console_scripts]")[1].strip().splitlines()
+    declared = dict(tuple(part.strip() for part in line.split("=")) for line in lines if "=" in line)
+    assert declared == CONSOLE_SCRIPTS
+    for name in ("pf-answer", "pf-summarize"):
+        run = subprocess.run([sys.executable, str(installed / "bin" / name), "--help"], cwd=tmp_path,
+                             env=_env(installed), capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert run.stdout.startswith(f"usage: {name} ")
 
 
 def test_user_dir_plugin_loads_outside_the_repository(installed, tmp_path):

@@ -19,117 +19,23 @@ import fairseq_poolingformer  # noqa: F401
 from fairseq_poolingformer import predict_qa
 from fairseq_poolingformer.predict_qa import ExamplePrediction, WindowResult, combine_windows, nq_entry, tydi_entry
 from fairseq_poolingformer.tasks.long_qa import LongQAConfig, LongQATask
-from fairseq_poolingformer.preprocess import nq as nq_pre
-from fairseq_poolingformer.preprocess import qa_binarize
-from fairseq_poolingformer.preprocess import tydi as tydi_pre
+from qa_trained import BPE, DATA, REPO, gold_nq, gold_tydi
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(REPO, "tests", "data")
-BPE = os.path.join(DATA, "gpt2_bpe")
-NQ_DEV = os.path.join(DATA, "nq", "dev_sample.jsonl")
-TYDI_DEV = os.path.join(DATA, "tydiqa", "small_gold_annotation.jsonl.gz")
 TYDI_SAMPLE_PREDICTION = os.path.join(DATA, "qa_model", "tydi_sample_prediction.jsonl")
 NQ_KEYS = {"example_id", "long_answer", "long_answer_score", "short_answers", "short_answers_score", "yes_no_answer"}
 SPAN_KEYS = {"start_token", "end_token", "start_byte", "end_byte"}
 
 
-def _bpe_args(split: str, out: str, extra=()) -> list:
-    return ["--output-dir", out, "--split", split, "--bpe", "gpt2", "--dict", os.path.join(BPE, "dict.txt"),
-            "--encoder-json", os.path.join(BPE, "encoder.json"), "--vocab-bpe", os.path.join(BPE, "vocab.bpe"),
-            "--max-length", "192", "--doc-stride", "96", "--no-progress", *extra]
+@pytest.fixture
+def data(qa_data):
+    """The binarized splits (qa_trained.qa_data, shared by the session)."""
+    return qa_data
 
 
-def _question(record: dict, prefix: str) -> dict:
-    """The same document asked another question (so the oracle tells its windows apart)."""
-    return dict(record, question_text=f"{prefix} {record['question_text']}")
-
-
-def nq_yes_no_records() -> list[dict]:
-    """The real NQ dev example (long + short answer, tokens 212-310 / 213-215) and the same
-    document with a YES on candidate 22 (tokens 941-1107), a NO on candidate 30 (1933-2067),
-    both far from the first window, and a null answer."""
-    base = _gold_nq()[0]
-    ann = base["annotations"][0]
-    records = [base]
-    for k, (prefix, yes_no, cand) in enumerate((("is it true that", "YES", 22), ("is it false that", "NO", 30),
-                                                ("who else knows", "NONE", -1)), start=1):
-        c = base["long_answer_candidates"][cand] if cand >= 0 else {"start_token": -1, "end_token": -1}
-        a = dict(ann, short_answers=[], yes_no_answer=yes_no,
-                 long_answer={"start_token": c["start_token"], "end_token": c["end_token"], "candidate_index": cand})
-        records.append(dict(_question(base, prefix), example_id=base["example_id"] + k, annotations=[a]))
-    return records
-
-
-def tydi_yes_no_records() -> list[dict]:
-    """The three real TyDi dev examples (Korean null, Thai and Arabic minimal answers) and two
-    more questions on the Korean and Thai documents: NO on Korean passage 12, YES on Thai
-    passage 5 (both far from the first window)."""
-    korean, thai, arabic = _gold_tydi()
-    null_minimal = {"plaintext_start_byte": -1, "plaintext_end_byte": -1}
-    records = [korean, thai, arabic]
-    for k, (rec, passage, yes_no) in enumerate(((korean, 12, "NO"), (thai, 5, "YES")), start=1):
-        ann = {"passage_answer": {"candidate_index": passage}, "minimal_answer": null_minimal, "yes_no_answer": yes_no}
-        records.append(dict(_question(rec, "yes or no:"), example_id=rec["example_id"] + k, annotations=[ann] * 3))
-    return records
-
-
-def _write_jsonl(path, records) -> str:
-    with open(path, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    return str(path)
-
-
-def _without_annotations(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "annotations"} for r in records]
-
-
-@pytest.fixture(scope="module")
-def data(built_once):
-    """Windows of the real NQ dev sample and TyDi dev samples (GPT-2 BPE, 192 / 96), binarized
-    in one data dir: splits nq, tydi, train (= nq) for a short training run, nq_yn / tydi_yn
-    (the samples plus YES / NO / null questions on the same documents) and nq_test / tydi_test
-    (those, without annotations: blind test sets). Built once per test run (read only)."""
-    root = built_once("qa_data", _binarize_qa_samples)
-    return {"root": root, "bin": str(root / "bin"), "nq_yn": nq_yes_no_records(), "tydi_yn": tydi_yes_no_records()}
-
-
-def _binarize_qa_samples(root) -> None:
-    jsonl, bin_dir = str(root / "jsonl"), str(root / "bin")
-    assert nq_pre.main(["--input", NQ_DEV, *_bpe_args("nq", jsonl)]) == 0
-    # split: every gold minimal answer maps to whole subwords (exact round trip for the oracle)
-    assert tydi_pre.main(["--input", TYDI_DEV, *_bpe_args("tydi", jsonl, ["--answer-boundaries", "split"])]) == 0
-    nq_yn, tydi_yn = nq_yes_no_records(), tydi_yes_no_records()
-    for pre, split, records, extra in (
-            (nq_pre, "nq_yn", nq_yn, []), (tydi_pre, "tydi_yn", tydi_yn, ["--answer-boundaries", "split"]),
-            (nq_pre, "nq_test", _without_annotations(nq_yn), []),
-            (tydi_pre, "tydi_test", _without_annotations(tydi_yn), [])):
-        src = _write_jsonl(root / f"{split}.jsonl", records)
-        assert pre.main(["--input", src, *_bpe_args(split, jsonl, extra)]) == 0
-    for split, src in (("nq", "nq"), ("tydi", "tydi"), ("train", "nq"), ("nq_yn", "nq_yn"),
-                       ("tydi_yn", "tydi_yn"), ("nq_test", "nq_test"), ("tydi_test", "tydi_test")):
-        qa_binarize.binarize_split(f"{jsonl}/{src}.windows.jsonl", f"{jsonl}/{src}.examples.jsonl",
-                                   os.path.join(BPE, "dict.txt"), bin_dir, split, progress=False)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(data, built_once):
-    """A tiny model trained for a few updates through recipes/nq/train.sh (CPU overrides), once per
-    test run (read only)."""
-    return str(built_once("qa_checkpoint", lambda root: _train_tiny_reader(data["bin"], root))
-               / "checkpoint_best.pt")
-
-
-def _train_tiny_reader(bin_dir, save_dir) -> None:
-    env = dict(os.environ, OMP_NUM_THREADS="1", CPU="1", FP16="0", CHECKPOINT_ACTIVATIONS="0",
-               ARCH="poolingformer_roberta_tiny", MAX_POSITIONS="512", BATCH="8", MAX_SENTENCES="8", EPOCHS="1",
-               VALID_SUBSET="nq", NUM_WORKERS="0", PYTHON=sys.executable)
-    proc = subprocess.run([os.path.join(REPO, "recipes", "nq", "train.sh"), bin_dir, "none", str(save_dir)],
-                          capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:]
-    assert "40 training windows, batch 8 = 8 x 1 GPU(s) x update-freq 1, 5 updates (1 warm-up)" in out, out[-2000:]
-    assert "valid on 'nq' subset" in out and "short_f1" in out
+@pytest.fixture
+def checkpoint(qa_checkpoint):
+    """The tiny trained checkpoint (qa_trained.qa_checkpoint, shared by the session)."""
+    return qa_checkpoint
 
 
 def _predict_cli(checkpoint, data_dir, split, fmt, output):
@@ -140,15 +46,6 @@ def _predict_cli(checkpoint, data_dir, split, fmt, output):
                           env=dict(os.environ, OMP_NUM_THREADS="1", PYTHON=sys.executable))
 
 
-def _gold_nq():
-    return [json.loads(line) for line in open(NQ_DEV, encoding="utf-8")]
-
-
-def _gold_tydi():
-    with gzip.open(TYDI_DEV, "rt", encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
-
-
 # ---------------------------------------------------------------------------
 # format checks (shared by the CLI run and the oracle)
 
@@ -156,7 +53,7 @@ def check_nq(path, gold_records=None):
     with open(path, encoding="utf-8") as f:
         top = json.load(f)
     assert set(top) == {"predictions"}
-    gold = {int(g["example_id"]): g for g in gold_records or _gold_nq()}
+    gold = {int(g["example_id"]): g for g in gold_records or gold_nq()}
     preds = top["predictions"]
     assert sorted(p["example_id"] for p in preds) == sorted(gold)
     for p in preds:
@@ -193,7 +90,7 @@ def check_tydi(path, gold_records=None):
     schema = _schema(sample[0])
     assert all(_schema(s) == schema for s in sample)
     lines = [json.loads(line) for line in open(path, encoding="utf-8")]
-    gold = {g["example_id"]: g for g in gold_records or _gold_tydi()}
+    gold = {g["example_id"]: g for g in gold_records or gold_tydi()}
     assert sorted(p["example_id"] for p in lines) == sorted(gold)
     for p in lines:
         assert _schema(p) == schema, p
@@ -343,7 +240,7 @@ def nq_official_scores(gold_records, predictions_path, tmp_path) -> dict:
 def test_oracle_nq_prediction_is_the_gold_answer(data, tmp_path):
     _oracle_predictions(data, "nq", "nq", tmp_path / "nq.json")
     preds = check_nq(tmp_path / "nq.json")
-    gold = _gold_nq()[0]
+    gold = gold_nq()[0]
     p = preds[int(gold["example_id"])]
     ann = gold["annotations"][0]
     assert p["long_answer"]["start_token"] == ann["long_answer"]["start_token"] == 212
@@ -358,7 +255,7 @@ def test_oracle_nq_compact_and_explicit_units_give_identical_offsets(data, tmp_p
     [[i, i + 1], ...] list must give byte-identical predictions (the gold short answer)."""
     by_example = _oracle_predictions(data, "nq", "nq", tmp_path / "compact.json")
     [example] = [json.loads(line) for line in open(os.path.join(data["bin"], "nq.examples.jsonl"), encoding="utf-8")]
-    n_tokens = len(_gold_nq()[0]["document_text"].split(" "))
+    n_tokens = len(gold_nq()[0]["document_text"].split(" "))
     assert example["units"] is None and example["num_units"] == n_tokens
     explicit = dict(example, units=[[i, i + 1] for i in range(n_tokens)])
     del explicit["num_units"]
@@ -368,7 +265,7 @@ def test_oracle_nq_compact_and_explicit_units_give_identical_offsets(data, tmp_p
     compact = (tmp_path / "compact.json").read_bytes()
     assert compact == (tmp_path / "explicit.json").read_bytes()
     [p] = json.loads(compact)["predictions"]
-    ann = _gold_nq()[0]["annotations"][0]
+    ann = gold_nq()[0]["annotations"][0]
     assert [(s["start_token"], s["end_token"]) for s in p["short_answers"]] == [
         (s["start_token"], s["end_token"]) for s in ann["short_answers"]] == [(213, 215)]
 
@@ -377,7 +274,7 @@ def test_oracle_tydi_prediction_is_the_gold_answer(data, tmp_path):
     # the Arabic gold minimal answer is longer than 30 GPT-2 subwords: allow long spans here
     _oracle_predictions(data, "tydi", "tydi", tmp_path / "tydi.jsonl", max_answer_len=512)
     preds = check_tydi(tmp_path / "tydi.jsonl")
-    for g in _gold_tydi():
+    for g in gold_tydi():
         p = preds[g["example_id"]]
         ann = next((a for a in g["annotations"] if a["minimal_answer"]["plaintext_start_byte"] >= 0), None)
         if ann is None:  # the Korean example: no answer -> every score negative

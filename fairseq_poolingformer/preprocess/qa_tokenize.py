@@ -29,7 +29,7 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Iterator, Protocol, Sequence
 
 from fairseq.data import Dictionary
 
@@ -45,6 +45,7 @@ __all__ = [
     "TokenizedDoc",
     "tokenize_tokens",
     "text_segments",
+    "iter_text_segments",
     "tokenize_text",
     "utf8_char_starts",
 ]
@@ -282,19 +283,24 @@ def text_segments(text: str, cuts: Sequence[int] = ()) -> list[tuple[int, int, b
     ``cuts`` that falls strictly inside a run (offsets must be character boundaries).
     ``word_start`` is False for the pieces after a cut.
     """
-    char_bytes = utf8_char_starts(text)
+    return list(iter_text_segments(text, cuts))
+
+
+def iter_text_segments(text: str, cuts: Sequence[int] = ()) -> Iterator[tuple[int, int, bool]]:
+    """``text_segments`` one at a time (a long document's segments are never all held)."""
     cut_list = sorted(set(cuts))
-    segments = []
+    char, byte = 0, 0  # byte offset of character `char` (counted as we go: no per-character table)
     for m in _NON_SPACE.finditer(text):
-        b0, b1 = char_bytes[m.start()], char_bytes[m.end()]
+        b0 = byte + len(text[char:m.start()].encode("utf-8"))
+        b1 = b0 + len(m.group().encode("utf-8"))
+        char, byte = m.end(), b1
         i = bisect.bisect_right(cut_list, b0)
         start, word_start = b0, True
         while i < len(cut_list) and cut_list[i] < b1:
-            segments.append((start, cut_list[i], word_start))
+            yield start, cut_list[i], word_start
             start, word_start = cut_list[i], False
             i += 1
-        segments.append((start, b1, word_start))
-    return segments
+        yield start, b1, word_start
 
 
 def _group_units(seg: bytes, spans: list[tuple[int, int]]) -> tuple[list[list[int]], list[int]]:
@@ -340,7 +346,7 @@ def tokenize_text(text: str, tokenizer: SubwordTokenizer, cuts: Sequence[int] = 
     units: list[tuple[int, int]] = []
     ids: list[int] = []
     unit_of: list[int] = []
-    for b0, b1, word_start in text_segments(text, cuts):
+    for b0, b1, word_start in iter_text_segments(text, cuts):
         seg = raw[b0:b1]
         seg_ids, spans = tokenizer.encode_segment(seg.decode("utf-8"), word_start)
         seg_units, seg_unit_of = _group_units(seg, spans)

@@ -50,8 +50,8 @@ from fairseq_poolingformer.preprocess.qa_units import units_to_json
 
 __all__ = [
     "Candidate", "Annotation", "QAExample", "choose_label", "WindowConfig",
-    "tokenize_example", "window_spans", "build_windows", "example_record",
-    "process_example", "run_pipeline", "output_paths", "expand_inputs", "window_summary",
+    "tokenize_example", "window_spans", "build_windows", "iter_windows", "example_record",
+    "prepare_example", "process_example", "run_pipeline", "output_paths", "expand_inputs", "window_summary",
     "add_common_args", "tokenizer_spec_from_args", "negative_rate_from_args", "main_for",
     "require_at", "require_yes_no", "check_text", "read_annotations", "UnkRateError", "check_unk_rate",
 ]
@@ -232,6 +232,13 @@ def _gold_subwords(ex: QAExample, doc: TokenizedDoc, label: Annotation, containe
 def build_windows(ex: QAExample, doc: TokenizedDoc, question_ids: list[int], bos: int, eos: int,
                   cfg: WindowConfig, stats: WindowStats) -> list[dict]:
     """All windows of one example as contract records (after negative sub-sampling)."""
+    return list(iter_windows(ex, doc, question_ids, bos, eos, cfg, stats))
+
+
+def iter_windows(ex: QAExample, doc: TokenizedDoc, question_ids: list[int], bos: int, eos: int,
+                 cfg: WindowConfig, stats: WindowStats) -> Iterator[dict]:
+    """``build_windows`` one window at a time (the reader streams a long document's windows
+    through the model without holding them all); ``stats`` is complete once exhausted."""
     q = question_ids[:cfg.max_question_len]
     question_len = len(q) + 2                       # <s> q </s>
     budget = cfg.max_length - question_len - 1      # room for the document span and the final </s>
@@ -242,7 +249,6 @@ def build_windows(ex: QAExample, doc: TokenizedDoc, question_ids: list[int], bos
     kind = label.kind
     rng = random.Random(f"{cfg.seed}:{ex.example_id}")
 
-    records = []
     for w, (first, last) in enumerate(window_spans(len(doc.ids), budget, cfg.doc_stride)):
         off = question_len - first                 # window position of document subword k: k + off
         input_ids = [bos] + q + [eos] + doc.ids[first:last + 1] + [eos]
@@ -262,7 +268,7 @@ def build_windows(ex: QAExample, doc: TokenizedDoc, question_ids: list[int], bos
         if not ex.labelled:
             stats.kept += 1
             stats.unlabelled += 1
-            records.append(record)
+            yield record
             continue
         answer_type, start_position, end_position = 0, 0, 0
         if long_sw is not None and long_position >= 0:
@@ -278,9 +284,8 @@ def build_windows(ex: QAExample, doc: TokenizedDoc, question_ids: list[int], bos
             continue
         stats.kept += 1
         stats.answer_types[answer_type] += 1
-        records.append({**record, "answer_type": answer_type, "start_position": start_position,
-                        "end_position": end_position, "long_position": long_position})
-    return records
+        yield {**record, "answer_type": answer_type, "start_position": start_position,
+               "end_position": end_position, "long_position": long_position}
 
 
 def example_record(ex: QAExample, doc: TokenizedDoc) -> dict:
@@ -297,17 +302,26 @@ def example_record(ex: QAExample, doc: TokenizedDoc) -> dict:
     return rec
 
 
+def prepare_example(ex: QAExample, tokenizer, cfg: WindowConfig, path: str = "<input>", line: int = 0,
+                    field_name: str | None = None) -> tuple[TokenizedDoc, WindowStats]:
+    """Tokenize one example's document (the first step of ``process_example``, shared with the
+    reader). Raises ``InputError`` on ``field_name`` for a document without any subword
+    (empty, or HTML only)."""
+    doc = tokenize_example(ex, tokenizer, cfg.drop_html, cfg.split_at_answers)
+    if not doc.ids:
+        if field_name is None:
+            field_name = "document_text/document_tokens" if ex.dataset == "nq" else "document_plaintext"
+        raise InputError(path, line, field_name, "empty document (no subword to put in a window)",
+                         reason="empty_document")
+    return doc, WindowStats(tokens=len(doc.ids), unk_tokens=doc.ids.count(tokenizer.dictionary.unk()))
+
+
 def process_example(ex: QAExample, tokenizer, cfg: WindowConfig,
                     path: str = "<input>", line: int = 0) -> tuple[dict, list[dict], WindowStats]:
     """Tokenize one example and build its windows. Raises ``InputError`` for a document
     without any subword (empty, or HTML only)."""
-    doc = tokenize_example(ex, tokenizer, cfg.drop_html, cfg.split_at_answers)
-    if not doc.ids:
-        field_name = "document_text/document_tokens" if ex.dataset == "nq" else "document_plaintext"
-        raise InputError(path, line, field_name, "empty document (no subword to put in a window)",
-                         reason="empty_document")
+    doc, stats = prepare_example(ex, tokenizer, cfg, path, line)
     d = tokenizer.dictionary
-    stats = WindowStats(tokens=len(doc.ids), unk_tokens=doc.ids.count(d.unk()))
     windows = build_windows(ex, doc, tokenizer.encode(ex.question), d.bos(), d.eos(), cfg, stats)
     return example_record(ex, doc), windows, stats
 

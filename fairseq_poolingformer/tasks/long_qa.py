@@ -89,52 +89,7 @@ class LongQADataset(FairseqDataset):
         }
 
     def collater(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
-        if len(samples) == 0:
-            return {}
-        bsz = len(samples)
-        T = max(len(s["input_ids"]) for s in samples)
-        K = max(max(len(s["candidates"]) for s in samples), 1)
-        src_tokens = torch.full((bsz, T), self.pad_idx, dtype=torch.long)
-        global_mask = torch.zeros(bsz, T, dtype=torch.bool)
-        doc_mask = torch.zeros(bsz, T, dtype=torch.bool)
-        cand_spans = torch.zeros(bsz, K, 2, dtype=torch.long)
-        cand_mask = torch.zeros(bsz, K, dtype=torch.bool)
-        cand_index = torch.full((bsz, K), -1, dtype=torch.long)
-        labels = torch.stack([s["labels"] for s in samples])  # (B, 7)
-        for b, s in enumerate(samples):
-            n = len(s["input_ids"])
-            src_tokens[b, :n] = s["input_ids"]
-            q = int(labels[b, 2])
-            if self.global_tokens == "question":
-                global_mask[b, :q] = True
-            elif self.global_tokens == "first":
-                global_mask[b, 0] = True
-            doc_mask[b, :n] = s["unit_map"] >= 0
-            k = len(s["candidates"])
-            if k:
-                cand_index[b, :k] = s["candidates"][:, 0]
-                cand_spans[b, :k] = s["candidates"][:, 1:]
-                cand_mask[b, :k] = True
-        return {
-            "id": torch.tensor([s["id"] for s in samples], dtype=torch.long),
-            "nsentences": bsz,
-            "ntokens": int(sum(len(s["input_ids"]) for s in samples)),
-            "net_input": {
-                "src_tokens": src_tokens,
-                "global_mask": global_mask,
-                "candidate_spans": cand_spans,
-                "candidate_mask": cand_mask,
-            },
-            "target": {
-                "answer_type": labels[:, 3].clone(),
-                "start": labels[:, 4].clone(),
-                "end": labels[:, 5].clone(),
-                "long": labels[:, 6] + 1,
-            },
-            "doc_mask": doc_mask,
-            "candidate_index": cand_index,
-            "labels": labels,
-        }
+        return collate_windows(samples, self.pad_idx, self.global_tokens)
 
     def num_tokens(self, index: int) -> int:
         return int(self.sizes[index])
@@ -166,6 +121,57 @@ class LongQADataset(FairseqDataset):
     @property
     def supports_prefetch(self) -> bool:
         return False
+
+
+def collate_windows(samples: list[dict[str, Any]], pad_idx: int, global_tokens: str = "question") -> dict[str, Any]:
+    """A batch of windows (items as ``LongQADataset.__getitem__`` returns them; layout in the
+    module docstring). Shared by the dataset and the reader (``fairseq_poolingformer.reader``)."""
+    if len(samples) == 0:
+        return {}
+    bsz = len(samples)
+    T = max(len(s["input_ids"]) for s in samples)
+    K = max(max(len(s["candidates"]) for s in samples), 1)
+    src_tokens = torch.full((bsz, T), pad_idx, dtype=torch.long)
+    global_mask = torch.zeros(bsz, T, dtype=torch.bool)
+    doc_mask = torch.zeros(bsz, T, dtype=torch.bool)
+    cand_spans = torch.zeros(bsz, K, 2, dtype=torch.long)
+    cand_mask = torch.zeros(bsz, K, dtype=torch.bool)
+    cand_index = torch.full((bsz, K), -1, dtype=torch.long)
+    labels = torch.stack([s["labels"] for s in samples])  # (B, 7)
+    for b, s in enumerate(samples):
+        n = len(s["input_ids"])
+        src_tokens[b, :n] = s["input_ids"]
+        q = int(labels[b, 2])
+        if global_tokens == "question":
+            global_mask[b, :q] = True
+        elif global_tokens == "first":
+            global_mask[b, 0] = True
+        doc_mask[b, :n] = s["unit_map"] >= 0
+        k = len(s["candidates"])
+        if k:
+            cand_index[b, :k] = s["candidates"][:, 0]
+            cand_spans[b, :k] = s["candidates"][:, 1:]
+            cand_mask[b, :k] = True
+    return {
+        "id": torch.tensor([s["id"] for s in samples], dtype=torch.long),
+        "nsentences": bsz,
+        "ntokens": int(sum(len(s["input_ids"]) for s in samples)),
+        "net_input": {
+            "src_tokens": src_tokens,
+            "global_mask": global_mask,
+            "candidate_spans": cand_spans,
+            "candidate_mask": cand_mask,
+        },
+        "target": {
+            "answer_type": labels[:, 3].clone(),
+            "start": labels[:, 4].clone(),
+            "end": labels[:, 5].clone(),
+            "long": labels[:, 6] + 1,
+        },
+        "doc_mask": doc_mask,
+        "candidate_index": cand_index,
+        "labels": labels,
+    }
 
 
 def restore_dropped(indices: np.ndarray, batches: list) -> list:

@@ -1,0 +1,344 @@
+"""The QA reader and pf-answer (issue 16): on the bundled NQ and TyDi samples, the reader on the
+raw document text gives predict_qa's answer on the preprocessed split (same bytes, same score,
+same kind), with character offsets into the document as given (Korean, Thai, Arabic); top-k,
+"no answer", paragraphs; pf-answer's inputs, outputs and one-line errors."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from fairseq_poolingformer import answer as pf_answer
+from fairseq_poolingformer import predict_qa
+from fairseq_poolingformer.preprocess import qa_binarize
+from fairseq_poolingformer.preprocess import tydi as tydi_pre
+from fairseq_poolingformer.reader import ReaderError, blank_line_paragraphs, load_reader, make_document
+from qa_trained import DATA, REPO
+
+BPE = os.path.join(DATA, "gpt2_bpe")
+WINDOWS = dict(max_length=192, doc_stride=96)   # what qa_trained preprocessed with
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
+
+
+@pytest.fixture(scope="module")
+def model_dir(qa_checkpoint, tmp_path_factory):
+    """The trained checkpoint with dict.txt and the GPT-2 BPE files beside it, as convert writes them."""
+    d = tmp_path_factory.mktemp("reader_model")
+    os.symlink(qa_checkpoint, d / "checkpoint_best.pt")
+    for name in ("dict.txt", "encoder.json", "vocab.bpe"):
+        os.symlink(os.path.join(BPE, name), d / name)
+    return d
+
+
+@pytest.fixture(scope="module")
+def reader(model_dir):
+    return load_reader(str(model_dir), cpu=True, batch_size=5, **WINDOWS)
+
+
+@pytest.fixture(scope="module")
+def long_questions(qa_data, model_dir, tmp_path_factory):
+    """The blind TyDi split again with room for 128 question subwords (GPT-2 BPE makes the Thai
+    and Korean questions longer than the default 64, which the reader refuses and the
+    preprocessing would cut), and a reader with the same windows."""
+    root = tmp_path_factory.mktemp("long_questions")
+    src = root / "tydi_test.jsonl"
+    src.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "annotations"}, ensure_ascii=False) + "\n"
+                           for r in qa_data["tydi_yn"]), encoding="utf-8")
+    assert tydi_pre.main(["--input", str(src), "--output-dir", str(root), "--split", "tydi_test", "--bpe", "gpt2",
+                          "--dict", os.path.join(BPE, "dict.txt"), "--encoder-json", os.path.join(BPE, "encoder.json"),
+                          "--vocab-bpe", os.path.join(BPE, "vocab.bpe"), "--max-length", "192", "--doc-stride", "96",
+                          "--max-question-len", "128", "--no-progress"]) == 0
+    qa_binarize.binarize_split(str(root / "tydi_test.windows.jsonl"), str(root / "tydi_test.examples.jsonl"),
+                               os.path.join(BPE, "dict.txt"), str(root / "bin"), "tydi_test", progress=False)
+    return {"bin": str(root / "bin"),
+            "reader": load_reader(str(model_dir), cpu=True, batch_size=5, max_question_len=128, **WINDOWS)}
+
+
+def _predict_qa(data_dir, qa_checkpoint, split, fmt, out):
+    assert predict_qa.main(["--checkpoint", qa_checkpoint, "--data-dir", data_dir, "--split", split,
+                            "--format", fmt, "--output", str(out), "--cpu", "--batch-size", "16"]) == 0
+    if fmt == "nq":
+        return json.loads(out.read_text())["predictions"]
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def _token_starts(tokens):
+    starts, pos = [], 0
+    for t in tokens:
+        starts.append(pos)
+        pos += len(t) + 1
+    return starts
+
+
+def _close(a, b):
+    """Scores equal up to float32 rounding: the reader batches other windows together than
+    predict_qa (measured: most identical, the others within 3e-8)."""
+    return a == pytest.approx(b, rel=1e-6, abs=1e-6)
+
+
+def test_reader_gives_predict_qa_answers_on_nq(qa_data, qa_checkpoint, reader, tmp_path):
+    """The blind NQ split (4 questions on the real dev document: the gold span question, YES,
+    NO, null): reader.answer on document_text with NQ's candidates as paragraphs."""
+    preds = _predict_qa(qa_data["bin"], qa_checkpoint, "nq_test", "nq", tmp_path / "nq.json")
+    records = qa_data["nq_yn"]
+    assert [p["example_id"] for p in preds] == [int(r["example_id"]) for r in records]
+    kinds = set()
+    for record, pred in zip(records, preds):
+        text = record["document_text"]
+        tokens = text.split(" ")
+        starts = _token_starts(tokens)
+        paragraphs = [(starts[c["start_token"]], starts[c["end_token"] - 1] + len(tokens[c["end_token"] - 1]))
+                      for c in record["long_answer_candidates"]]
+        got = reader.answer(record["question_text"], text, paragraphs=paragraphs)
+        assert set(got) == {"answer", "start", "end", "score", "kind", "paragraph"}
+        assert _close(got["score"], pred["short_answers_score"]), (got, pred)
+        if pred["yes_no_answer"] != "NONE":
+            assert got["kind"] == pred["yes_no_answer"].lower() == got["answer"]
+            la = pred["long_answer"]
+            assert got["paragraph"] == [starts[la["start_token"]], starts[la["end_token"] - 1]
+                                        + len(tokens[la["end_token"] - 1])]
+        elif pred["short_answers"]:
+            [sa] = pred["short_answers"]
+            assert got["kind"] == "span"
+            assert got["answer"] == " ".join(tokens[sa["start_token"]:sa["end_token"]])
+            assert text[got["start"]:got["end"]] == got["answer"]
+            assert got["start"] == starts[sa["start_token"]]
+            containing = [p for p in paragraphs if p[0] <= got["start"] and got["end"] <= p[1]]
+            assert (got["paragraph"] is None) == (not containing)
+            assert got["paragraph"] is None or tuple(got["paragraph"]) in containing
+        else:
+            assert got["kind"] == "none"
+        kinds.add(got["kind"])
+    assert "span" in kinds
+
+
+class SpansFirst(torch.nn.Module):
+    """The trained model with its answer-type head pushed to "short answer": the NQ-trained
+    model answers YES / NO on TyDi, this makes both paths decode its spans (Korean, Thai, Arabic)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args, **kwargs):
+        logits, extra = self.model(*args, **kwargs)
+        answer_type = logits["answer_type"].clone()
+        answer_type[:, 1] += 100.0
+        return dict(logits, answer_type=answer_type), extra
+
+
+def _predict_qa_spans_first(data_dir, qa_checkpoint, split, out):
+    model, task = predict_qa.load_model(qa_checkpoint, data_dir)
+    task.load_dataset(split)
+    by_example = predict_qa.predict_windows(SpansFirst(model), task, split, max_sentences=16)
+    predict_qa.write_predictions(os.path.join(data_dir, f"{split}.examples.jsonl"), by_example, "tydi", str(out))
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("spans_first", [False, True], ids=["trained", "spans-first"])
+def test_reader_gives_predict_qa_answers_on_tydi_korean_thai_arabic(qa_data, qa_checkpoint, model_dir,
+                                                                     long_questions, tmp_path, spans_first):
+    if spans_first:
+        reader = load_reader(str(model_dir), cpu=True, batch_size=5, max_question_len=128, **WINDOWS)
+        reader.model = SpansFirst(reader.model)
+        preds = _predict_qa_spans_first(long_questions["bin"], qa_checkpoint, "tydi_test", tmp_path / "tydi.jsonl")
+    else:
+        reader = long_questions["reader"]
+        preds = _predict_qa(long_questions["bin"], qa_checkpoint, "tydi_test", "tydi", tmp_path / "tydi.jsonl")
+    records = qa_data["tydi_yn"]
+    assert {r["language"] for r in records} == {"korean", "thai", "arabic"}
+    spans = 0
+    for record, pred in zip(records, preds):
+        assert pred["example_id"] == record["example_id"]
+        text = record["document_plaintext"]
+        raw = text.encode("utf-8")
+
+        def chars(b):
+            return len(raw[:b].decode("utf-8"))
+        paragraphs = [(chars(c["plaintext_start_byte"]), chars(c["plaintext_end_byte"]))
+                      for c in record["passage_answer_candidates"]]
+        got = reader.answer(record["question_text"], text, paragraphs=paragraphs)
+        assert _close(got["score"], pred["minimal_answer_score"]), (got, pred)
+        m = pred["minimal_answer"]
+        if pred["yes_no_answer"] != "NONE":
+            assert got["kind"] == pred["yes_no_answer"].lower()
+            assert got["paragraph"] == list(paragraphs[pred["passage_answer_index"]])
+        elif m["start_byte_offset"] >= 0:
+            spans += 1
+            assert got["kind"] == "span"
+            assert got["answer"].encode("utf-8") == raw[m["start_byte_offset"]:m["end_byte_offset"]]
+            assert (got["start"], got["end"]) == (chars(m["start_byte_offset"]), chars(m["end_byte_offset"]))
+            assert text[got["start"]:got["end"]] == got["answer"]
+        else:
+            assert got["kind"] == "none"
+    assert spans == (5 if spans_first else 0)  # the trained model: YES / NO on every TyDi question
+
+
+def test_batched_answers_equal_single_answers(qa_data, long_questions):
+    reader = long_questions["reader"]
+    records = qa_data["tydi_yn"]
+    pairs = [(r["question_text"], r["document_plaintext"]) for r in records]
+    batched = reader.answer_batch(pairs)
+    for (q, d), got in zip(pairs, batched):
+        single = reader.answer(q, d)
+        assert {k: v for k, v in got.items() if k != "score"} == {k: v for k, v in single.items() if k != "score"}
+        assert _close(got["score"], single["score"])
+
+
+def test_top_k_and_no_answer(qa_data, long_questions):
+    reader = long_questions["reader"]
+    record = qa_data["tydi_yn"][1]  # Thai
+    text, question = record["document_plaintext"], record["question_text"]
+    best = reader.answer(question, text)
+    top = reader.answer(question, text, top_k=4)
+    assert isinstance(top, list) and len(top) == 4
+    assert top[0] == best
+    assert len({(a["start"], a["end"]) for a in top}) == 4
+    for a in top[1:]:
+        assert a["kind"] == "span" and text[a["start"]:a["end"]] == a["answer"]
+    assert [a["score"] for a in top[1:]] == sorted((a["score"] for a in top[1:]), reverse=True)
+    # "no answer" scores 0 and goes before the first answer scoring below 0
+    null = {"answer": "", "start": None, "end": None, "score": 0.0, "kind": "none", "paragraph": None}
+    at = next((i for i, a in enumerate(top) if a["score"] < 0), len(top))
+    assert reader.answer(question, text, top_k=4, handle_impossible_answer=True) == (top[:at] + [null] + top[at:])[:4]
+    first = reader.answer(question, text, handle_impossible_answer=True)
+    assert first == (null if best["score"] < 0 else best)
+
+
+def test_plain_text_paragraphs_and_offsets_russian(reader):
+    text = ("Москва — столица России.\n\n  Санкт-Петербург основан в 1703 году.  \n \n"
+            "Казань стоит на Волге.\n")
+    paragraphs = [(text.index(p), text.index(p) + len(p)) for p in (
+        "Москва — столица России.", "Санкт-Петербург основан в 1703 году.", "Казань стоит на Волге.")]
+    assert blank_line_paragraphs(text) == paragraphs
+    assert blank_line_paragraphs("one block\nof text") == []
+    answers = reader.answer("Когда основан Санкт-Петербург?", text, top_k=6)
+    spans = [a for a in answers if a["kind"] == "span"]
+    assert len(spans) >= 5
+    for a in spans:
+        assert text[a["start"]:a["end"]] == a["answer"] and a["answer"].strip() == a["answer"] != ""
+        containing = [list(p) for p in paragraphs if p[0] <= a["start"] and a["end"] <= p[1]]
+        assert a["paragraph"] == (containing[0] if containing else None)  # paragraphs do not nest
+    doc = make_document("q", "<P> a b </P> <Ul> <Li> c </Li> </Ul>")
+    assert doc.example.dataset == "nq" and doc.paragraphs == [(0, 12), (13, 36), (18, 30)]
+
+
+def test_reader_errors(reader, model_dir):
+    with pytest.raises(ReaderError, match="empty question"):
+        reader.answer("  ", "some text")
+    with pytest.raises(ReaderError, match="empty document"):
+        reader.answer("who?", "\n \n")
+    with pytest.raises(ReaderError, match="no subword"):
+        reader.answer("who?", "<P> </P> <Table> </Table>")
+    with pytest.raises(ReaderError, match="the question is 70 subwords, longer than the 64 a window holds"):
+        reader.answer(" ".join(["word"] * 70), "some text")
+    with pytest.raises(ReaderError, match="--max-length 4096 is longer than the checkpoint's 512 positions"):
+        load_reader(str(model_dir), cpu=True, max_length=4096)
+
+
+def test_reader_needs_its_tokenizer_files(model_dir, tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    os.symlink(model_dir / "checkpoint_best.pt", bare / "checkpoint_best.pt")
+    with pytest.raises(ReaderError, match=f"dictionary not found: {bare}/dict.txt"):
+        load_reader(str(bare), cpu=True)
+    os.symlink(model_dir / "dict.txt", bare / "dict.txt")
+    with pytest.raises(ReaderError, match=f"no BPE for the reader: none given and none beside the checkpoint in {bare}"):
+        load_reader(str(bare), cpu=True)
+    with pytest.raises(ReaderError, match=f"{tmp_path}: no checkpoint in this directory"):
+        load_reader(str(tmp_path), cpu=True)
+    reader = load_reader(str(bare), cpu=True, encoder_json=os.path.join(BPE, "encoder.json"),
+                         vocab_bpe=os.path.join(BPE, "vocab.bpe"), **WINDOWS)  # passed instead of found
+    assert reader.spec.kind == "gpt2" and reader.windows.max_length == 192
+
+
+# ---------------------------------------------------------------------------
+# pf-answer
+
+def _pf_answer(args, stdin=None):
+    return subprocess.run([sys.executable, "-m", "fairseq_poolingformer.answer", *map(str, args)], input=stdin,
+                          capture_output=True, text=True, timeout=300, cwd=REPO,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+def test_pf_answer_files_pairs_and_stdin(qa_data, model_dir, reader, tmp_path):
+    records = qa_data["tydi_yn"][:3]  # Korean, Thai, Arabic
+    files = []
+    for i, r in enumerate(records):
+        files.append(tmp_path / f"doc{i}.txt")
+        files[-1].write_text(r["document_plaintext"], encoding="utf-8")
+    question = records[1]["question_text"]
+    expected = [reader.answer(question, r["document_plaintext"]) for r in records]
+    common = ["--checkpoint", model_dir, "--cpu", "--max-length", 192, "--doc-stride", 96]
+    out = tmp_path / "answers.jsonl"
+    proc = _pf_answer(common + ["--question", question, *files, "--output", out])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout == ""
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 3
+    for got, exp in zip(lines, expected):
+        assert {k: v for k, v in got.items() if k != "score"} == {k: v for k, v in exp.items() if k != "score"}
+        assert _close(got["score"], exp["score"])
+    # pairs, from a file and from stdin, top-k lists
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"question": question, "document": r["document_plaintext"]},
+                                        ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    proc = _pf_answer(common + ["--pairs", pairs, "--top-k", 3])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    top = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [len(t) for t in top] == [3, 3, 3] and [t[0]["answer"] for t in top] == [e["answer"] for e in expected]
+    proc = _pf_answer(common, stdin=pairs.read_text(encoding="utf-8"))
+    assert proc.returncode == 0 and [json.loads(line)["answer"] for line in proc.stdout.splitlines()] == [
+        e["answer"] for e in expected]
+    proc = _pf_answer(common + ["--question", question], stdin=records[0]["document_plaintext"])
+    assert proc.returncode == 0 and json.loads(proc.stdout)["answer"] == expected[0]["answer"]
+
+
+def test_pf_answer_errors_are_one_line_and_write_nothing(model_dir, tmp_path, capsys):
+    good = tmp_path / "good.txt"
+    good.write_text("Seoul is the capital of Korea.", encoding="utf-8")
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\xe9 au lait".encode("latin-1"))
+    empty = tmp_path / "empty.txt"
+    empty.write_text(" \n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    common = ["--checkpoint", str(model_dir), "--cpu", "--max-length", "192", "--doc-stride", "96",
+              "--output", str(out)]
+    cases = [
+        (["--question", "what?", str(good), str(bad)], f"{bad}: not UTF-8 text (byte 3: b'\\xe9')"),
+        (["--question", "what?", str(good), str(empty)], f"{empty}: empty document"),
+        (["--question", " ", str(good)], f"{good}: empty question"),
+        (["--question", " ".join(["word"] * 80), str(good)], "the question is 80 subwords, longer than the 64"),
+        (["--checkpoint", str(tmp_path / "nowhere"), "--question", "q", str(good)], "checkpoint not found"),
+    ]
+    for args, message in cases:
+        assert pf_answer.main(common + args) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("pf-answer: error: ") and message in err and err.count("\n") == 1, err
+        assert "Traceback" not in err and not out.exists()
+
+
+
+def test_windows_are_streamed_through_the_model(qa_data, reader, monkeypatch):
+    """A long document's windows are built as the batches need them: when batch i runs, exactly
+    (i + 1) * batch_size windows have been built, never the whole document's."""
+    from fairseq_poolingformer import reader as reader_module
+
+    built = []
+    real_iter_windows = reader_module.iter_windows
+
+    def counting(*args, **kwargs):
+        for window in real_iter_windows(*args, **kwargs):
+            built.append(window["window_index"])
+            yield window
+    monkeypatch.setattr(reader_module, "iter_windows", counting)
+    seen_at_batch = []
+    model = reader.model
+    monkeypatch.setattr(reader, "model", lambda *a, **k: (seen_at_batch.append(len(built)), model(*a, **k))[1])
+    record = qa_data["nq_yn"][0]  # the NQ document: 40 windows of 192
+    reader.answer(record["question_text"], record["document_text"])
+    assert len(built) == 40 and len(seen_at_batch) == 8
+    assert seen_at_batch == [5 * (i + 1) for i in range(8)]
