@@ -114,8 +114,9 @@ def check_dictionaries(path: str, state: Dict[str, Any], task: Any, trained_on: 
             "trained with>), or use a checkpoint trained with this one")
 
 
-# what each task's checkpoints are for, in the words of an error message
+# what each task's checkpoints are for, in the words of an error message, and the tools that use them
 TASK_USES = {"translation": "summarization (Poolingformer-BART)", "long_qa": "question answering (long_qa)"}
+TASK_TOOLS = {"translation": "pf-summarize or generate.sh", "long_qa": "pf-answer or predict_qa"}
 
 
 def check_task(path: str, state: Dict[str, Any], expected: str) -> None:
@@ -123,7 +124,9 @@ def check_task(path: str, state: Dict[str, Any], expected: str) -> None:
     name = getattr(checkpoint_config(state).task, "_name", None)
     if name != expected:
         what = TASK_USES.get(name, f"task {name!r}")
-        raise CheckpointError(f"checkpoint {path} is a {what} checkpoint, not a {TASK_USES.get(expected, expected)} one")
+        hint = f": use {TASK_TOOLS[name]}" if name in TASK_TOOLS else ""
+        raise CheckpointError(f"checkpoint {path} is a {what} checkpoint, not a "
+                              f"{TASK_USES.get(expected, expected)} one{hint}")
 
 
 def open_checkpoint(path: str, arg_overrides: Dict[str, Any],

@@ -63,7 +63,6 @@ from typing import Any, Iterator
 
 import torch
 
-import fairseq_poolingformer  # noqa: F401  (registers the model, task and criterion)
 from fairseq_poolingformer.criterions.long_qa import best_spans
 from fairseq_poolingformer.load import CheckpointError, load_for_inference
 from fairseq_poolingformer.tasks.long_qa import QA_HEAD_NAME

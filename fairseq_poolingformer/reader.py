@@ -47,7 +47,7 @@ from typing import Iterable, Iterator, Sequence
 
 import torch
 
-import fairseq_poolingformer  # noqa: F401  (registers the model, task and criterion)
+from fairseq_poolingformer.load import CheckpointError, check_task, load_for_inference, read_checkpoint
 from fairseq_poolingformer.predict_qa import (
     ExamplePrediction, WindowResult, candidate_best_scores, combine_windows, logits_finite,
     run_batch,
@@ -62,7 +62,7 @@ from fairseq_poolingformer.tasks.long_qa import collate_windows
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ReaderError", "QAReader", "load_reader", "FORMATS", "CHECKPOINT_NAMES", "checkpoint_task", "peek_task"]
+__all__ = ["ReaderError", "QAReader", "load_reader", "FORMATS", "CHECKPOINT_NAMES"]
 
 FORMATS = ("auto", "text", "nq-html")
 CHECKPOINT_NAMES = ("model.pt", "checkpoint_best.pt", "checkpoint_last.pt")  # looked for in a directory
@@ -95,41 +95,6 @@ def resolve_checkpoint(path: str, names: Sequence[str] = CHECKPOINT_NAMES) -> st
             return found
         raise ReaderError(f"{path}: no checkpoint in this directory (looked for {', '.join(names)})")
     raise ReaderError(f"checkpoint not found: {path}")
-
-
-def checkpoint_task(state: dict) -> str:
-    """The task a loaded checkpoint state was trained (or converted) for."""
-    cfg = state.get("cfg") or {}
-    task = cfg.get("task") if isinstance(cfg, dict) or hasattr(cfg, "get") else None
-    if task is not None and task.get("_name"):
-        return str(task.get("_name"))
-    args = state.get("args")
-    return str(getattr(args, "task", "unknown"))
-
-
-def load_state(checkpoint: str) -> dict:
-    """The checkpoint's state on CPU (Fairseq's loader, old-format upgrades included); a file
-    that is not a checkpoint is a ``ReaderError`` naming it."""
-    from fairseq import checkpoint_utils
-
-    try:
-        return checkpoint_utils.load_checkpoint_to_cpu(checkpoint)
-    except Exception as e:  # noqa: BLE001  (any failure: not a usable checkpoint)
-        raise _unreadable(checkpoint, e) from None
-
-
-def _unreadable(checkpoint: str, error: BaseException) -> ReaderError:
-    lines = str(error).strip().splitlines()
-    return ReaderError(f"cannot read checkpoint {checkpoint}: {type(error).__name__}: {lines[0] if lines else ''}")
-
-
-def peek_task(checkpoint: str) -> str:
-    """The task of a checkpoint, from its config only (the weights are memory-mapped, not read)."""
-    try:
-        state = torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=False)
-    except Exception as e:  # noqa: BLE001  (any failure: not a usable checkpoint)
-        raise _unreadable(checkpoint, e) from None
-    return checkpoint_task(state if isinstance(state, dict) else {})
 
 
 def tokenizer_spec(model_dir: str, dict_path: str | None = None, sentencepiece_model: str | None = None,
@@ -513,22 +478,18 @@ def load_reader(model_name_or_path: str, checkpoint_file: str | None = None, dic
     """A ``QAReader`` from a ``long_qa`` checkpoint file or directory (``checkpoint_file`` in it,
     else the first of ``CHECKPOINT_NAMES``); the dictionary and BPE files as given or found
     beside it (``tokenizer_spec``). Raises ``ReaderError`` with one line for the user."""
-    from fairseq import checkpoint_utils
-
     if checkpoint_file and os.path.isdir(model_name_or_path):
         checkpoint = resolve_checkpoint(os.path.join(model_name_or_path, checkpoint_file))
     else:
         checkpoint = resolve_checkpoint(model_name_or_path)
-    task_name = peek_task(checkpoint)
-    if task_name != "long_qa":
-        hint = " (a summarization checkpoint: use pf-summarize)" if task_name == "translation" else ""
-        raise ReaderError(f"{checkpoint} is a {task_name} checkpoint, not a long_qa (question answering) one{hint}")
-    model_dir = os.path.dirname(os.path.abspath(checkpoint))
-    spec = tokenizer_spec(model_dir, dict_path, sentencepiece_model, encoder_json, vocab_bpe)
-    state = load_state(checkpoint)
-    with _dictionary_dir(spec.dict_path) as data:
-        models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task(
-            [checkpoint], arg_overrides={"data": data}, state=state)
+    try:
+        check_task(checkpoint, read_checkpoint(checkpoint), "long_qa")  # before looking for its files
+        spec = tokenizer_spec(os.path.dirname(os.path.abspath(checkpoint)), dict_path, sentencepiece_model,
+                              encoder_json, vocab_bpe)
+        with _dictionary_dir(spec.dict_path) as data:
+            models, _cfg, task = load_for_inference(checkpoint, {"data": data}, "long_qa")
+    except CheckpointError as e:
+        raise ReaderError(str(e)) from None
     model = models[0]
     use_cuda = torch.cuda.is_available() and not cpu
     if use_cuda:

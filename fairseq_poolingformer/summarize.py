@@ -25,7 +25,8 @@ from typing import Sequence
 import torch
 
 from fairseq_poolingformer.answer import progress_bar, read_text, write_lines
-from fairseq_poolingformer.reader import CHECKPOINT_NAMES, ReaderError, peek_task, resolve_checkpoint
+from fairseq_poolingformer.load import CheckpointError, check_task, read_checkpoint
+from fairseq_poolingformer.reader import CHECKPOINT_NAMES, ReaderError, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         checkpoint = resolve_checkpoint(args.checkpoint)
-        task = peek_task(checkpoint)
-        if task == "long_qa":
-            raise ReaderError(f"{checkpoint} is a long_qa (question answering) checkpoint, not a summarization "
-                              f"one: use pf-answer")
+        check_task(checkpoint, read_checkpoint(checkpoint), "translation")  # before reading the documents
         files = args.files or ["-"]
         documents = []
         for path in files:  # every file read and checked before the model runs
@@ -97,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     min_len=args.min_len, no_repeat_ngram_size=args.no_repeat_ngram_size))
                 bar.update(len(batch))
         write_lines([s.replace("\n", " ") for s in summaries], args.output)
-    except (ReaderError, OSError) as e:
+    except (ReaderError, CheckpointError, OSError) as e:
         print(f"pf-summarize: error: {e}; nothing written", file=sys.stderr)
         return 1
     return 0

@@ -373,7 +373,8 @@ def test_predict_qa_refuses_a_summarization_checkpoint(work, tmp_path, capsys):
                          "--output", str(tmp_path / "p.json"), "--cpu"])
     assert exit_info.value.code == 1 and not (tmp_path / "p.json").exists()
     assert capsys.readouterr().err == (f"predict_qa: checkpoint {checkpoint} is a summarization (Poolingformer-BART) "
-                                       "checkpoint, not a question answering (long_qa) one\n")
+                                       "checkpoint, not a question answering (long_qa) one: use pf-summarize or "
+                                       "generate.sh\n")
 
 
 def test_train_recipe_command(tmp_path):

@@ -155,16 +155,16 @@ def test_pf_summarize_and_pf_answer_refuse_each_others_checkpoints(chain, qa_che
     summarize = [sys.executable, "-m", "fairseq_poolingformer.summarize", "--output", out, "--cpu"]
     cases = [
         (summarize + ["--checkpoint", qa_checkpoint, paper],
-         f"pf-summarize: error: {qa_checkpoint} is a long_qa (question answering) checkpoint, not a summarization "
-         "one: use pf-answer; nothing written\n"),
+         f"pf-summarize: error: checkpoint {qa_checkpoint} is a question answering (long_qa) checkpoint, not a "
+         "summarization (Poolingformer-BART) one: use pf-answer or predict_qa; nothing written\n"),
         (summarize + ["--checkpoint", chain["checkpoint"], paper, empty],
          f"pf-summarize: error: {empty}: empty document; nothing written\n"),
         (summarize + ["--checkpoint", chain["checkpoint"], paper, latin1],
          f"pf-summarize: error: {latin1}: not UTF-8 text (byte 1: b'\\xe9'); nothing written\n"),
         ([sys.executable, "-m", "fairseq_poolingformer.answer", "--checkpoint", chain["checkpoint"], "--question",
           "what?", paper, "--output", out],
-         f"pf-answer: error: {chain['checkpoint']} is a translation checkpoint, not a long_qa (question answering) "
-         "one (a summarization checkpoint: use pf-summarize); nothing written\n"),
+         f"pf-answer: error: checkpoint {chain['checkpoint']} is a summarization (Poolingformer-BART) checkpoint, "
+         "not a question answering (long_qa) one: use pf-summarize or generate.sh; nothing written\n"),
     ]
     for cmd, message in cases:
         proc = _run(cmd, ok=False)
