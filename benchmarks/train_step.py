@@ -319,9 +319,12 @@ def child(kind: str, length: int, repeats: int, profile: bool = False) -> Dict[s
 
 
 def export_tree(commit: str) -> Path:
-    """The package as it was at ``commit`` in a temporary directory (for before/after runs)."""
+    """The package as it was at ``commit`` in a temporary directory (for before/after runs);
+    ``commit`` may also be a directory that holds a ``fairseq_poolingformer`` package."""
     import tempfile
 
+    if (Path(commit) / "fairseq_poolingformer").is_dir():
+        return Path(commit)
     out = Path(tempfile.mkdtemp(prefix=f"train_step_{commit[:7]}_"))
     archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "fairseq_poolingformer"],
                              check=True, capture_output=True).stdout
@@ -384,7 +387,8 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, object]]:
     parser.add_argument("--rounds", type=int, default=1,
                         help="runs of every (T, model, variant), interleaved round by round (median)")
     parser.add_argument("--baseline", metavar="COMMIT",
-                        help="also run every Poolingformer model with the package as it was at COMMIT, "
+                        help="also run every Poolingformer model with the package as it was at COMMIT (or in a "
+                             "directory holding it), "
                              "interleaved with the working tree's (variant 'before' vs 'after')")
     parser.add_argument("--malloc-env", action="store_true",
                         help="also run every model with glibc's MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ "
