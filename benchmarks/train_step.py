@@ -6,7 +6,9 @@ Compares, at the same size (BART-base: 6+6 layers, 768 hidden, 12 heads, GPT-2 v
 - ``poolingformer``: ``poolingformer_bart_base`` (two-level in encoder layers 2-4, level 1
   elsewhere; w1 128, w2 512, kernel 5, stride 4, LDConv, first token global);
 - ``sliding``: the same model with every encoder layer level 1 only (``--pf-layers none``);
-- ``full``: stock Fairseq ``bart_base`` (full self-attention) with its positions extended.
+- ``full``: stock Fairseq ``bart_base`` (full self-attention) with its positions extended;
+- ``led``: transformers' LED-base built from its config (no download): window 1024 (512 each
+  side), first token global.
 
 Any of them with ``+ckpt`` (e.g. ``--models poolingformer+ckpt``) runs with
 ``--checkpoint-activations`` (every encoder and decoder layer recomputed in the backward).
@@ -20,10 +22,23 @@ what the step itself needs on top of the model, gradients excluded at the start,
 state included in the baseline. ``full`` is skipped above ``--max-full`` tokens, and a run
 that fails (e.g. out of memory) or exceeds ``--timeout`` is reported as such.
 
+Every row also reports the step's **matmul bound** (``step_flops``: the FLOPs of the matmuls
+the step cannot avoid, counted from the shapes, over this machine's dense fp32 matmul rate
+measured at the start of the same run) and the step time as a multiple of it.
+
+``--baseline COMMIT`` (or a directory holding the package) also runs every Poolingformer model
+with the package as it was then, interleaved with the working tree's: rows ``before`` and
+``after``. ``--malloc-env`` adds a ``+malloc`` row per model with glibc's
+``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_`` raised (see docs/benchmark.md).
+``--rounds N`` repeats the whole interleaved sequence and reports medians. ``--profile``
+profiles one step per row instead (after one unprofiled step at the same length) and reports
+the share of self CPU time in matmul, SDPA, copy, fill and other ops, with the raw op table.
+
 Usage::
 
     python benchmarks/train_step.py [--lengths 4096 8192 16384] [--threads 2] [--repeats 1]
-        [--json benchmarks/results/train_step.json]
+        [--models poolingformer sliding full led] [--baseline COMMIT] [--malloc-env] [--rounds 1]
+        [--profile] [--json benchmarks/results/train_step.json]
 
 Prints a markdown table.
 """
