@@ -39,7 +39,7 @@ def segment_taps(x: torch.Tensor, valid: Optional[torch.Tensor], kernel: int, st
     padded = (segments - 1) * stride + kernel
     valid_pad = F.pad(valid, (0, padded - length), value=False)
     end = (segments - 1) * stride + 1
-    taps = [x[:, j::stride] for j in range(min(kernel, length))]
+    taps = _taps(x, kernel, stride)
     tap_valid = torch.stack([valid_pad[:, j : j + end : stride] for j in range(kernel)], dim=-1)
     return taps, tap_valid
 
@@ -83,14 +83,14 @@ def pool_projected(
     if pooling == "max":
         taps, tap_valid = segment_taps(project(x), valid, kernel, stride)
         return _masked_max(taps, tap_valid), tap_valid.any(dim=-1)
-    taps, tap_valid = segment_taps(x, valid, kernel, stride)
+    _, tap_valid = segment_taps(x, valid, kernel, stride)
     weights = _mean_weights(tap_valid)
     if pooling == "ldconv":
         source = project(_centres(x, lengths, tap_valid.shape[1], kernel, stride))
         weights = _dynamic_weights(source, weight, tap_valid)
     elif pooling == "mean_ldconv":
-        weights = _dynamic_weights(project(_weighted_sum(taps, weights)), weight, tap_valid)
-    return project(_weighted_sum(taps, weights)), tap_valid.any(dim=-1)
+        weights = _dynamic_weights(project(_weighted_sum(x, weights, stride)), weight, tap_valid)
+    return project(_weighted_sum(x, weights, stride)), tap_valid.any(dim=-1)
 
 
 def _mean_weights(tap_valid: torch.Tensor) -> torch.Tensor:
@@ -99,20 +99,72 @@ def _mean_weights(tap_valid: torch.Tensor) -> torch.Tensor:
     return w / w.sum(dim=-1, keepdim=True).clamp(min=1.0)
 
 
-def _weighted_sum(taps: List[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-    """taps: segment_taps views, taps[j]: (B, S_j, ...); weights: (B, S, kernel). Returns (B, S, ...).
+def _weighted_sum(x: torch.Tensor, weights: torch.Tensor, stride: int) -> torch.Tensor:
+    """sum_j weights[:, s, j] * x[:, s*stride + j] over the taps j < kernel that exist.
 
-    Accumulates in float32 for half inputs: the gradient of the weights sums over all
-    features and overflows in fp16."""
-    dtype = taps[0].dtype
-    acc = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-    weights = weights.to(acc).reshape(weights.shape + (1,) * (taps[0].dim() - 2))
-    out = taps[0].to(acc) * weights[:, :, 0]  # tap 0 exists for every segment
-    for j in range(1, len(taps)):
-        n = taps[j].shape[1]
-        term = taps[j].to(acc) * weights[:, :n, j]
-        out = out + (F.pad(term, (0, 0) * (term.dim() - 2) + (0, out.shape[1] - n)) if n < out.shape[1] else term)
-    return out.to(dtype)
+    x: (B, T, ...) aligned; weights: (B, S, kernel). Returns (B, S, ...). Accumulates in
+    float32 for half inputs: the gradient of the weights sums over all features and
+    overflows in fp16."""
+    return _WeightedSum.apply(x, weights, stride)
+
+
+def _accumulator(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _taps(x: torch.Tensor, kernel: int, stride: int) -> List[torch.Tensor]:
+    """segment_taps' views: taps[j] = x[:, j::stride], (B, S_j, ...)."""
+    return [x[:, j::stride] for j in range(min(kernel, x.shape[1]))]
+
+
+class _WeightedSum(torch.autograd.Function):
+    """``_weighted_sum`` with its own backward. Autograd's would give every tap a zero-filled
+    gradient of the whole of x and sum them; here the taps j < stride, which cover every
+    position of x exactly once (stride <= kernel), write the gradient of x and the later taps
+    add into it: one x-sized buffer, no zero-fill."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weights: torch.Tensor, stride: int) -> torch.Tensor:
+        acc = _accumulator(x.dtype)
+        w = _feature_weights(weights.to(acc), x.dim())  # (B, S, kernel, 1, ...)
+        taps = _taps(x, weights.shape[-1], stride)
+        out = taps[0].to(acc) * w[:, :, 0]  # tap 0 exists for every segment
+        for j in range(1, len(taps)):
+            n = taps[j].shape[1]
+            out[:, :n] += taps[j].to(acc) * w[:, :n, j]
+        ctx.save_for_backward(x, weights)
+        ctx.stride = stride
+        return out.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        # grad: (B, S, ...) -> grads of x: (B, T, ...) and weights: (B, S, kernel)
+        x, weights = ctx.saved_tensors
+        acc, stride = _accumulator(x.dtype), ctx.stride
+        grad = grad.to(acc)
+        w = _feature_weights(weights.to(acc), x.dim())
+        taps = _taps(x, weights.shape[-1], stride)
+        grad_x = grad_weights = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.empty_like(x, memory_format=torch.contiguous_format)
+            for j, slots in enumerate(_taps(grad_x, weights.shape[-1], stride)):
+                term = grad[:, :slots.shape[1]] * w[:, :slots.shape[1], j]
+                if j < stride:
+                    slots.copy_(term)
+                else:
+                    slots += term.to(x.dtype)
+        if ctx.needs_input_grad[1]:
+            grad_weights = torch.zeros(weights.shape, dtype=acc, device=weights.device)
+            for j, tap in enumerate(taps):
+                n = tap.shape[1]
+                grad_weights[:, :n, j] = (tap.to(acc) * grad[:, :n]).flatten(2).sum(dim=-1)
+            grad_weights = grad_weights.to(weights.dtype)
+        return grad_x, grad_weights, None
+
+
+def _feature_weights(weights: torch.Tensor, dims: int) -> torch.Tensor:
+    """weights: (B, S, kernel) -> (B, S, kernel, 1, ...) broadcasting over the (dims - 2) feature dims."""
+    return weights.reshape(weights.shape + (1,) * (dims - 2))
 
 
 def _masked_max(taps: List[torch.Tensor], tap_valid: torch.Tensor) -> torch.Tensor:

@@ -85,7 +85,8 @@ class SlidingWindowSelfAttention(nn.Module):
         y = self.out_proj(out.reshape(x.shape))  # a view of the attention output: no copy kept
         if global_rows is None:
             return y
-        return global_rows.map(lambda rows: self.out_proj(rows.flatten(1))).put_into(y)
+        # y is out_proj's fresh output (its backward does not read it): write the rows in place
+        return global_rows.map(lambda rows: self.out_proj(rows.flatten(1))).put_into_(y)
 
     def _prepare(
         self,

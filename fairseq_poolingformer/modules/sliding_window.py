@@ -6,7 +6,7 @@ token attends to every real token. Positions count from each sequence's first re
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +66,10 @@ class GlobalRows:
     def put_into(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, T, ...) -> a copy of x with the global rows replaced."""
         return x.index_put((self.batch, self.position), self.value)
+
+    def put_into_(self, x: torch.Tensor) -> torch.Tensor:
+        """In place (no copy of x): for an x that nothing has saved for backward. Returns x."""
+        return x.index_put_((self.batch, self.position), self.value)
 
 
 def sliding_window_parts(
@@ -140,15 +144,65 @@ def sliding_window_parts(
 def _chunked_keys(x: torch.Tensor, block: int, reach: int, nb: int, gpos: Optional[torch.Tensor]) -> torch.Tensor:
     """x: (B, T, H, D) -> (B, (nb + 2*reach) * (block + G), H, D): chunk c holds rows
     [(c - reach) * block, (c - reach + 1) * block) (zeros outside [0, T)), then the G global rows."""
-    batch, length, heads, dim = x.shape
-    rows = (nb + 2 * reach) * block
-    padded = F.pad(x, (0, 0, 0, 0, reach * block, rows - reach * block - length))
     if gpos is None:
-        return padded
-    chunks = padded.view(batch, nb + 2 * reach, block, heads, dim)
-    globals_ = x[torch.arange(batch, device=x.device)[:, None], gpos]  # (B, G, H, D)
-    globals_ = globals_[:, None].expand(batch, nb + 2 * reach, gpos.shape[1], heads, dim)
-    return torch.cat([chunks, globals_], dim=2).view(batch, -1, heads, dim)
+        gpos = torch.zeros(x.shape[0], 0, dtype=torch.long, device=x.device)
+    return _ChunkedKeys.apply(x, gpos, block, reach, nb + 2 * reach)
+
+
+def _local_slots(chunks: torch.Tensor, x: torch.Tensor, reach: int) -> Tuple[List[Tuple[torch.Tensor, torch.Tensor]], List[torch.Tensor]]:
+    """Where the rows of x go among the local slots of the chunks.
+
+    chunks: (B, n_chunks, block, H, D) local slots (a view); x: (B, T, H, D).
+    Returns pairs of same-shape views (slots, rows of x) that cover x once, and the views of
+    the slots that hold no row of x (before row 0 and after row T - 1: zeros)."""
+    block, length = chunks.shape[2], x.shape[1]
+    whole, rest = divmod(length, block)  # full chunks of x, rows in its last partial chunk
+    pairs = [(chunks[:, reach:reach + whole], x[:, :whole * block].unflatten(1, (whole, block)))]
+    empty = [chunks[:, :reach], chunks[:, reach + whole + (rest > 0):]]
+    if rest:
+        pairs.append((chunks[:, reach + whole, :rest], x[:, whole * block:]))
+        empty.append(chunks[:, reach + whole, rest:])
+    return pairs, empty
+
+
+class _ChunkedKeys(torch.autograd.Function):
+    """``_chunked_keys`` writing every element once (no pad + cat copies, no zero-fill of what
+    is then overwritten) and saving nothing for backward but the global positions: the gradient
+    of x is read back from the local slots, plus the global copies summed over the chunks."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, gpos: torch.Tensor, block: int, reach: int, n_chunks: int) -> torch.Tensor:
+        # x: (B, T, H, D); gpos: (B, G) long
+        batch, _, heads, dim = x.shape
+        n_global = gpos.shape[1]
+        out = x.new_empty(batch, n_chunks, block + n_global, heads, dim)
+        pairs, empty = _local_slots(out[:, :, :block], x, reach)
+        for slots, rows in pairs:
+            slots.copy_(rows)
+        for slots in empty:
+            slots.zero_()
+        if n_global:
+            bidx = torch.arange(batch, device=x.device)[:, None]
+            out[:, :, block:] = x[bidx, gpos][:, None]  # (B, 1, G, H, D) copied into every chunk
+        ctx.save_for_backward(gpos)
+        ctx.block, ctx.reach, ctx.length = block, reach, x.shape[1]
+        return out.view(batch, -1, heads, dim)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        # grad: (B, n_chunks * (block + G), H, D) -> grad of x: (B, T, H, D)
+        (gpos,) = ctx.saved_tensors
+        batch, _, heads, dim = grad.shape
+        block, n_global = ctx.block, gpos.shape[1]
+        grad = grad.view(batch, -1, block + n_global, heads, dim)
+        grad_x = grad.new_empty(batch, ctx.length, heads, dim)
+        pairs, _ = _local_slots(grad[:, :, :block], grad_x, ctx.reach)
+        for slots, rows in pairs:
+            rows.copy_(slots)
+        if n_global:
+            bidx = torch.arange(batch, device=grad.device)[:, None].expand_as(gpos)
+            grad_x.index_put_((bidx, gpos), grad[:, :, block:].sum(dim=1), accumulate=True)
+        return grad_x, None, None, None, None
 
 
 def _global_positions(global_mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -145,4 +145,9 @@ else
     CMD=("$PYTHON" -m fairseq_cli.train "${ARGS[@]}")
 fi
 if [[ -n ${DRY_RUN:-} ]]; then printf '%q ' "${CMD[@]}"; echo; exit 0; fi
+# glibc maps every allocation above 32 MiB fresh from the kernel and unmaps it on free, so each
+# training step page-faults its large activations and gradients in again (on CPU about a third
+# of an 8k-token step: docs/benchmark.md). Keep freed memory in the heap instead; set either
+# variable yourself to override.
+export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-1073741824} MALLOC_TRIM_THRESHOLD_=${MALLOC_TRIM_THRESHOLD_:-2147483648}
 exec "${CMD[@]}"
