@@ -115,19 +115,11 @@ def build_model(kind: str, max_source: int):
     return ARCH_MODEL_REGISTRY[arch].build_model(args, Task()), dictionary
 
 
-def import_transformers():
-    """transformers, importable without torchaudio (the one place this workaround lives: the
-    CPU torchaudio wheel fails to load, and LED needs none of it)."""
-    sys.modules.setdefault("torchaudio", None)
-    import transformers
-
-    return transformers
-
-
 def build_led(max_source: int, checkpoint: bool):
     """HF LED-base from its config (no download): 6+6 layers, 768 hidden, 12 heads, window 1024
     (512 each side), first token global; gradient checkpointing with ``+ckpt``."""
-    transformers = import_transformers()
+    import transformers
+
     cfg = transformers.LEDConfig(
         vocab_size=VOCAB, d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12,
         decoder_attention_heads=12, encoder_ffn_dim=3072, decoder_ffn_dim=3072, attention_window=[1024] * 6,
