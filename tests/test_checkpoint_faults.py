@@ -44,11 +44,20 @@ TRAIN_ARGS = [a for a in TRAIN if a != "--no-epoch-checkpoints"] + [
 # The kills, in order. A string is PF_FAULT_INJECT: the process kills itself halfway through
 # its N-th checkpoint save / copy (counted from its own start), or the first one onto a file
 # matching the pattern; every kind of checkpoint file is hit, by torch.save and by copy. A
-# float: SIGKILL from outside that many seconds after the run's first update.
+# pair (n, delay): SIGKILL from outside `delay` seconds after the run logged its n-th update,
+# a random moment inside the next update or save. Counting updates, not seconds since the
+# first one, keeps every later kill reachable however fast the machine trains (a run that
+# got too far would finish before a "copy:3" could strike).
 _rng = random.Random(8)
-KILLS = ["save:1", "copy:checkpoint_best.pt", _rng.uniform(0, 0.5), "copy:checkpoint_last.pt",
-         "save:checkpoint[0-9].pt", _rng.uniform(0, 0.5), "save:checkpoint_*_*.pt", "copy:3",
-         _rng.uniform(0, 0.5), "copy:checkpoint_last.pt"]
+
+
+def _random_kill() -> tuple:
+    return _rng.randint(1, 2), _rng.uniform(0, 0.03)
+
+
+KILLS = ["save:1", "copy:checkpoint_best.pt", _random_kill(), "copy:checkpoint_last.pt",
+         "save:checkpoint[0-9].pt", _random_kill(), "save:checkpoint_*_*.pt", "copy:3",
+         _random_kill(), "copy:checkpoint_last.pt"]
 LOADED = re.compile(r"Loaded checkpoint (\S+) \(epoch \d+ @ (\d+) updates\)")
 
 
@@ -82,10 +91,11 @@ def _train(server: ForkServer, data: Path, save: Path, log: Path, fault: str = "
     return server.start(argv, log, env={checkpoints.FAULT_ENV: fault})
 
 
-def _kill_after_first_update(run, delay: float) -> None:
+def _kill_after_updates(run, updates: int, delay: float) -> None:
     deadline = time.monotonic() + 120
-    while "| train_inner |" not in run.output() and time.monotonic() < deadline and run.alive():
-        time.sleep(0.01)
+    while (run.output().count("| train_inner |") < updates and time.monotonic() < deadline
+           and run.alive()):
+        time.sleep(0.002)
     time.sleep(delay)
     assert run.alive(), f"the run ended before its kill:\n{run.output()[-2000:]}"
     run.kill()
@@ -136,8 +146,8 @@ def test_killed_anywhere_resumes_and_ends_like_an_uninterrupted_run(server, data
     for i, kill in enumerate(KILLS + [None]):
         fault = kill if isinstance(kill, str) else ""
         run = _train(server, data, save, tmp_path / f"run{i}.log", fault)
-        if isinstance(kill, float):
-            _kill_after_first_update(run, kill)
+        if isinstance(kill, tuple):
+            _kill_after_updates(run, *kill)
         code = run.wait()
         log = run.output()
         loaded = _loaded(log)
