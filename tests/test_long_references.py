@@ -45,9 +45,7 @@ TRAIN = dict(ARCH="poolingformer_bart_tiny", MAX_SOURCE="256", MAX_TARGET=str(MA
              PRECISION="fp32", TOTAL_BATCH="1", BATCH_SIZE="1", EPOCHS="1", CHECKPOINT_ACTIVATIONS="0")
 
 
-@pytest.fixture(scope="module")
-def chain(tmp_path_factory):
-    root = tmp_path_factory.mktemp("long_refs")
+def _build_chain(root: Path) -> None:
     raw = root / "raw"
     raw.mkdir()
     for name in ("train.txt", "val.txt"):
@@ -61,12 +59,23 @@ def chain(tmp_path_factory):
     held_raw = root / "held_raw"
     held_raw.mkdir()
     (held_raw / "test.txt").write_bytes((DATA / "val.txt").read_bytes())
-    held = root / "held"
-    held_binarize = _run(["bash", RECIPES / "binarize.sh", held_raw, held, "--bpe", "sentencepiece",
+    held_binarize = _run(["bash", RECIPES / "binarize.sh", held_raw, root / "held", "--bpe", "sentencepiece",
                           "--sentencepiece-model", out / "bpe" / "spm.model", "--dict", out / "bpe" / "dict.txt",
                           "--max-source-words", "300"])
-    return {"root": root, "data": out, "held": held, "binarize": binarize.stderr, "train": train.stdout + train.stderr,
-            "held_binarize": held_binarize.stderr, "checkpoint": root / "ckpt" / "checkpoint_last.pt"}
+    for name, text in (("binarize", binarize.stderr), ("train", train.stdout + train.stderr),
+                       ("held_binarize", held_binarize.stderr)):
+        (root / f"{name}.log").write_text(text, encoding="utf-8")
+
+
+@pytest.fixture
+def chain(built_once):
+    """Binarized papers, a tiny model trained by train.sh, the held-out papers binarized against
+    its dictionary: built once per run for every xdist worker (read it, never write into it)."""
+    root = built_once("long_references_chain", _build_chain)
+    logs = {name: (root / f"{name}.log").read_text(encoding="utf-8")
+            for name in ("binarize", "train", "held_binarize")}
+    return {"root": root, "data": root / "data", "held": root / "held", **logs,
+            "checkpoint": root / "ckpt" / "checkpoint_last.pt"}
 
 
 def test_generate_summarizes_documents_whose_reference_is_too_long(chain, tmp_path):
@@ -142,9 +151,13 @@ def test_train_summary_counts_documents_skipped_as_too_long(chain, tmp_path):
             "to cut them instead, or raise MAX_TARGET)") in proc.stderr
 
 
-def test_pf_summarize_and_pf_answer_refuse_each_others_checkpoints(chain, qa_checkpoint, tmp_path):
+def test_pf_summarize_and_pf_answer_refuse_each_others_checkpoints(chain, qa_checkpoint, tmp_path, capsys):
     """One error line, exit 1, nothing written: a QA checkpoint given to pf-summarize, a
-    summarization checkpoint given to pf-answer; and pf-summarize's input errors."""
+    summarization checkpoint given to pf-answer; and pf-summarize's input errors. The first
+    runs as a command (nothing else on stderr, not even logging); the rest call each tool's
+    main in this process."""
+    from fairseq_poolingformer import answer, summarize
+
     paper = tmp_path / "paper.txt"
     paper.write_text("a paper about long documents\n", encoding="utf-8")
     latin1 = tmp_path / "latin1.txt"
@@ -152,21 +165,23 @@ def test_pf_summarize_and_pf_answer_refuse_each_others_checkpoints(chain, qa_che
     empty = tmp_path / "empty.txt"
     empty.write_text("\n \n", encoding="utf-8")
     out = tmp_path / "out.txt"
-    summarize = [sys.executable, "-m", "fairseq_poolingformer.summarize", "--output", out, "--cpu"]
+    options = ["--output", out, "--cpu"]
+    proc = _run([sys.executable, "-m", "fairseq_poolingformer.summarize", *options, "--checkpoint", qa_checkpoint,
+                 paper], ok=False)
+    assert (proc.returncode, proc.stderr, proc.stdout) == (1, (
+        f"pf-summarize: error: checkpoint {qa_checkpoint} is a question answering (long_qa) checkpoint, not a "
+        "summarization (Poolingformer-BART) one: use pf-answer or predict_qa; nothing written\n"), "")
+    assert not out.exists()
     cases = [
-        (summarize + ["--checkpoint", qa_checkpoint, paper],
-         f"pf-summarize: error: checkpoint {qa_checkpoint} is a question answering (long_qa) checkpoint, not a "
-         "summarization (Poolingformer-BART) one: use pf-answer or predict_qa; nothing written\n"),
-        (summarize + ["--checkpoint", chain["checkpoint"], paper, empty],
+        (summarize, options + ["--checkpoint", chain["checkpoint"], paper, empty],
          f"pf-summarize: error: {empty}: empty document; nothing written\n"),
-        (summarize + ["--checkpoint", chain["checkpoint"], paper, latin1],
+        (summarize, options + ["--checkpoint", chain["checkpoint"], paper, latin1],
          f"pf-summarize: error: {latin1}: not UTF-8 text (byte 1: b'\\xe9'); nothing written\n"),
-        ([sys.executable, "-m", "fairseq_poolingformer.answer", "--checkpoint", chain["checkpoint"], "--question",
-          "what?", paper, "--output", out],
+        (answer, ["--checkpoint", chain["checkpoint"], "--question", "what?", paper, "--output", out],
          f"pf-answer: error: checkpoint {chain['checkpoint']} is a summarization (Poolingformer-BART) checkpoint, "
          "not a question answering (long_qa) one: use pf-summarize or generate.sh; nothing written\n"),
     ]
-    for cmd, message in cases:
-        proc = _run(cmd, ok=False)
-        assert (proc.returncode, proc.stderr, proc.stdout) == (1, message, "")
+    for tool, args, message in cases:
+        assert tool.main([str(a) for a in args]) == 1
+        assert capsys.readouterr() == ("", message)
         assert not out.exists()

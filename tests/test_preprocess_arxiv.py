@@ -602,3 +602,40 @@ def test_unk_rate_without_binaries_is_one_line(tmp_path, capsys):
     assert exit_info.value.code == 1
     assert capsys.readouterr().err == (f"error: not found: {tmp_path}/train.source-target.source.idx (the "
                                        f"fairseq-preprocess output of train valid in {tmp_path})\n")
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int32", "int64"])
+def test_read_index_equals_fairseqs_reader(tmp_path, dtype):
+    """mmap_index reads the .idx without Fairseq: same dtype and sizes as Fairseq's own reader
+    (MMapIndexedDataset.Index) on an index Fairseq's builder wrote, for every token dtype the
+    builder picks by vocabulary size."""
+    import numpy as np
+    import torch
+    from fairseq.data.indexed_dataset import MMapIndexedDataset, MMapIndexedDatasetBuilder
+
+    from fairseq_poolingformer.preprocess.mmap_index import read_index
+
+    prefix = tmp_path / "train.source-target.source"
+    builder = MMapIndexedDatasetBuilder(str(prefix) + ".bin", dtype=getattr(np, dtype))
+    lengths = [3, 1, 700, 17, 2]
+    for n in lengths:
+        builder.add_item(torch.arange(n) % 200)
+    builder.finalize(str(prefix) + ".idx")
+    ours, theirs = read_index(prefix), MMapIndexedDataset.Index(str(prefix) + ".idx")
+    assert ours.dtype == theirs.dtype == getattr(np, dtype)
+    assert ours.sizes.dtype == np.int32 and ours.sizes.tolist() == list(theirs.sizes) == lengths
+
+
+def test_read_index_of_a_file_that_is_not_an_index(tmp_path, capsys):
+    from fairseq_poolingformer.preprocess import unk_rate
+    from fairseq_poolingformer.preprocess.mmap_index import read_index
+
+    (tmp_path / "train.source-target.source.idx").write_text("source\n")  # a text file in its place
+    with pytest.raises(ValueError, match=r"train.source-target.source.idx: not a fairseq-preprocess index"):
+        read_index(tmp_path / "train.source-target.source")
+    with pytest.raises(SystemExit) as exit_info:
+        unk_rate.main([str(tmp_path), "--splits", "train"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path}/train.source-target.source.idx: not a fairseq-preprocess index")
+    assert err.count("\n") == 1

@@ -2,6 +2,7 @@
 raw document text gives predict_qa's answer on the preprocessed split (same bytes, same score,
 same kind), with character offsets into the document as given (Korean, Thai, Arabic); top-k,
 "no answer", paragraphs; pf-answer's inputs, outputs and one-line errors."""
+import io
 import json
 import os
 import subprocess
@@ -264,7 +265,14 @@ def _pf_answer(args, stdin=None):
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
 
 
-def test_pf_answer_files_pairs_and_stdin(qa_data, model_dir, reader, tmp_path):
+def _pf_answer_here(args, monkeypatch, capsys, stdin: str = ""):
+    """pf-answer's main in this process (saves a Fairseq import per call): (exit code, stdout)."""
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode("utf-8")), encoding="utf-8"))
+    code = pf_answer.main([str(a) for a in args])
+    return code, capsys.readouterr().out
+
+
+def test_pf_answer_files_pairs_and_stdin(qa_data, model_dir, reader, tmp_path, monkeypatch, capsys):
     records = qa_data["tydi_yn"][:3]  # Korean, Thai, Arabic
     files = []
     for i, r in enumerate(records):
@@ -286,13 +294,13 @@ def test_pf_answer_files_pairs_and_stdin(qa_data, model_dir, reader, tmp_path):
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"question": question, "document": r["document_plaintext"]},
                                         ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    proc = _pf_answer(common + ["--pairs", pairs, "--top-k", 3])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    top = [json.loads(line) for line in proc.stdout.splitlines()]
+    code, out = _pf_answer_here(common + ["--pairs", pairs, "--top-k", 3], monkeypatch, capsys)
+    assert code == 0
+    top = [json.loads(line) for line in out.splitlines()]
     assert [len(t) for t in top] == [3, 3, 3] and [t[0]["answer"] for t in top] == [e["answer"] for e in expected]
-    proc = _pf_answer(common, stdin=pairs.read_text(encoding="utf-8"))
-    assert proc.returncode == 0 and [json.loads(line)["answer"] for line in proc.stdout.splitlines()] == [
-        e["answer"] for e in expected]
+    code, out = _pf_answer_here(common, monkeypatch, capsys, stdin=pairs.read_text(encoding="utf-8"))
+    assert code == 0 and [json.loads(line)["answer"] for line in out.splitlines()] == [e["answer"] for e in expected]
+    # the document itself piped to the command
     proc = _pf_answer(common + ["--question", question], stdin=records[0]["document_plaintext"])
     assert proc.returncode == 0 and json.loads(proc.stdout)["answer"] == expected[0]["answer"]
 

@@ -8,7 +8,7 @@ Modules:
   qa_units, qa_tokenize, qa_windows -- the shared QA pipeline behind nq and tydi
   qa_binarize -- QA windows -> the long_qa task's binarized split
   unk_rate -- the <unk> share of a binarized split (binarize.sh fails above --max-unk-rate)
-  mmap_index -- a fairseq-preprocess split's index (sizes, dtype), through Fairseq's reader
+  mmap_index -- a fairseq-preprocess split's index (sizes, dtype), read without importing Fairseq
 
 Each module runs as ``python -m fairseq_poolingformer.preprocess.<module>`` from any directory.
 No module here imports the models (data flows one way: raw -> preprocess -> binarized); importing

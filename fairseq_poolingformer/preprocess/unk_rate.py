@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"--max-unk-rate must be between 0 and 1, got {args.max_unk_rate}")
     try:
         counts = [count_unk(args.data_bin, split, side) for split in args.splits for side in SIDES]
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         p.exit(1, f"error: {e} (the fairseq-preprocess output of {' '.join(args.splits)} in {args.data_bin})\n")
     print("<unk> rate: " + ", ".join(f"{c.split}.{c.side} {100 * c.rate:.2f}%" for c in counts), file=sys.stderr)
     bad = [c for c in counts if c.rate > args.max_unk_rate]

@@ -72,7 +72,7 @@ UPDATE_FREQ=$(( TOTAL_BATCH / PER_STEP ))
 # tokens (</s> included): count them here, for the summary line and the number of updates
 TOO_LONG=""
 if [[ -f $DATA_BIN/train.source-target.target.idx ]]; then
-    COUNTS=$("$PYTHON" - "$DATA_BIN" "$MAX_TARGET" <<'EOF'
+    COUNTS=$(FAIRSEQ_POOLINGFORMER_TORCH_ONLY=1 "$PYTHON" - "$DATA_BIN" "$MAX_TARGET" <<'EOF'
 import os, sys
 from fairseq_poolingformer.preprocess.mmap_index import read_index
 data_bin, max_target = sys.argv[1], int(sys.argv[2])
