@@ -35,7 +35,7 @@ import torch
 from fairseq.data import encoders
 from fairseq.hub_utils import GeneratorHubInterface
 
-from fairseq_poolingformer.load import load_for_inference
+from fairseq_poolingformer.load import check_task, load_for_inference, read_checkpoint
 from fairseq_poolingformer.preprocess.bpe import check_gpt2_files
 from fairseq_poolingformer.reader import QAReader, load_reader  # noqa: F401  (the QA reader, docs/qa.md)
 
@@ -143,6 +143,8 @@ def from_pretrained(
         checkpoint = os.path.join(model_name_or_path, checkpoint_file)
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+    state = read_checkpoint(checkpoint)
+    check_task(checkpoint, state, "translation")  # before looking for its files
     model_dir = os.path.dirname(os.path.abspath(checkpoint))
     bpe_model = _build_bpe(model_dir, bpe, gpt2_encoder_json, gpt2_vocab_bpe, sentencepiece_model)  # before any work
 
@@ -163,7 +165,7 @@ def from_pretrained(
             )
 
     overrides = {"data": data, "source_lang": source_lang, "target_lang": target_lang, **arg_overrides}
-    models, cfg, task = load_for_inference(checkpoint, overrides, "translation")  # CheckpointError: another dictionary
+    models, cfg, task = load_for_inference(checkpoint, overrides, "translation", state)  # CheckpointError: another dictionary
     # the training batch limits may be smaller than one long document: use our own
     cfg.dataset.max_tokens = max_tokens
     cfg.dataset.batch_size = batch_size if batch_size is not None else (None if max_tokens else 4)

@@ -129,15 +129,17 @@ def check_task(path: str, state: Dict[str, Any], expected: str) -> None:
                               f"{TASK_USES.get(expected, expected)} one{hint}")
 
 
-def open_checkpoint(path: str, arg_overrides: Dict[str, Any],
-                    task_name: Optional[str] = None) -> Tuple[Dict[str, Any], Any]:
+def open_checkpoint(path: str, arg_overrides: Dict[str, Any], task_name: Optional[str] = None,
+                    state: Optional[Dict[str, Any]] = None) -> Tuple[Dict[str, Any], Any]:
     """(state, task) for ``path`` with ``arg_overrides`` applied, its dictionaries checked (and,
-    with ``task_name``, the task it was trained for)."""
+    with ``task_name``, the task it was trained for). ``state``: what :func:`read_checkpoint`
+    returned for ``path``, when the caller has read it already (it is updated in place)."""
     from fairseq import tasks
 
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
-    state = read_checkpoint(path)
+    if state is None:
+        if not os.path.isfile(path):
+            raise CheckpointError(f"checkpoint not found: {path}")
+        state = read_checkpoint(path)
     if task_name is not None:
         check_task(path, state, task_name)
     trained_on = training_data(state)
@@ -150,11 +152,12 @@ def open_checkpoint(path: str, arg_overrides: Dict[str, Any],
     return state, task
 
 
-def load_for_inference(path: str, arg_overrides: Dict[str, Any],
-                       task_name: Optional[str] = None) -> Tuple[List[Any], Any, Any]:
-    """Fairseq's ``load_model_ensemble_and_task`` for one checkpoint, after :func:`open_checkpoint`."""
+def load_for_inference(path: str, arg_overrides: Dict[str, Any], task_name: Optional[str] = None,
+                       state: Optional[Dict[str, Any]] = None) -> Tuple[List[Any], Any, Any]:
+    """Fairseq's ``load_model_ensemble_and_task`` for one checkpoint, after :func:`open_checkpoint`
+    (``state``: the checkpoint as already read, so that it is not read twice)."""
     from fairseq import checkpoint_utils
 
-    state, task = open_checkpoint(path, arg_overrides, task_name)
+    state, task = open_checkpoint(path, arg_overrides, task_name, state)
     return checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=arg_overrides,
                                                          task=task, state=state)

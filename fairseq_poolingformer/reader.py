@@ -483,11 +483,12 @@ def load_reader(model_name_or_path: str, checkpoint_file: str | None = None, dic
     else:
         checkpoint = resolve_checkpoint(model_name_or_path)
     try:
-        check_task(checkpoint, read_checkpoint(checkpoint), "long_qa")  # before looking for its files
+        state = read_checkpoint(checkpoint)
+        check_task(checkpoint, state, "long_qa")  # before looking for its files
         spec = tokenizer_spec(os.path.dirname(os.path.abspath(checkpoint)), dict_path, sentencepiece_model,
                               encoder_json, vocab_bpe)
         with _dictionary_dir(spec.dict_path) as data:
-            models, _cfg, task = load_for_inference(checkpoint, {"data": data}, "long_qa")
+            models, _cfg, task = load_for_inference(checkpoint, {"data": data}, "long_qa", state)
     except CheckpointError as e:
         raise ReaderError(str(e)) from None
     model = models[0]

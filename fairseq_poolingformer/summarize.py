@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 
 from fairseq_poolingformer.answer import progress_bar, read_text, write_lines
-from fairseq_poolingformer.load import CheckpointError, check_task, read_checkpoint
+from fairseq_poolingformer.load import CheckpointError
 from fairseq_poolingformer.reader import CHECKPOINT_NAMES, ReaderError, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         checkpoint = resolve_checkpoint(args.checkpoint)
-        check_task(checkpoint, read_checkpoint(checkpoint), "translation")  # before reading the documents
         files = args.files or ["-"]
         documents = []
         for path in files:  # every file read and checked before the model runs
