@@ -35,7 +35,7 @@ import torch
 from fairseq.data import encoders
 from fairseq.hub_utils import GeneratorHubInterface
 
-from fairseq_poolingformer.load import check_task, load_for_inference, read_checkpoint
+from fairseq_poolingformer.load import check_task, find_beside, load_for_inference, read_checkpoint
 from fairseq_poolingformer.preprocess.bpe import check_gpt2_files
 from fairseq_poolingformer.reader import QAReader, load_reader  # noqa: F401  (the QA reader, docs/qa.md)
 
@@ -83,20 +83,12 @@ SPM_NAMES = ("spm.model", "sentencepiece.bpe.model")  # looked for beside the ch
 GPT2_NAMES = ("encoder.json", "vocab.bpe")
 
 
-def _find(directory: str, *names: str) -> Optional[str]:
-    for name in names:
-        path = os.path.join(directory, name)
-        if os.path.isfile(path):
-            return path
-    return None
-
-
 def _build_bpe(model_dir: str, bpe: Optional[str], gpt2_encoder_json: Optional[str],
                gpt2_vocab_bpe: Optional[str], sentencepiece_model: Optional[str]):
     if bpe is None:
-        if sentencepiece_model or (not gpt2_encoder_json and _find(model_dir, *SPM_NAMES)):
+        if sentencepiece_model or (not gpt2_encoder_json and find_beside(model_dir, *SPM_NAMES)):
             bpe = "sentencepiece"
-        elif gpt2_encoder_json or gpt2_vocab_bpe or any(_find(model_dir, name) for name in GPT2_NAMES):
+        elif gpt2_encoder_json or gpt2_vocab_bpe or any(find_beside(model_dir, name) for name in GPT2_NAMES):
             bpe = "gpt2"
     if bpe is None:  # token ids would come back as text ('732 732 732'): refuse
         raise FileNotFoundError(
@@ -107,13 +99,13 @@ def _build_bpe(model_dir: str, bpe: Optional[str], gpt2_encoder_json: Optional[s
     if bpe == "none":
         return None
     if bpe == "sentencepiece":
-        path = sentencepiece_model or _find(model_dir, *SPM_NAMES)
+        path = sentencepiece_model or find_beside(model_dir, *SPM_NAMES)
         if not path or not os.path.isfile(path):
             raise FileNotFoundError(f"sentencepiece model not found: {path or model_dir + '/spm.model'}")
         return encoders.build_bpe(Namespace(bpe="sentencepiece", sentencepiece_model=path))
     if bpe == "gpt2":
-        enc = gpt2_encoder_json or _find(model_dir, "encoder.json")
-        voc = gpt2_vocab_bpe or _find(model_dir, "vocab.bpe")
+        enc = gpt2_encoder_json or find_beside(model_dir, "encoder.json")
+        voc = gpt2_vocab_bpe or find_beside(model_dir, "vocab.bpe")
         for what, path in (("gpt2_encoder_json", enc), ("gpt2_vocab_bpe", voc)):
             if not path or not os.path.isfile(path):
                 raise FileNotFoundError(f"GPT-2 BPE file {what} not found: {path} (nothing is downloaded)")

@@ -26,6 +26,11 @@ import torch
 # torch.load allow-list, before this module; importing it here would close an import cycle)
 
 
+def find_beside(directory: str, *names: str) -> Optional[str]:
+    """The first of ``names`` that is a file in ``directory`` (the files found beside a checkpoint)."""
+    return next((os.path.join(directory, n) for n in names if os.path.isfile(os.path.join(directory, n))), None)
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot serve: unreadable, or built for another dictionary. One line."""
 

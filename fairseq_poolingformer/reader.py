@@ -47,7 +47,7 @@ from typing import Iterable, Iterator, Sequence
 
 import torch
 
-from fairseq_poolingformer.load import CheckpointError, check_task, load_for_inference, read_checkpoint
+from fairseq_poolingformer.load import CheckpointError, check_task, find_beside, load_for_inference, read_checkpoint
 from fairseq_poolingformer.predict_qa import (
     ExamplePrediction, WindowResult, candidate_best_scores, combine_windows, logits_finite,
     run_batch,
@@ -81,16 +81,12 @@ class ReaderError(ValueError):
 # ---------------------------------------------------------------------------
 # checkpoint and tokenizer files
 
-def _find(directory: str, names: Sequence[str]) -> str | None:
-    return next((os.path.join(directory, n) for n in names if os.path.isfile(os.path.join(directory, n))), None)
-
-
 def resolve_checkpoint(path: str, names: Sequence[str] = CHECKPOINT_NAMES) -> str:
     """A checkpoint file, or the first of ``names`` in a directory."""
     if os.path.isfile(path):
         return path
     if os.path.isdir(path):
-        found = _find(path, names)
+        found = find_beside(path, *names)
         if found:
             return found
         raise ReaderError(f"{path}: no checkpoint in this directory (looked for {', '.join(names)})")
@@ -105,13 +101,13 @@ def tokenizer_spec(model_dir: str, dict_path: str | None = None, sentencepiece_m
     if not os.path.isfile(dict_path):
         raise ReaderError(f"dictionary not found: {dict_path} (pass --dict / dict_path=)")
     if not (encoder_json or vocab_bpe):
-        sentencepiece_model = sentencepiece_model or _find(model_dir, SPM_NAMES)
+        sentencepiece_model = sentencepiece_model or find_beside(model_dir, *SPM_NAMES)
     if sentencepiece_model:
         if not os.path.isfile(sentencepiece_model):
             raise ReaderError(f"sentencepiece model not found: {sentencepiece_model}")
         return TokenizerSpec("sentencepiece", dict_path, sentencepiece_model=sentencepiece_model)
-    encoder_json = encoder_json or _find(model_dir, ["encoder.json"])
-    vocab_bpe = vocab_bpe or _find(model_dir, ["vocab.bpe"])
+    encoder_json = encoder_json or find_beside(model_dir, "encoder.json")
+    vocab_bpe = vocab_bpe or find_beside(model_dir, "vocab.bpe")
     if not (encoder_json and vocab_bpe):
         raise ReaderError(
             f"no BPE for the reader: none given and none beside the checkpoint in {model_dir} (looked for "
