@@ -58,6 +58,7 @@ from fairseq.modules.checkpoint_activations import checkpoint_wrapper
 from fairseq.modules.transformer_layer import TransformerEncoderLayerBase
 
 from fairseq_poolingformer.modules import (
+    ForwardCache,
     PoolingformerSelfAttention,
     SlidingWindowSelfAttention,
 )
@@ -263,10 +264,13 @@ class PoolingformerEncoderLayer(TransformerEncoderLayerBase):
         self.layer_idx = layer_idx
 
     def build_self_attention(self, embed_dim: int, cfg) -> nn.Module:
-        return build_poolingformer_self_attention(
+        attention = build_poolingformer_self_attention(
             embed_dim, cfg.encoder.attention_heads, cfg.attention_dropout,
             self.pf_cfg, self.two_level,
         )
+        if self.two_level and cfg.checkpoint_activations:
+            attention.recompute_level2 = False  # the whole layer is recomputed already
+        return attention
 
     def forward(
         self,
@@ -274,6 +278,7 @@ class PoolingformerEncoderLayer(TransformerEncoderLayerBase):
         encoder_padding_mask: Optional[Tensor],  # (B, T) bool, True = padding
         attn_mask: Optional[Tensor] = None,
         global_mask: Optional[Tensor] = None,  # (B, T) bool, True = global token
+        cache: Optional[ForwardCache] = None,  # shared by the layers of one forward
     ):
         if attn_mask is not None:
             raise ValueError(
@@ -284,7 +289,8 @@ class PoolingformerEncoderLayer(TransformerEncoderLayerBase):
         if self.normalize_before:
             x = self.self_attn_layer_norm(x)
         x, _ = self.self_attn(
-            x, key_padding_mask=encoder_padding_mask, need_weights=False, global_mask=global_mask
+            x, key_padding_mask=encoder_padding_mask, need_weights=False, global_mask=global_mask,
+            cache=cache,
         )
         x = self.residual_connection(self.dropout_module(x), residual)
         if not self.normalize_before:
@@ -363,11 +369,13 @@ class PoolingformerTransformerEncoder(TransformerEncoderBase):
 
         encoder_states: List[Tensor] = [x] if return_all_hiddens else []
         fc_results: List[Optional[Tensor]] = []
+        cache = ForwardCache()  # every layer sees the same padding and globals: masks built once
         for layer in self.layers:
             out = layer(
                 x,
                 encoder_padding_mask=padding_mask if has_pads else None,
                 global_mask=global_mask,
+                cache=cache,
             )
             x, fc_result = out if isinstance(out, tuple) else (out, None)
             if return_all_hiddens:

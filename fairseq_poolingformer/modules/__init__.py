@@ -4,12 +4,14 @@ Functional core on (B, H, T, D) tensors and ``nn.Module``s on Fairseq's (T, B, C
 """
 
 from .checks import POOLING_TYPES
+from .forward_cache import ForwardCache
 from .pooling import pool_segments
 from .pooling_attention import pooling_attention
 from .self_attention import PoolingformerSelfAttention, SlidingWindowSelfAttention
 from .sliding_window import sliding_window_attention
 
 __all__ = [
+    "ForwardCache",
     "POOLING_TYPES",
     "PoolingformerSelfAttention",
     "SlidingWindowSelfAttention",

@@ -2,14 +2,19 @@
 
 Queries are cut into blocks of ``block`` consecutive positions. Block j attends to the ``keys``
 consecutive key rows starting at ``first + j * step`` (for level 1 a band of tokens plus the
-global tokens, for level 2 a band of pooled segments), under a boolean mask that encodes the
-exact rule. The key bands are ``unfold`` views of the (padded) keys, not copies, and the
+global tokens, for level 2 a band of pooled segments), under a mask that encodes the exact
+rule. The key bands are ``unfold`` views of the (padded) keys, not copies, and the
 (block x keys) problems are batched into ``scaled_dot_product_attention``: the work runs in
 fused kernels and memory stays linear in T. Nothing of size T x T is ever built.
+
+The mask depends only on T, the padding and the global tokens, never on the layer: it is
+turned into SDPA's additive form once (``band_mask``) and shared by every layer of a forward
+(``ForwardCache``), so the layers also share the one copy that SDPA keeps for backward.
 """
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +46,34 @@ class Band:
         return starts[:, None] + torch.arange(self.keys, device=device, dtype=torch.int32)
 
 
+@dataclass(frozen=True)
+class BandMask:
+    """A band mask in the form SDPA takes.
+
+    additive: (B*nb, 1, block, keys) float, 0 = attend, -inf = masked;
+    row_scale: (B, nb*block, 1, 1) float, 0 for query rows that have no key to attend to (their
+    output is zeroed), or None when every row has one."""
+
+    additive: torch.Tensor
+    row_scale: Optional[torch.Tensor]
+
+
+def band_mask(mask: torch.Tensor, batch: int, dtype: torch.dtype, rows_may_be_empty: bool = True) -> BandMask:
+    """mask: (B or 1, nb, block, keys) bool, True = attend; band slots outside the keys must be
+    masked. With rows_may_be_empty, rows with no allowed key get a zero row_scale (without it
+    the caller guarantees every row it keeps has a key)."""
+    _, nb, block, keys = mask.shape
+    mask = mask.expand(batch, nb, block, keys)
+    row_scale = None
+    if rows_may_be_empty:
+        has_key = mask.any(dim=-1, keepdim=True)  # (B, nb, block, 1)
+        if not bool(has_key.all()):  # rows with nothing to attend: let them see everything (finite), then zero them
+            mask = mask | ~has_key
+            row_scale = has_key.reshape(batch, nb * block, 1, 1).to(dtype)
+    additive = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+    return BandMask(additive.reshape(batch * nb, 1, block, keys), row_scale)
+
+
 def _bands(x: torch.Tensor, band: Band, nb: int) -> torch.Tensor:
     """x: (B, S, H, D) -> (B, nb, keys, H, D) view of the key band of every block (zero padded)."""
     length = x.shape[1]
@@ -68,15 +101,12 @@ def blocked_attention(
     k: torch.Tensor,
     v: torch.Tensor,
     band: Band,
-    mask: torch.Tensor,
+    mask: BandMask,
     dropout_p: float = 0.0,
-    rows_may_be_empty: bool = True,
 ) -> torch.Tensor:
     """Attention of each query block over its key band.
 
-    q: (B, T, H, D); k, v: (B, S, H, D); mask: (B or 1, nb, block, keys) bool, True = attend;
-    band slots outside [0, S) must be masked. With rows_may_be_empty, query rows with no
-    allowed key return zeros (without it the caller guarantees every row it keeps has a key).
+    q: (B, T, H, D); k, v: (B, S, H, D); mask: from ``band_mask`` for this band, batch and T.
     Returns (B, T, H, D).
     """
     batch, length, heads, dim = q.shape
@@ -87,19 +117,8 @@ def blocked_attention(
         q = F.pad(q, (0, 0, 0, 0, 0, padded - length))
     qb = q.reshape(batch, nb, block, heads, dim).transpose(2, 3).reshape(batch * nb, heads, block, dim)
     kb, vb = _batched_bands(k, band, nb), _batched_bands(v, band, nb)
-    keys = band.keys
-
-    mask = mask.expand(batch, nb, block, keys)
-    has_key = None
-    if rows_may_be_empty:
-        has_key = mask.any(dim=-1, keepdim=True)  # (B, nb, block, 1)
-        if bool(has_key.all()):
-            has_key = None
-        else:  # rows with nothing to attend: let them see everything (finite), then zero them
-            mask = mask | ~has_key
-    attn_mask = mask.reshape(batch * nb, 1, block, keys)
-    out = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=attn_mask, dropout_p=dropout_p)
+    out = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask.additive, dropout_p=dropout_p)
     out = out.reshape(batch, nb, heads, block, dim).transpose(2, 3).reshape(batch, padded, heads, dim)
-    if has_key is not None:
-        out = out * has_key.reshape(batch, padded, 1, 1).to(out.dtype)
+    if mask.row_scale is not None:
+        out = out * mask.row_scale
     return out[:, :length]

@@ -7,12 +7,13 @@ every segment. Positions count from each sequence's first real token.
 """
 
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
-from .blocks import Band, blocked_attention
+from .blocks import Band, BandMask, band_mask, blocked_attention
 from .checks import check_mask, check_pool_weight, check_pooling, check_positive_int, check_qkv
+from .forward_cache import ForwardCache, cached
 from .layout import Layout, from_aligned, make_layout, query_valid, to_aligned, zero_padding_rows
 from .pooling import pool_segments
 
@@ -83,30 +84,44 @@ def segment_attention(
     layout: Layout,
     dropout_p: float,
     block: int = DEFAULT_BLOCK,
+    cache: Optional[ForwardCache] = None,
 ) -> torch.Tensor:
     """Token i attends to valid segments s with |c_s - i| <= w2 (all of them if w2 >= its length).
 
     q: (B, T, H, D) aligned; k_pooled, v_pooled: (B, S, H, D); seg_valid: (B, S).
+    cache: shares the band and mask with the other layers of the forward.
     Returns (B, T, H, D); rows of padding hold finite garbage (callers zero them); real rows
     that see no segment are zero.
     """
-    length = q.shape[1]
-    device = q.device
-    band = _segment_band(length, k_pooled.shape[1], block, w2, kernel, stride)
+    batch, length = q.shape[:2]
+    segments = k_pooled.shape[1]
+    band, mask = cached(
+        cache, ("level2", length, batch, segments, w2, kernel, stride, block, q.dtype, q.device),
+        lambda: segment_plan(length, segments, seg_valid, w2, kernel, stride, layout, block, q.dtype, q.device))
+    return blocked_attention(q, k_pooled, v_pooled, band, mask, dropout_p)
+
+
+def segment_plan(
+    length: int, segments: int, seg_valid: torch.Tensor, w2: int, kernel: int, stride: int, layout: Layout,
+    block: int, dtype: torch.dtype, device: torch.device,
+) -> Tuple[Band, BandMask]:
+    """The segment band of every query block and its mask; seg_valid: (B, S) bool."""
+    batch = seg_valid.shape[0]
+    band = _segment_band(length, segments, block, w2, kernel, stride)
     qpos = band.query_positions(length, device)  # (nb, block)
     spos = band.key_positions(length, device)  # (nb, L) segment indices
-    inside = (spos >= 0) & (spos < k_pooled.shape[1])
+    inside = (spos >= 0) & (spos < segments)
     # |c_s - i| <= w2 with c_s = s*stride + (kernel-1)/2, in integers (times 2)
     near = (2 * stride * spos[:, None, :] + (kernel - 1) - 2 * qpos[:, :, None]).abs() <= 2 * w2  # (nb, block, L)
     whole = (layout.lengths <= w2)[:, None, None, None]  # (B, 1, 1, 1): w2 covers the sequence
-    key_ok = inside.unsqueeze(0) & seg_valid[:, spos.clamp(0, seg_valid.shape[1] - 1)]  # (B, nb, L)
+    key_ok = inside.unsqueeze(0) & seg_valid[:, spos.clamp(0, segments - 1)]  # (B, nb, L)
     mask = (near.unsqueeze(0) | whole) & key_ok.unsqueeze(2)  # (B, nb, block, L)
     if layout.valid is not None or band.num_blocks(length) * band.block != length:
         # padding rows see their whole band (finite) and are zeroed by the caller
         mask = mask | ~query_valid(layout, qpos, length).unsqueeze(-1)
     # a real token i lies in segment i // stride, whose centre is within stride + kernel of i
     may_be_empty = w2 < stride + kernel
-    return blocked_attention(q, k_pooled, v_pooled, band, mask, dropout_p, rows_may_be_empty=may_be_empty)
+    return band, band_mask(mask, batch, dtype, rows_may_be_empty=may_be_empty)
 
 
 def _segment_band(length: int, segments: int, block: int, w2: int, kernel: int, stride: int) -> Band:

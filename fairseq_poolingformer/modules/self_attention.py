@@ -14,12 +14,14 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .checks import check_mask, check_pooling, check_positive_int
+from .forward_cache import ForwardCache
 from .layout import Layout, from_aligned, make_layout, to_aligned, zero_padding_rows
 from .pooling import pool_projected
 from .pooling_attention import segment_attention
-from .sliding_window import default_block, sliding_window_parts
+from .sliding_window import GlobalRows, default_block, sliding_window_parts
 
 
 class SlidingWindowSelfAttention(nn.Module):
@@ -70,19 +72,22 @@ class SlidingWindowSelfAttention(nn.Module):
         return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim)
 
     def _project_qkv(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x: (B, T, C) -> q, k, v: (B, T, H, D). k and v come from one fused (C -> 2C) matmul;
-        q has its own, so that the attention, which keeps q for backward, does not also keep k, v."""
-        kv_weight = torch.cat([self.k_proj.weight, self.v_proj.weight])
-        kv_bias = torch.cat([self.k_proj.bias, self.v_proj.bias]) if self.k_proj.bias is not None else None
-        k, v = F.linear(x, kv_weight, kv_bias).view(x.shape[0], x.shape[1], 2, self.num_heads, self.head_dim).unbind(2)
-        return self._heads(self.q_proj(x)), k, v
+        """x: (B, T, C) -> q, k, v: (B, T, H, D), each from its own projection (backward then
+        keeps x once and no fused copy of the weights)."""
+        return self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
 
-    def _level1(self, x: torch.Tensor, layout: Layout, global_mask: Optional[torch.Tensor]) -> torch.Tensor:
-        """x: (B, T, C) aligned -> Y: (B, T, C)."""
+    def _level1(
+        self, x: torch.Tensor, layout: Layout, global_mask: Optional[torch.Tensor], cache: Optional[ForwardCache]
+    ) -> Tuple[torch.Tensor, Optional[GlobalRows]]:
+        """x: (B, T, C) aligned -> level 1's attention output (B, T, H, D) and the global rows'
+        outputs (None without global tokens), both before out_proj."""
         q, k, v = self._project_qkv(x)
         dropout_p = self.dropout if self.training else 0.0
-        out, global_rows = sliding_window_parts(q, k, v, self.w1, layout, global_mask, dropout_p, default_block(self.w1))
-        y = self.out_proj(out.reshape(x.shape))  # a view of the attention output: no copy kept
+        return sliding_window_parts(q, k, v, self.w1, layout, global_mask, dropout_p, default_block(self.w1), cache)
+
+    def _project_out(self, out: torch.Tensor, global_rows: Optional[GlobalRows]) -> torch.Tensor:
+        """out: (B, T, H, D) from ``_level1`` -> Y: (B, T, C)."""
+        y = self.out_proj(out.flatten(2))  # a view of the attention output: no copy kept
         if global_rows is None:
             return y
         # y is out_proj's fresh output (its backward does not read it): write the rows in place
@@ -131,15 +136,20 @@ class SlidingWindowSelfAttention(nn.Module):
         need_weights: bool = False,
         attn_mask: Optional[torch.Tensor] = None,
         global_mask: Optional[torch.Tensor] = None,
+        cache: Optional[ForwardCache] = None,
         **unused,
     ) -> Tuple[torch.Tensor, None]:
-        """query: (T, B, C); key_padding_mask, global_mask: (B, T) bool. Returns ((T, B, C), None)."""
-        x, layout, global_mask = self._prepare(query, key, value, key_padding_mask, attn_mask, global_mask)
-        return self._finish(self._attend(x, layout, global_mask), layout), None
+        """query: (T, B, C); key_padding_mask, global_mask: (B, T) bool. Returns ((T, B, C), None).
 
-    def _attend(self, x: torch.Tensor, layout: Layout, global_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        cache: one per encoder forward, shared by its layers (their masks are the same)."""
+        x, layout, global_mask = self._prepare(query, key, value, key_padding_mask, attn_mask, global_mask)
+        return self._finish(self._attend(x, layout, global_mask, cache), layout), None
+
+    def _attend(
+        self, x: torch.Tensor, layout: Layout, global_mask: Optional[torch.Tensor], cache: Optional[ForwardCache]
+    ) -> torch.Tensor:
         """x: (B, T, C) aligned -> (B, T, C)."""
-        return self._level1(x, layout, global_mask)
+        return self._project_out(*self._level1(x, layout, global_mask, cache))
 
 
 class PoolingformerSelfAttention(SlidingWindowSelfAttention):
@@ -148,6 +158,11 @@ class PoolingformerSelfAttention(SlidingWindowSelfAttention):
 
     mix: level 2 projects from the layer input X instead of Y (the paper's "Mix" ablation).
     share_weights: level 2 reuses level 1's q/k/v projections (the "weight sharing" ablation).
+    recompute_level2 (attribute, default True): in training, backward keeps only what level 1
+    keeps anyway and computes Y and level 2 again. Their saved activations (Y, Q2, the pooled
+    bands, Z: about 5 x T x C per layer) would make the model need more memory than full
+    attention; computing them again costs a few percent of the step. Encoders that already recompute whole layers
+    (--checkpoint-activations) turn it off.
     """
 
     def __init__(
@@ -170,6 +185,7 @@ class PoolingformerSelfAttention(SlidingWindowSelfAttention):
         super().__init__(embed_dim, num_heads, w1, dropout, bias, global_first_token)
         self.w2, self.kernel, self.stride, self.pooling = w2, kernel, stride, pooling
         self.mix, self.share_weights = mix, share_weights
+        self.recompute_level2 = True
         if not share_weights:
             self.q2_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
             self.k2_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
@@ -222,10 +238,27 @@ class PoolingformerSelfAttention(SlidingWindowSelfAttention):
             f"pooling={self.pooling}, mix={self.mix}, share_weights={self.share_weights}"
         )
 
-    def _attend(self, x: torch.Tensor, layout: Layout, global_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def _attend(
+        self, x: torch.Tensor, layout: Layout, global_mask: Optional[torch.Tensor], cache: Optional[ForwardCache]
+    ) -> torch.Tensor:
         """x: (B, T, C) aligned -> Y + Z: (B, T, C)."""
-        y = self._level1(x, layout, global_mask)  # (B, T, C)
-        source = x if self.mix else y
+        out, global_rows = self._level1(x, layout, global_mask, cache)
+        if self.recompute_level2 and torch.is_grad_enabled():
+            # backward keeps only what level 1 keeps anyway (x, the attention output) and computes
+            # Y and level 2 again from them: exact (same ops, same dropout draws)
+            return checkpoint(self._two_level, x, out, global_rows, layout, cache, use_reentrant=False)
+        return self._two_level(x, out, global_rows, layout, cache)
+
+    def _two_level(
+        self, x: torch.Tensor, out: torch.Tensor, global_rows: Optional[GlobalRows], layout: Layout,
+        cache: Optional[ForwardCache],
+    ) -> torch.Tensor:
+        """x: (B, T, C) aligned; out, global_rows: from ``_level1`` -> Y + Z: (B, T, C)."""
+        y = self._project_out(out, global_rows)
+        return y + self._level2(x if self.mix else y, layout, cache)
+
+    def _level2(self, source: torch.Tensor, layout: Layout, cache: Optional[ForwardCache]) -> torch.Tensor:
+        """source: (B, T, C) aligned (Y, or X for Mix) -> the level-2 output projected, (B, T, C)."""
         q_proj, k_proj, v_proj = self._level2_qkv()
         dropout_p = self.dropout if self.training else 0.0
         # pooled keys/values: (B, S, C); projected after pooling where the pooling allows it
@@ -235,6 +268,6 @@ class PoolingformerSelfAttention(SlidingWindowSelfAttention):
                                      self.v_pool_weight, layout.valid, project=v_proj)
         z = segment_attention(
             self._heads(q_proj(source)), self._heads(k_pooled), self._heads(v_pooled), seg_valid,
-            self.w2, self.kernel, self.stride, layout, dropout_p,
+            self.w2, self.kernel, self.stride, layout, dropout_p, cache=cache,
         )
-        return y + self.out2_proj(z.reshape(x.shape))
+        return self.out2_proj(z.reshape(source.shape))

@@ -11,8 +11,9 @@ from typing import Callable, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .blocks import Band, blocked_attention
+from .blocks import Band, BandMask, band_mask, blocked_attention
 from .checks import check_mask, check_positive_int, check_qkv
+from .forward_cache import ForwardCache, cached
 from .layout import Layout, from_aligned, make_layout, query_valid, to_aligned, zero_padding_rows
 
 
@@ -72,26 +73,31 @@ class GlobalRows:
         return x.index_put_((self.batch, self.position), self.value)
 
 
-def sliding_window_parts(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    w1: int,
-    layout: Layout,
-    global_mask: Optional[torch.Tensor],
-    dropout_p: float,
-    block: int,
-) -> Tuple[torch.Tensor, Optional[GlobalRows]]:
-    """Level 1 on aligned inputs, as the band output of every row (B, T, H, D) and, separately,
-    the outputs of the global rows (None without global tokens), so that a caller can project
-    both before merging them. q, k, v: (B, T, H, D); global_mask: (B, T) or None.
+@dataclass
+class Level1Plan:
+    """Everything level 1 needs that does not depend on the layer (shared through a ForwardCache).
+
+    band: query block j sees chunks j .. j + 2*reach of the chunked keys; mask: its BandMask;
+    gpos, gvalid: (B, G) global positions and validity (None without global tokens);
+    global_keys: (B, 1, 1, S_ext) additive mask of the keys a global row attends to."""
+
+    band: Band
+    reach: int
+    mask: BandMask
+    gpos: Optional[torch.Tensor] = None
+    gvalid: Optional[torch.Tensor] = None
+    global_keys: Optional[torch.Tensor] = None
+
+
+def level1_plan(
+    length: int, batch: int, w1: int, block: int, layout: Layout, global_mask: Optional[torch.Tensor],
+    dtype: torch.dtype, device: torch.device,
+) -> Level1Plan:
+    """The chunk layout and masks of level 1 for sequences of T = length; global_mask: (B, T) or None.
 
     Keys are laid out in chunks of ``block`` rows, each followed by a copy of the G global keys;
     query block j attends to the 2*reach + 1 chunks around it (a view: no per-block copies),
-    and uses the global copies of its own chunk only, for globals outside its window.
-    Rows of padding hold finite garbage (callers zero them)."""
-    batch, length = q.shape[:2]
-    device = q.device
+    and uses the global copies of its own chunk only, for globals outside its window."""
     w1 = min(w1, length - 1)  # a wider window sees nothing more
     if global_mask is not None and layout.valid is not None:
         global_mask = global_mask & layout.valid
@@ -106,7 +112,6 @@ def sliding_window_parts(
     chunk = block + n_global
     band = Band(block=block, first=0, step=chunk, keys=(2 * reach + 1) * chunk)
     nb = band.num_blocks(length)
-    k_ext, v_ext = (_chunked_keys(x, block, reach, nb, gpos) for x in (k, v))
 
     qpos = band.query_positions(length, device)  # (nb, block)
     offsets = torch.arange(-reach, reach + 1, device=device, dtype=torch.int32)
@@ -126,18 +131,50 @@ def sliding_window_parts(
         mask = torch.cat([local.expand(batch, -1, -1, -1, -1), g_slots], dim=-1).flatten(3)
     # every real query sees itself; padding rows see their whole band (finite) and are zeroed later
     mask = mask | ~q_valid.unsqueeze(-1)  # (B, nb, block, keys)
-    out = blocked_attention(q, k_ext, v_ext, band, mask, dropout_p, rows_may_be_empty=False)
+    plan = Level1Plan(band, reach, band_mask(mask, batch, dtype, rows_may_be_empty=False))
     if gpos is None:
-        return out, None
-    # global rows attend to every real token: each appears once among the local slots of
-    # k_ext (already kept for backward; the chunks' global copies are left out)
-    chunk_slot = torch.arange(k_ext.shape[1], device=device, dtype=torch.int32) % chunk
-    chunk_pos = torch.arange(k_ext.shape[1], device=device, dtype=torch.int32) // chunk * block + chunk_slot - reach * block
+        return plan
+    # global rows attend to every real token: each appears once among the local slots of the
+    # chunked keys (the chunks' global copies are left out)
+    slots = torch.arange((nb + 2 * reach) * chunk, device=device, dtype=torch.int32)
+    chunk_slot = slots % chunk
+    chunk_pos = slots // chunk * block + chunk_slot - reach * block
     key_ok = (chunk_slot < block) & (chunk_pos >= 0) & (chunk_pos < length)  # (S_ext,)
     if layout.valid is not None:
         key_ok = key_ok & layout.valid[:, chunk_pos.clamp(0, length - 1)]  # (B, S_ext)
-    bidx = torch.arange(batch, device=device)[:, None]
-    g_out = _full_attention(q[bidx, gpos], k_ext, v_ext, key_ok, dropout_p)  # (B, G, H, D)
+    global_keys = torch.zeros(key_ok.shape, dtype=dtype, device=device).masked_fill_(~key_ok, float("-inf"))
+    plan.gpos, plan.gvalid = gpos, gvalid
+    plan.global_keys = global_keys.expand(batch, -1)[:, None, None, :]
+    return plan
+
+
+def sliding_window_parts(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    w1: int,
+    layout: Layout,
+    global_mask: Optional[torch.Tensor],
+    dropout_p: float,
+    block: int,
+    cache: Optional[ForwardCache] = None,
+) -> Tuple[torch.Tensor, Optional[GlobalRows]]:
+    """Level 1 on aligned inputs, as the band output of every row (B, T, H, D) and, separately,
+    the outputs of the global rows (None without global tokens), so that a caller can project
+    both before merging them. q, k, v: (B, T, H, D); global_mask: (B, T) or None.
+    cache: shares the plan (masks) with the other layers of the forward.
+    Rows of padding hold finite garbage (callers zero them)."""
+    batch, length = q.shape[:2]
+    plan = cached(cache, ("level1", length, batch, w1, block, q.dtype, q.device),
+                  lambda: level1_plan(length, batch, w1, block, layout, global_mask, q.dtype, q.device))
+    band, reach = plan.band, plan.reach
+    k_ext, v_ext = (_chunked_keys(x, band.block, reach, band.num_blocks(length), plan.gpos) for x in (k, v))
+    out = blocked_attention(q, k_ext, v_ext, band, plan.mask, dropout_p)
+    if plan.gpos is None:
+        return out, None
+    gpos, gvalid = plan.gpos, plan.gvalid
+    bidx = torch.arange(batch, device=q.device)[:, None]
+    g_out = _full_attention(q[bidx, gpos], k_ext, v_ext, plan.global_keys, dropout_p)  # (B, G, H, D)
     return out, GlobalRows(bidx.expand_as(gpos)[gvalid], gpos[gvalid], g_out[gvalid])
 
 
@@ -213,13 +250,11 @@ def _global_positions(global_mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Te
 
 
 def _full_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_ok: torch.Tensor, dropout_p: float
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor, dropout_p: float
 ) -> torch.Tensor:
-    """q: (B, G, H, D) attends to the allowed keys of k, v: (B, S, H, D); key_ok: (S,) or (B, S) bool.
-
-    Returns (B, G, H, D)."""
-    mask = key_ok.expand(q.shape[0], -1)[:, None, None, :]
+    """q: (B, G, H, D) attends to the keys of k, v: (B, S, H, D) that key_mask allows;
+    key_mask: (B, 1, 1, S) additive. Returns (B, G, H, D)."""
     out = F.scaled_dot_product_attention(
-        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, dropout_p=dropout_p
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=key_mask, dropout_p=dropout_p
     )
     return out.transpose(1, 2)
