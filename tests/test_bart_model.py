@@ -2,6 +2,7 @@
 encoder layer, checkpoint activations, global tokens, batch/padding invariance, generation."""
 
 import argparse
+import importlib
 
 import pytest
 import torch
@@ -18,9 +19,10 @@ from fairseq_poolingformer.models.encoder import (
     PoolingformerConfig,
     PoolingformerEncoderLayer,
     add_poolingformer_args,
+    lean_dropout,
     parse_layer_spec,
 )
-from fairseq_poolingformer.modules import PoolingformerSelfAttention, SlidingWindowSelfAttention
+from fairseq_poolingformer.modules import ForwardCache, PoolingformerSelfAttention, SlidingWindowSelfAttention
 
 VOCAB = 50
 
@@ -253,6 +255,112 @@ def test_fused_in_proj_weights_are_split_on_load():
     fresh.load_state_dict(state)
     torch.testing.assert_close(fresh.encoder.layers[1].self_attn.k_proj.weight, k, rtol=0, atol=0)
     torch.testing.assert_close(fresh.encoder.layers[1].self_attn.v_proj.bias, vb, rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def saved_bytes(fn):
+    """fn()'s result and the bytes of the distinct storages autograd keeps for its backward
+    (what is recomputed in backward is not kept)."""
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, sum(storages.values())
+
+
+def test_encoder_builds_its_masks_once_per_forward_and_computes_the_same(monkeypatch):
+    """Six layers (three two-level), one level-1 plan and one level-2 plan; outputs and
+    gradients are those of layers that each build their own masks."""
+    model, _ = build(seed=9, encoder_layers=6, pf_layers="2-4", global_tokens="first")
+    model.train()
+    built = []
+    for module, name in (("sliding_window", "level1_plan"), ("pooling_attention", "segment_plan")):
+        module = importlib.import_module(f"fairseq_poolingformer.modules.{module}")
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _f=original, _n=name, **k: built.append(_n) or _f(*a, **k))
+    src = padded([150, 97])
+    results = []
+    for share in (True, False):
+        built.clear()
+        if not share:  # every layer on its own, as a caller without a cache gets it
+            for layer in model.encoder.layers:
+                layer.forward = lambda *a, _f=layer.forward, **k: _f(*a, **{**k, "cache": None})
+        x = model.encoder(src)["encoder_out"][0]
+        grads = torch.autograd.grad(x.pow(2).sum(), list(model.encoder.parameters()))
+        results.append((x, grads, sorted(built)))
+    assert results[0][2] == ["level1_plan", "segment_plan"]  # level 2's recompute in backward reuses it too
+    assert results[1][2] == ["level1_plan"] * 6 + ["segment_plan"] * 6  # 3 layers, forward and recompute
+    assert torch.equal(results[0][0], results[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1]))
+
+
+def test_forward_cache_builds_each_key_once():
+    cache, calls = ForwardCache(), []
+    assert cache.get("a", lambda: calls.append(1) or "A") == "A"
+    assert cache.get("a", lambda: calls.append(2) or "B") == "A"
+    assert cache.get("b", lambda: "B") == "B" and calls == [1] and len(cache) == 2
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_two_level_recomputes_level2_in_backward_exactly_and_keeps_no_more_than_level1(dropout):
+    """Recomputing Y and level 2 in backward gives the same outputs and gradients bit for bit
+    (dropout draws included), and the two-level layer then keeps what a level-1 layer keeps
+    (plus level 2's mask), instead of about 5 more copies of x."""
+    T, B, C = 300, 2, 64
+    x = torch.randn(T, B, C)
+    pad = padded([300, 211]).eq(1)
+    results = {}
+    for recompute in (True, False):
+        torch.manual_seed(0)
+        layer = PoolingformerSelfAttention(C, 4, w1=16, w2=64, kernel=5, stride=4, pooling="ldconv",
+                                           dropout=dropout, global_first_token=True)
+        layer.recompute_level2 = recompute
+        xg = x.clone().requires_grad_()
+        torch.manual_seed(1)
+        (out, _), kept = saved_bytes(lambda: layer(xg, key_padding_mask=pad))
+        grads = torch.autograd.grad(out.pow(2).sum(), [xg] + list(layer.parameters()))
+        results[recompute] = (out, grads, kept)
+    torch.manual_seed(0)
+    level1 = SlidingWindowSelfAttention(C, 4, w1=16, dropout=dropout, global_first_token=True)
+    _, level1_kept = saved_bytes(lambda: level1(x.clone().requires_grad_(), key_padding_mask=pad))
+    assert torch.equal(results[True][0], results[False][0])
+    assert all(torch.equal(a, b) for a, b in zip(results[True][1], results[False][1]))
+    x_bytes = x.numel() * 4
+    assert results[True][2] <= level1_kept + x_bytes // 2
+    assert results[False][2] >= results[True][2] + 3 * x_bytes
+
+
+def test_checkpointed_layers_do_not_recompute_level2_twice():
+    plain, _ = build(seed=10)
+    ckpt, _ = build(seed=10, checkpoint_activations=True)
+    two_level = [m for m in plain.modules() if isinstance(m, PoolingformerSelfAttention)]
+    assert two_level and all(m.recompute_level2 for m in two_level)
+    assert all(not m.recompute_level2 for m in ckpt.modules() if isinstance(m, PoolingformerSelfAttention))
+
+
+def test_lean_dropout_is_fairseq_dropout_with_a_one_byte_mask():
+    from fairseq.modules import FairseqDropout
+
+    module = FairseqDropout(0.25)
+    x = torch.randn(4000, 8, requires_grad=True)
+    module.eval()
+    assert lean_dropout(module, x) is x
+    module.train()
+    out, kept = saved_bytes(lambda: lean_dropout(module, x))
+    kept_rows = out != 0
+    assert abs(kept_rows.float().mean().item() - 0.75) < 0.01
+    torch.testing.assert_close(out[kept_rows], x[kept_rows] / 0.75, rtol=0, atol=1e-6)
+    grad, = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(grad, kept_rows.float() / 0.75, rtol=0, atol=1e-6)
+    assert kept == x.numel()  # a bool mask: one byte per element (F.dropout keeps 4 on CPU)
+    module.p = 0.0
+    assert lean_dropout(module, x) is x
 
 
 # ----------------------------------------------------------------------------- generation

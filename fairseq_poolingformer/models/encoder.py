@@ -253,6 +253,17 @@ def build_poolingformer_self_attention(
 # ----------------------------------------------------------------------------- layer
 
 
+def lean_dropout(module: nn.Module, x: Tensor) -> Tensor:
+    """What Fairseq's ``FairseqDropout`` module computes, keeping a bool mask for backward (1 byte
+    per element) where ``F.dropout`` on CPU keeps its float noise (4 bytes): at 16k tokens that
+    is 36 MiB less per dropout, two per layer. Same distribution and scaling (CUDA's F.dropout
+    already keeps a bool mask)."""
+    if module.p > 0 and (module.training or module.apply_during_inference):
+        return torch.native_dropout(x, module.p, True)[0]
+    return x
+
+
+
 class PoolingformerEncoderLayer(TransformerEncoderLayerBase):
     """Fairseq's encoder layer (post/pre-norm, FFN, dropouts) with Poolingformer self-attention."""
 
@@ -292,16 +303,16 @@ class PoolingformerEncoderLayer(TransformerEncoderLayerBase):
             x, key_padding_mask=encoder_padding_mask, need_weights=False, global_mask=global_mask,
             cache=cache,
         )
-        x = self.residual_connection(self.dropout_module(x), residual)
+        x = self.residual_connection(lean_dropout(self.dropout_module, x), residual)
         if not self.normalize_before:
             x = self.self_attn_layer_norm(x)
 
         residual = x
         if self.normalize_before:
             x = self.final_layer_norm(x)
-        x = self.fc2(self.activation_dropout_module(self.activation_fn(self.fc1(x))))
+        x = self.fc2(lean_dropout(self.activation_dropout_module, self.activation_fn(self.fc1(x))))
         fc_result = x
-        x = self.residual_connection(self.dropout_module(x), residual)
+        x = self.residual_connection(lean_dropout(self.dropout_module, x), residual)
         if not self.normalize_before:
             x = self.final_layer_norm(x)
         if self.return_fc and not torch.jit.is_scripting():
