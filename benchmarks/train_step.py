@@ -30,6 +30,10 @@ measured at the start of the same run) and the step time as a multiple of it.
 with the package as it was then, interleaved with the working tree's: rows ``before`` and
 ``after``. ``--malloc-env`` adds a ``+malloc`` row per model with glibc's
 ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_`` raised (see docs/benchmark.md).
+``--live-memory`` runs every row once more (one untimed step) with glibc's
+``MALLOC_MMAP_THRESHOLD_=65536``: every tensor then has its own mapping, returned when it is
+freed, so the peak is that of the live tensors (what a GPU's caching allocator would need), free
+of the heap fragmentation that the fast allocator settings add to the resident set.
 ``--rounds N`` repeats the whole interleaved sequence and reports medians. ``--profile``
 profiles one step per row instead (after one unprofiled step at the same length) and reports
 the share of self CPU time in matmul, SDPA, copy, fill and other ops, with the raw op table.
@@ -37,7 +41,7 @@ the share of self CPU time in matmul, SDPA, copy, fill and other ops, with the r
 Usage::
 
     python benchmarks/train_step.py [--lengths 4096 8192 16384] [--threads 2] [--repeats 1]
-        [--models poolingformer sliding full led] [--baseline COMMIT] [--malloc-env] [--rounds 1]
+        [--models poolingformer sliding full led] [--baseline COMMIT] [--malloc-env] [--live-memory] [--rounds 1]
         [--profile] [--json benchmarks/results/train_step.json]
 
 Prints a markdown table.
@@ -360,16 +364,21 @@ def run_one(kind: str, length: int, threads: int, repeats: int, timeout: float,
 
 
 def markdown(rows: List[Dict[str, object]]) -> str:
-    lines = ["| source tokens | model | variant | one training step (s) | peak memory of the step (MiB) | x matmul bound |",
-             "|---:|---|---|---:|---:|---:|"]
+    live = any(r.get("live_peak_mib") is not None for r in rows)
+    lines = ["| source tokens | model | variant | one training step (s) | peak memory of the step (MiB) "
+             + ("| peak of live tensors (MiB) " if live else "") + "| x matmul bound |",
+             "|---:|---|---|---:|---:|" + ("---:|" if live else "") + "---:|"]
     for r in rows:
         if r["status"] == "ok":
             spread = f" ({r['step_s_min']:.1f}-{r['step_s_max']:.1f})" if r["step_s_max"] > r["step_s_min"] else ""
             bound = f"{r['step_s'] / r['bound_s']:.2f}" if r.get("bound_s") else "-"
+            live_cell = "" if not live else (
+                f"| {r['live_peak_mib']:.0f} " if r.get("live_peak_mib") is not None else "| - ")
             lines.append(f"| {r['T']} | {r['model']} | {r.get('variant', '')} | {r['step_s']:.1f}{spread} "
-                         f"| {r['peak_mib']:.0f} | {bound} |")
+                         f"| {r['peak_mib']:.0f} {live_cell}| {bound} |")
         else:
-            lines.append(f"| {r['T']} | {r['model']} | {r.get('variant', '')} | {r['status']} | - | - |")
+            lines.append(f"| {r['T']} | {r['model']} | {r.get('variant', '')} | {r['status']} | - "
+                         + ("| - " if live else "") + "| - |")
     return "\n".join(lines)
 
 
@@ -380,7 +389,8 @@ def _median_rows(runs: List[Dict[str, object]]) -> Dict[str, object]:
         return runs[-1]
     times = [t for r in ok for t in r["step_times"]]
     return {**ok[0], "step_s": statistics.median(times), "step_s_min": min(times), "step_s_max": max(times),
-            "peak_mib": max(r["peak_mib"] for r in ok), "rounds": len(ok)}
+            "peak_mib": max(r["peak_mib"] for r in ok), "rounds": len(ok),
+            "live_peak_mib": max((r["live_peak_mib"] for r in ok if r.get("live_peak_mib") is not None), default=None)}
 
 
 def main(argv: Optional[List[str]] = None) -> List[Dict[str, object]]:
@@ -400,6 +410,9 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, object]]:
     parser.add_argument("--malloc-env", action="store_true",
                         help="also run every model with glibc's MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ "
                              "raised (variant '+malloc')")
+    parser.add_argument("--live-memory", action="store_true",
+                        help="also measure every row's peak of live tensors (one more step with "
+                             "MALLOC_MMAP_THRESHOLD_=65536: no heap fragmentation)")
     parser.add_argument("--profile", action="store_true",
                         help="profile one step per (T, model, variant) instead of timing it: shares of matmul, "
                              "SDPA, copy, fill and other, written as JSON (--json)")
@@ -428,6 +441,10 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, object]]:
                     else:
                         result = run_one(kind, length, args.threads, args.repeats, args.timeout,
                                          tree, args.profile, env_extra)
+                        if args.live_memory and result["status"] == "ok":
+                            live = run_one(kind, length, args.threads, 1, args.timeout, tree, False,
+                                           {**env_extra, **LIVE_MEMORY_ENV})
+                            result["live_peak_mib"] = live.get("peak_mib")
                     variant = "" if stock and name == "after" else name
                     runs.setdefault((length, kind, variant), []).append(result)
                     print(f"round {rnd} T={length} {kind} {variant}: "
@@ -457,6 +474,7 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, object]]:
 
 
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
+LIVE_MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
 
 
 def profile_markdown(rows: List[Dict[str, object]]) -> str:
