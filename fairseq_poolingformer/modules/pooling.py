@@ -14,10 +14,11 @@ shared by all heads.
 """
 
 import math
-from typing import Callable, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 def num_segments(length: int, stride: int) -> int:
@@ -69,7 +70,7 @@ def pool_projected(
     pooling: str,
     weight: Optional[torch.Tensor],
     valid: Optional[torch.Tensor],
-    project: Optional[Callable[[torch.Tensor], torch.Tensor]],
+    project: Optional[nn.Linear],
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """pool_segments(project(x)), computed cheaply where pooling allows it.
 
@@ -77,20 +78,34 @@ def pool_projected(
     for an affine ``project`` pooling then projecting equals projecting then pooling on every
     valid segment: only the S = T/stride pooled vectors (and the centres or means that the
     weights come from) are projected. max does not commute and projects every position.
+    LDConv's weights softmax(W_p project(v)) come from the unprojected vectors through the
+    folded map W_p W (and bias W_p b): a (kernel x C) product instead of projecting them.
     Returns pooled (B, S, ...) and seg_valid (B, S); invalid segments hold no meaningful value.
     """
-    project = project or (lambda t: t)
+    apply = project if project is not None else (lambda t: t)
     if pooling == "max":
-        taps, tap_valid = segment_taps(project(x), valid, kernel, stride)
+        taps, tap_valid = segment_taps(apply(x), valid, kernel, stride)
         return _masked_max(taps, tap_valid), tap_valid.any(dim=-1)
     _, tap_valid = segment_taps(x, valid, kernel, stride)
     weights = _mean_weights(tap_valid)
-    if pooling == "ldconv":
-        source = project(_centres(x, lengths, tap_valid.shape[1], kernel, stride))
-        weights = _dynamic_weights(source, weight, tap_valid)
-    elif pooling == "mean_ldconv":
-        weights = _dynamic_weights(project(_weighted_sum(x, weights, stride)), weight, tap_valid)
-    return project(_weighted_sum(x, weights, stride)), tap_valid.any(dim=-1)
+    if pooling in ("ldconv", "mean_ldconv"):
+        if pooling == "ldconv":
+            source = _centres(x, lengths, tap_valid.shape[1], kernel, stride)
+        else:
+            source = _weighted_sum(x, weights, stride)
+        weights = _dynamic_weights(source, *_folded(weight, project), tap_valid)
+    return apply(_weighted_sum(x, weights, stride)), tap_valid.any(dim=-1)
+
+
+def _folded(weight: torch.Tensor, project: Optional[nn.Linear]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """W_p after the projection as one map on its input: W_p (W v + b) = (W_p W) v + W_p b.
+
+    weight: (kernel, C_out) -> ((kernel, C_in), (kernel,) or None), in float32."""
+    weight = weight.float()
+    if project is None:
+        return weight, None
+    bias = None if project.bias is None else weight @ project.bias.float()
+    return weight @ project.weight.float(), bias
 
 
 def _mean_weights(tap_valid: torch.Tensor) -> torch.Tensor:
@@ -188,12 +203,15 @@ def _centres(x: torch.Tensor, lengths: torch.Tensor, segments: int, kernel: int,
     return x[torch.arange(x.shape[0], device=x.device)[:, None], centre]
 
 
-def _dynamic_weights(source: torch.Tensor, weight: torch.Tensor, tap_valid: torch.Tensor) -> torch.Tensor:
-    """softmax(W_p source) over the real taps. source: (B, S, ...) with H*D features; weight: (kernel, H*D).
+def _dynamic_weights(
+    source: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], tap_valid: torch.Tensor
+) -> torch.Tensor:
+    """softmax(weight source + bias) over the real taps. source: (B, S, ...) with C features;
+    weight: (kernel, C) float32; bias: (kernel,) or None.
 
     Returns (B, S, kernel) float32 (zeros for segments without a real tap)."""
     batch, segments = source.shape[:2]
-    logits = F.linear(source.reshape(batch, segments, -1).float(), weight.float())  # (B, S, kernel)
+    logits = F.linear(source.reshape(batch, segments, -1).float(), weight, bias)  # (B, S, kernel)
     logits = logits.masked_fill(~tap_valid, float("-inf"))
     # a segment with no real tap would give softmax(-inf...) = NaN (and NaN gradients): use 0 logits
     logits = logits.masked_fill(~tap_valid.any(dim=-1, keepdim=True), 0.0)

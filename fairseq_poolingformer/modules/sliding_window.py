@@ -73,7 +73,7 @@ class GlobalRows:
         return x.index_put_((self.batch, self.position), self.value)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Level1Plan:
     """Everything level 1 needs that does not depend on the layer (shared through a ForwardCache).
 
@@ -131,21 +131,26 @@ def level1_plan(
         mask = torch.cat([local.expand(batch, -1, -1, -1, -1), g_slots], dim=-1).flatten(3)
     # every real query sees itself; padding rows see their whole band (finite) and are zeroed later
     mask = mask | ~q_valid.unsqueeze(-1)  # (B, nb, block, keys)
-    plan = Level1Plan(band, reach, band_mask(mask, batch, dtype, rows_may_be_empty=False))
+    band_rule = band_mask(mask, batch, dtype, rows_may_be_empty=False)
     if gpos is None:
-        return plan
-    # global rows attend to every real token: each appears once among the local slots of the
-    # chunked keys (the chunks' global copies are left out)
-    slots = torch.arange((nb + 2 * reach) * chunk, device=device, dtype=torch.int32)
+        return Level1Plan(band, reach, band_rule)
+    global_keys = _global_row_keys(length, block, reach, nb + 2 * reach, n_global, layout)
+    additive = torch.zeros(global_keys.shape, dtype=dtype, device=device).masked_fill_(~global_keys, float("-inf"))
+    return Level1Plan(band, reach, band_rule, gpos, gvalid, additive.expand(batch, -1)[:, None, None, :])
+
+
+def _global_row_keys(length: int, block: int, reach: int, n_chunks: int, n_global: int, layout: Layout) -> torch.Tensor:
+    """The slots of the chunked keys that a global row attends to: every real token, which
+    appears once among the chunks' local slots (their global copies are left out).
+    Returns (S_ext,) bool, or (B, S_ext) with padding."""
+    chunk = block + n_global
+    slots = torch.arange(n_chunks * chunk, device=layout.lengths.device, dtype=torch.int32)
     chunk_slot = slots % chunk
     chunk_pos = slots // chunk * block + chunk_slot - reach * block
     key_ok = (chunk_slot < block) & (chunk_pos >= 0) & (chunk_pos < length)  # (S_ext,)
     if layout.valid is not None:
         key_ok = key_ok & layout.valid[:, chunk_pos.clamp(0, length - 1)]  # (B, S_ext)
-    global_keys = torch.zeros(key_ok.shape, dtype=dtype, device=device).masked_fill_(~key_ok, float("-inf"))
-    plan.gpos, plan.gvalid = gpos, gvalid
-    plan.global_keys = global_keys.expand(batch, -1)[:, None, None, :]
-    return plan
+    return key_ok
 
 
 def sliding_window_parts(
