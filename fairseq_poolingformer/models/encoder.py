@@ -275,13 +275,10 @@ class PoolingformerEncoderLayer(TransformerEncoderLayerBase):
         self.layer_idx = layer_idx
 
     def build_self_attention(self, embed_dim: int, cfg) -> nn.Module:
-        attention = build_poolingformer_self_attention(
+        return build_poolingformer_self_attention(
             embed_dim, cfg.encoder.attention_heads, cfg.attention_dropout,
             self.pf_cfg, self.two_level,
         )
-        if self.two_level and cfg.checkpoint_activations:
-            attention.recompute_level2 = False  # the whole layer is recomputed already
-        return attention
 
     def forward(
         self,
