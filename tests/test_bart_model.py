@@ -300,6 +300,28 @@ def test_encoder_builds_its_masks_once_per_forward_and_computes_the_same(monkeyp
     assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1]))
 
 
+def test_checkpointed_layers_build_their_own_masks(monkeypatch):
+    """Under --checkpoint-activations no cache outlives a layer: each layer's forward and its
+    recompute in backward build their own masks (which then live only while that layer's
+    backward runs), and the gradients are those of the uncheckpointed model."""
+    module = importlib.import_module("fairseq_poolingformer.modules.sliding_window")
+    built = []
+    original = module.level1_plan
+    monkeypatch.setattr(module, "level1_plan", lambda *a, **k: built.append(1) or original(*a, **k))
+    grads = []
+    for checkpoint in (False, True):
+        model, _ = build(seed=11, checkpoint_activations=checkpoint)
+        model.train()
+        built.clear()
+        x = model.encoder(padded([90, 64]))["encoder_out"][0]
+        x.pow(2).sum().backward()  # fairseq's checkpointing does not take autograd.grad
+        grads.append([p.grad for p in model.encoder.parameters()])
+        layers = len(model.encoder.layers)
+        assert len(built) == (2 * layers if checkpoint else 1)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_forward_cache_builds_each_key_once():
     cache, calls = ForwardCache(), []
     assert cache.get("a", lambda: calls.append(1) or "A") == "A"

@@ -377,7 +377,9 @@ class PoolingformerTransformerEncoder(TransformerEncoderBase):
 
         encoder_states: List[Tensor] = [x] if return_all_hiddens else []
         fc_results: List[Optional[Tensor]] = []
-        cache = ForwardCache()  # every layer sees the same padding and globals: masks built once
+        # every layer sees the same padding and globals: masks built once. Not with checkpointed
+        # layers: there each layer's recompute keeps only its own masks, and only while its backward runs
+        cache = None if self.cfg.checkpoint_activations else ForwardCache()
         for layer in self.layers:
             out = layer(
                 x,
