@@ -4,7 +4,8 @@ The band masks (and the band layout, the global positions) depend only on T, the
 global tokens and the window settings, never on the layer. The encoder makes one
 ``ForwardCache`` per forward and hands it to every layer; the first layer builds each item and
 the others reuse it, so a 6-layer encoder builds its level-1 mask once and backward keeps one
-copy of it instead of six. Called without a cache, the attention builds its own.
+copy of it instead of six. Called without a cache, the attention builds its own (as the
+encoder makes it under --checkpoint-activations, so that no mask outlives its layer's backward).
 """
 
 from typing import Callable, Dict, Hashable, Optional, TypeVar
