@@ -34,6 +34,7 @@ import math
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -148,6 +149,7 @@ def _json_records(text: str) -> List[dict]:
 def fairseq_train(out: Path, env: Dict[str, str], device: str) -> dict:
     name = "fairseq_train_fp16" if device == "cuda" else "fairseq_train_cpu"
     work = out / "train_work"
+    shutil.rmtree(work, ignore_errors=True)  # a rerun into the same results: fairseq refuses an existing dict
     text = work / "text"
     text.mkdir(parents=True, exist_ok=True)
     rng = random.Random(0)
