@@ -27,16 +27,12 @@ from typing import Dict, List, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_step  # noqa: E402  (the models, the batch and the step)
 
-LIVE_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
-
-
 def _mib(field: str) -> float:
-    return train_step._status_kib(field) / 1024
+    return train_step.status_kib(field) / 1024
 
 
 def child(kind: str, length: int) -> Dict[str, object]:
     import torch
-    from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
 
     torch.manual_seed(0)
     model, dictionary = train_step.build_model(kind, length)
@@ -54,25 +50,12 @@ def child(kind: str, length: int) -> Dict[str, object]:
             module.register_forward_pre_hook(lambda *_, n=name: mark(f"forward {n}"))
             module.register_full_backward_pre_hook(lambda *_, n=name: mark(f"backward {n}"))
 
-    def step(n_src: int) -> None:
-        src = torch.randint(4, len(dictionary), (1, n_src))  # (B, T)
-        src[0, -1] = dictionary.eos()
-        tgt = torch.randint(4, len(dictionary), (1, train_step.TARGET_TOKENS))
-        prev = torch.cat([torch.full((1, 1), dictionary.eos()), tgt[:, :-1]], dim=1)
-        logits, _ = model(src, torch.tensor([n_src]), prev)
-        lprobs = torch.log_softmax(logits.float(), dim=-1).view(-1, logits.shape[-1])
-        loss, _ = label_smoothed_nll_loss(lprobs, tgt.view(-1), 0.1, ignore_index=dictionary.pad())
-        mark("loss")
-        loss.backward()
-        mark("backward done")
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        mark("optimizer done")
-
-    step(512)  # warm-up; Adam's state allocated
+    # warm-up (Adam's state allocated), then the measured step
+    train_step.training_step(model, dictionary, optimizer, train_step.make_batch(dictionary, 512))
+    inputs = train_step.make_batch(dictionary, length)
     marks.clear()
     mark("start")
-    step(length)
+    train_step.training_step(model, dictionary, optimizer, inputs, mark)
     base = marks[0][1]
     intervals = [{"from": a[0], "to": b[0], "rss_mib": b[1] - base, "peak_mib": b[2] - base}
                  for a, b in zip(marks, marks[1:])]
@@ -86,7 +69,7 @@ def child(kind: str, length: int) -> Dict[str, object]:
 
 
 def run(kind: str, length: int, timeout: float) -> Dict[str, object]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", **LIVE_ENV)
+    env = dict(os.environ, OMP_NUM_THREADS="1", **train_step.LIVE_MEMORY_ENV)
     cmd = [sys.executable, __file__, "--child", kind, str(length)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     if proc.returncode != 0:

@@ -69,7 +69,7 @@ VOCAB = 50265
 # ----------------------------------------------------------------------------- in the child
 
 
-def _status_kib(field: str) -> int:
+def status_kib(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
@@ -82,9 +82,9 @@ def peak_growth_mib(fn: Callable[[], None]) -> float:
 
     gc.collect()
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := current RSS
-    before = _status_kib("VmRSS")
+    before = status_kib("VmRSS")
     fn()
-    return (_status_kib("VmHWM") - before) / 1024
+    return (status_kib("VmHWM") - before) / 1024
 
 
 def fairseq_dictionary():
@@ -277,9 +277,37 @@ def profile_step(step: Callable[[], None]) -> Dict[str, object]:
     return {"profiled_s": total, "share": shares, "seconds": seconds, "calls": calls, "top_ops": ops[:40]}
 
 
-def child(kind: str, length: int, repeats: int, profile: bool = False) -> Dict[str, object]:
+def make_batch(dictionary, n_src: int):
+    """One random document of n_src tokens and a TARGET_TOKENS target: (src, src_lengths, prev, tgt)."""
+    import torch
+
+    src = torch.randint(4, len(dictionary), (1, n_src))  # (B, T)
+    src[0, -1] = dictionary.eos()
+    tgt = torch.randint(4, len(dictionary), (1, TARGET_TOKENS))
+    prev = torch.cat([torch.full((1, 1), dictionary.eos()), tgt[:, :-1]], dim=1)
+    return src, torch.tensor([n_src]), prev, tgt
+
+
+def training_step(forward, dictionary, optimizer, inputs, mark: Callable[[str], None] = lambda label: None) -> None:
+    """Forward, label-smoothed loss, backward and an Adam update on make_batch's inputs;
+    mark(label) is called after the loss, the backward and the update."""
     import torch
     from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
+
+    src, src_len, prev, tgt = inputs
+    logits, _ = forward(src, src_len, prev)  # (B, T_tgt, V)
+    lprobs = torch.log_softmax(logits.float(), dim=-1).view(-1, logits.shape[-1])
+    loss, _ = label_smoothed_nll_loss(lprobs, tgt.view(-1), 0.1, ignore_index=dictionary.pad())
+    mark("loss")
+    loss.backward()
+    mark("backward done")
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    mark("optimizer done")
+
+
+def child(kind: str, length: int, repeats: int, profile: bool = False) -> Dict[str, object]:
+    import torch
 
     torch.manual_seed(0)
     model, dictionary = build_model(kind, length)
@@ -292,19 +320,10 @@ def child(kind: str, length: int, repeats: int, profile: bool = False) -> Dict[s
     optimizer.zero_grad(set_to_none=True)
 
     def batch(n_src: int):
-        src = torch.randint(4, len(dictionary), (1, n_src))  # (B, T)
-        src[0, -1] = dictionary.eos()
-        tgt = torch.randint(4, len(dictionary), (1, TARGET_TOKENS))
-        prev = torch.cat([torch.full((1, 1), dictionary.eos()), tgt[:, :-1]], dim=1)
-        return src, torch.tensor([n_src]), prev, tgt
+        return make_batch(dictionary, n_src)
 
-    def step(src, src_len, prev, tgt) -> None:
-        logits, _ = forward(src, src_len, prev)  # (B, T_tgt, V)
-        lprobs = torch.log_softmax(logits.float(), dim=-1).view(-1, logits.shape[-1])
-        loss, _ = label_smoothed_nll_loss(lprobs, tgt.view(-1), 0.1, ignore_index=dictionary.pad())
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    def step(*inputs) -> None:
+        training_step(forward, dictionary, optimizer, inputs)
 
     step(*batch(512 if kind.split("+")[0] != "led" else 1024))  # warm-up: kernels, allocator
     inputs = batch(length)

@@ -263,7 +263,6 @@ def lean_dropout(module: nn.Module, x: Tensor) -> Tensor:
     return x
 
 
-
 class PoolingformerEncoderLayer(TransformerEncoderLayerBase):
     """Fairseq's encoder layer (post/pre-norm, FFN, dropouts) with Poolingformer self-attention."""
 

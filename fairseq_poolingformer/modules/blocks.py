@@ -70,8 +70,13 @@ def band_mask(mask: torch.Tensor, batch: int, dtype: torch.dtype, rows_may_be_em
         if not bool(has_key.all()):  # rows with nothing to attend: let them see everything (finite), then zero them
             mask = mask | ~has_key
             row_scale = has_key.reshape(batch, nb * block, 1, 1).to(dtype)
-    additive = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
-    return BandMask(additive.reshape(batch * nb, 1, block, keys), row_scale)
+    return BandMask(additive_mask(mask, dtype).reshape(batch * nb, 1, block, keys), row_scale)
+
+
+def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """bool mask (True = attend) -> the same shape in dtype: 0 where True, -inf where False
+    (what SDPA makes of a bool mask at every call)."""
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
 
 
 def _bands(x: torch.Tensor, band: Band, nb: int) -> torch.Tensor:

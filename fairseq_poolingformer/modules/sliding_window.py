@@ -11,7 +11,7 @@ from typing import Callable, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .blocks import Band, BandMask, band_mask, blocked_attention
+from .blocks import Band, BandMask, additive_mask, band_mask, blocked_attention
 from .checks import check_mask, check_positive_int, check_qkv
 from .forward_cache import ForwardCache, cached
 from .layout import Layout, from_aligned, make_layout, query_valid, to_aligned, zero_padding_rows
@@ -135,8 +135,8 @@ def level1_plan(
     if gpos is None:
         return Level1Plan(band, reach, band_rule)
     global_keys = _global_row_keys(length, block, reach, nb + 2 * reach, n_global, layout)
-    additive = torch.zeros(global_keys.shape, dtype=dtype, device=device).masked_fill_(~global_keys, float("-inf"))
-    return Level1Plan(band, reach, band_rule, gpos, gvalid, additive.expand(batch, -1)[:, None, None, :])
+    additive = additive_mask(global_keys, dtype).expand(batch, -1)[:, None, None, :]
+    return Level1Plan(band, reach, band_rule, gpos, gvalid, additive)
 
 
 def _global_row_keys(length: int, block: int, reach: int, n_chunks: int, n_global: int, layout: Layout) -> torch.Tensor:
