@@ -339,6 +339,9 @@ class PoolingformerTransformerEncoder(TransformerEncoderBase):
         )
         self._num_layers_built += 1
         checkpoint = cfg.checkpoint_activations
+        if isinstance(layer.self_attn, PoolingformerSelfAttention):
+            # with --checkpoint-activations level 2 is computed again in backward too (see there)
+            layer.self_attn.recompute_level2 = checkpoint
         if checkpoint:
             layer = checkpoint_wrapper(layer, offload_to_cpu=cfg.offload_activations)
         # as in Fairseq: a checkpointed layer is always wrapped by FSDP (when FSDP is on)

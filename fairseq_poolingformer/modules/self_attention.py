@@ -158,12 +158,13 @@ class PoolingformerSelfAttention(SlidingWindowSelfAttention):
 
     mix: level 2 projects from the layer input X instead of Y (the paper's "Mix" ablation).
     share_weights: level 2 reuses level 1's q/k/v projections (the "weight sharing" ablation).
-    recompute_level2 (attribute, default True): in training, backward keeps only what level 1
-    keeps anyway and computes Y and level 2 again. Their saved activations (Y, Q2, the pooled
-    bands, Z: about 5 x T x C per layer) would make the model need more memory than full
-    attention; computing them again costs a few percent of the step. It stays on under
-    --checkpoint-activations too: there the layer's recompute would otherwise keep level 2's
-    activations alive through the layer's whole backward (200 MiB more at 16k tokens).
+    recompute_level2 (attribute, default False): in training, backward keeps only what level 1
+    keeps anyway and computes Y and level 2 again (same ops, same dropout draws). Level 2's
+    saved activations (Y, Q2, the pooled keys/values, Z: about 5 x T x C) then live only while
+    this layer's backward runs, for about a quarter more of the layer's forward work. The
+    encoder turns it on under --checkpoint-activations, where the user trades time for memory:
+    the layer's own recompute would otherwise keep level 2's activations through the layer's
+    whole backward (200 MiB more at 16k tokens).
     """
 
     def __init__(
@@ -186,7 +187,7 @@ class PoolingformerSelfAttention(SlidingWindowSelfAttention):
         super().__init__(embed_dim, num_heads, w1, dropout, bias, global_first_token)
         self.w2, self.kernel, self.stride, self.pooling = w2, kernel, stride, pooling
         self.mix, self.share_weights = mix, share_weights
-        self.recompute_level2 = True
+        self.recompute_level2 = False
         if not share_weights:
             self.q2_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
             self.k2_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
