@@ -294,8 +294,8 @@ def test_encoder_builds_its_masks_once_per_forward_and_computes_the_same(monkeyp
         x = model.encoder(src)["encoder_out"][0]
         grads = torch.autograd.grad(x.pow(2).sum(), list(model.encoder.parameters()))
         results.append((x, grads, sorted(built)))
-    assert results[0][2] == ["level1_plan", "segment_plan"]  # level 2's recompute in backward reuses it too
-    assert results[1][2] == ["level1_plan"] * 6 + ["segment_plan"] * 6  # 3 layers, forward and recompute
+    assert results[0][2] == ["level1_plan", "segment_plan"]
+    assert results[1][2] == ["level1_plan"] * 6 + ["segment_plan"] * 3  # 3 two-level layers
     assert torch.equal(results[0][0], results[1][0])
     assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1]))
 
@@ -358,11 +358,34 @@ def test_two_level_recomputes_level2_in_backward_exactly_and_keeps_no_more_than_
     assert results[False][2] >= results[True][2] + 3 * x_bytes
 
 
-def test_two_level_layers_recompute_level2_with_and_without_checkpoint_activations():
+def test_two_level_layers_recompute_level2_only_under_checkpoint_activations():
     for checkpoint in (False, True):
         model, _ = build(seed=10, checkpoint_activations=checkpoint)
         two_level = [m for m in model.modules() if isinstance(m, PoolingformerSelfAttention)]
-        assert two_level and all(m.recompute_level2 for m in two_level)
+        assert two_level and all(m.recompute_level2 == checkpoint for m in two_level)
+
+
+@pytest.mark.parametrize("activation_dropout", [0.0, 0.25])
+def test_encoder_ffn_computes_its_activation_again_in_backward(monkeypatch, activation_dropout):
+    """The encoder layers' FFN gives Fairseq's composition's outputs and gradients bit for bit
+    and keeps one (T, B, ffn) float tensor less per layer (the activation's output)."""
+    encoder_module = importlib.import_module("fairseq_poolingformer.models.encoder")
+    src = padded([120, 77])
+    results = []
+    for fused in (True, False):
+        if not fused:
+            monkeypatch.setattr(encoder_module, "activation_linear",
+                                lambda h, act, drop, fc: fc(lean_dropout(drop, act(h))))
+        model, args = build(seed=12, activation_dropout=activation_dropout)
+        model.train()
+        torch.manual_seed(4)
+        x, kept = saved_bytes(lambda: model.encoder(src)["encoder_out"][0])
+        grads = torch.autograd.grad(x.pow(2).sum(), list(model.encoder.parameters()))
+        results.append((x, grads, kept))
+    assert torch.equal(results[0][0], results[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1]))
+    layers, T, B = args.encoder_layers, src.shape[1], src.shape[0]
+    assert results[1][2] - results[0][2] >= layers * T * B * args.encoder_ffn_embed_dim * 4
 
 
 def test_lean_dropout_is_fairseq_dropout_with_a_one_byte_mask():
