@@ -407,6 +407,42 @@ def test_lean_dropout_is_fairseq_dropout_with_a_one_byte_mask():
     assert lean_dropout(module, x) is x
 
 
+def test_unpadded_sources_return_no_padding_mask_and_decode_the_same():
+    """Without padding the encoder returns no padding mask (Fairseq's convention), so the
+    decoder's cross-attention skips masking its scores: the same logits, gradients and beams as
+    with an all-False mask; a padded batch still returns its mask."""
+    model, _ = build(seed=13)
+    src = padded([120, 120])
+    assert model.encoder(src)["encoder_padding_mask"] == []
+    assert torch.equal(model.encoder(padded([120, 80]))["encoder_padding_mask"][0], padded([120, 80]).eq(1))
+    lengths = torch.tensor([120, 120])
+    prev = padded([30, 30], seed=1)
+    encoder_forward = model.encoder.forward
+
+    def with_empty_mask(*args, **kwargs):
+        out = encoder_forward(*args, **kwargs)
+        return {**out, "encoder_padding_mask": [torch.zeros(src.shape, dtype=torch.bool)]}
+
+    results = []
+    model.train()
+    for explicit in (False, True):
+        model.encoder.forward = with_empty_mask if explicit else encoder_forward
+        logits = model(src, lengths, prev)[0]
+        grads = torch.autograd.grad(logits.pow(2).sum(), list(model.parameters()), allow_unused=True)
+        results.append((logits, grads))
+    model.eval()  # after training steps: beam search leaves its beam size in the decoder
+    for explicit in (False, True):
+        model.encoder.forward = with_empty_mask if explicit else encoder_forward
+        gen = SequenceGenerator([model], _Task().target_dictionary, beam_size=3, max_len_b=6)
+        with torch.no_grad():
+            hyps = gen.generate([model], {"net_input": {"src_tokens": src, "src_lengths": lengths}})
+        results.append([[h["tokens"] for h in beams] for beams in hyps])
+    (la, ga), (lb, gb), ha, hb = results
+    assert torch.equal(la, lb)
+    assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(ga, gb))
+    assert all(torch.equal(x, y) for bx, by in zip(ha, hb) for x, y in zip(bx, by))
+
+
 # ----------------------------------------------------------------------------- generation
 
 

@@ -392,7 +392,9 @@ class PoolingformerTransformerEncoder(TransformerEncoderBase):
         src_lengths_out = src_tokens.ne(self.padding_idx).sum(dim=1, dtype=torch.int32)
         return {
             "encoder_out": [x],  # (T, B, C)
-            "encoder_padding_mask": [padding_mask],  # (B, T)
+            # (B, T); none without padding (Fairseq's convention): the decoder's cross-attention
+            # then skips masking H x T_tgt x T scores with an all-False mask (two copies per layer)
+            "encoder_padding_mask": [padding_mask] if has_pads else [],
             "encoder_embedding": [encoder_embedding],  # (B, T, C)
             "encoder_states": encoder_states,  # List[(T, B, C)]
             "fc_results": fc_results,
