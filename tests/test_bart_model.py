@@ -358,11 +358,16 @@ def test_two_level_recomputes_level2_in_backward_exactly_and_keeps_no_more_than_
     assert results[False][2] >= results[True][2] + 3 * x_bytes
 
 
-def test_two_level_layers_recompute_level2_only_under_checkpoint_activations():
+def test_what_backward_computes_again_depends_on_checkpoint_activations():
+    """Level 2 is computed again in backward only under checkpointing; the FFN's activation
+    only without it (a checkpointed layer's backward recomputes the whole layer anyway)."""
     for checkpoint in (False, True):
         model, _ = build(seed=10, checkpoint_activations=checkpoint)
         two_level = [m for m in model.modules() if isinstance(m, PoolingformerSelfAttention)]
         assert two_level and all(m.recompute_level2 == checkpoint for m in two_level)
+        layers = [m for m in model.modules() if isinstance(m, PoolingformerEncoderLayer)]
+        assert len(layers) == len(model.encoder.layers)
+        assert all(layer.recompute_activation != checkpoint for layer in layers)
 
 
 @pytest.mark.parametrize("activation_dropout", [0.0, 0.25])

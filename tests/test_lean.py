@@ -71,7 +71,8 @@ def test_activation_linear_dropout_draws_follow_the_seed():
 
 def test_activation_linear_without_gradients_or_with_hooks_is_the_plain_composition():
     """A hooked fc (Fairseq's --quant-noise-pq adds a forward pre-hook that rewrites the weight)
-    runs through its module call; without gradients nothing needs keeping."""
+    runs through its module call; without gradients nothing needs keeping; recompute=False
+    (checkpointed layers) keeps what autograd keeps."""
     torch.manual_seed(0)
     h = torch.randn(20, 2, 16, requires_grad=True)
     dropout = FairseqDropout(0.0)
@@ -84,6 +85,9 @@ def test_activation_linear_without_gradients_or_with_hooks_is_the_plain_composit
     handle.remove()
     noisy = quant_noise(nn.Linear(16, 4), 0.5, 8)
     assert "ActivationLinear" not in type(activation_linear(h, torch.relu, dropout, noisy).grad_fn).__name__
+    out = activation_linear(h, torch.relu, dropout, fc, recompute=False)
+    assert "ActivationLinear" not in type(out.grad_fn).__name__
+    assert "ActivationLinear" in type(activation_linear(h, torch.relu, dropout, fc).grad_fn).__name__
     with torch.no_grad():
         out = activation_linear(h, torch.relu, dropout, fc)
     assert out.grad_fn is None

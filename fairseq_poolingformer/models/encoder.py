@@ -263,6 +263,8 @@ class PoolingformerEncoderLayer(TransformerEncoderLayerBase):
         self.two_level = layer_idx in pf_cfg.two_level_layers(cfg.encoder.layers)
         super().__init__(cfg, return_fc=return_fc)
         self.layer_idx = layer_idx
+        # checkpointed layers are computed again in backward anyway (see activation_linear)
+        self.recompute_activation = not cfg.checkpoint_activations
 
     def build_self_attention(self, embed_dim: int, cfg) -> nn.Module:
         return build_poolingformer_self_attention(
@@ -298,7 +300,8 @@ class PoolingformerEncoderLayer(TransformerEncoderLayerBase):
         if self.normalize_before:
             x = self.final_layer_norm(x)
         # the FFN keeps fc1's output only: its activation is computed again in backward
-        x = activation_linear(self.fc1(x), self.activation_fn, self.activation_dropout_module, self.fc2)
+        x = activation_linear(self.fc1(x), self.activation_fn, self.activation_dropout_module, self.fc2,
+                              recompute=self.recompute_activation)
         fc_result = x
         x = self.residual_connection(lean_dropout(self.dropout_module, x), residual)
         if not self.normalize_before:

@@ -24,13 +24,19 @@ def lean_dropout(module: nn.Module, x: Tensor) -> Tensor:
     return x
 
 
-def activation_linear(h: Tensor, activation: Callable[[Tensor], Tensor], dropout: nn.Module, fc: nn.Linear) -> Tensor:
+def activation_linear(
+    h: Tensor, activation: Callable[[Tensor], Tensor], dropout: nn.Module, fc: nn.Linear, recompute: bool = True
+) -> Tensor:
     """fc(lean_dropout(dropout, activation(h))), keeping only h (and the dropout's bool mask):
     backward computes the activation again from h (same ops, same result).
 
-    h: (..., F) -> (..., C). Falls back to the plain composition when ``fc`` carries hooks
-    (Fairseq's quant-noise), which this function would bypass."""
-    if fc._forward_pre_hooks or fc._forward_hooks or not torch.is_grad_enabled():
+    h: (..., F) -> (..., C). The plain composition when ``recompute`` is False, when ``fc``
+    carries hooks (Fairseq's quant-noise), which this function would bypass, or without
+    gradients. Pass recompute=False under activation checkpointing: there the layer's backward
+    peak is what counts, and this backward holds the recomputed activation, its gradient and
+    h's gradient at once (one T x F tensor more than autograd, which frees the activation
+    after fc's backward)."""
+    if not recompute or fc._forward_pre_hooks or fc._forward_hooks or not torch.is_grad_enabled():
         return fc(lean_dropout(dropout, activation(h)))
     return _ActivationLinear.apply(h, fc.weight, fc.bias, activation, _dropout_p(dropout))
 
