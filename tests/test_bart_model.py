@@ -380,7 +380,7 @@ def test_encoder_ffn_computes_its_activation_again_in_backward(monkeypatch, acti
     for fused in (True, False):
         if not fused:
             monkeypatch.setattr(encoder_module, "activation_linear",
-                                lambda h, act, drop, fc: fc(lean_dropout(drop, act(h))))
+                                lambda h, act, drop, fc, recompute: fc(lean_dropout(drop, act(h))))
         model, args = build(seed=12, activation_dropout=activation_dropout)
         model.train()
         torch.manual_seed(4)
