@@ -23,6 +23,7 @@ from fairseq_poolingformer.models.encoder import (
     parse_layer_spec,
 )
 from fairseq_poolingformer.modules import ForwardCache, PoolingformerSelfAttention, SlidingWindowSelfAttention
+from saved_memory import saved_bytes
 
 VOCAB = 50
 
@@ -258,20 +259,6 @@ def test_fused_in_proj_weights_are_split_on_load():
 
 
 # ----------------------------------------------------------------------------- memory
-
-
-def saved_bytes(fn):
-    """fn()'s result and the bytes of the distinct storages autograd keeps for its backward
-    (what is recomputed in backward is not kept)."""
-    storages = {}
-
-    def pack(t):
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return out, sum(storages.values())
 
 
 def test_encoder_builds_its_masks_once_per_forward_and_computes_the_same(monkeypatch):

@@ -10,21 +10,9 @@ from fairseq.modules import FairseqDropout
 from fairseq.modules.quant_noise import quant_noise
 
 from fairseq_poolingformer.models.lean import activation_linear, lean_dropout
+from saved_memory import saved_storages
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
-
-
-def saved_storages(fn):
-    """fn()'s result and {data_ptr: nbytes} of the storages autograd keeps for its backward."""
-    storages = {}
-
-    def pack(t):
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return out, storages
 
 
 def run(fused: bool, activation: str, p: float, h: torch.Tensor, fc: nn.Linear, seed: int = 5):
