@@ -263,8 +263,12 @@ class PoolingformerEncoderLayer(TransformerEncoderLayerBase):
         self.two_level = layer_idx in pf_cfg.two_level_layers(cfg.encoder.layers)
         super().__init__(cfg, return_fc=return_fc)
         self.layer_idx = layer_idx
-        # checkpointed layers are computed again in backward anyway (see activation_linear)
+        # What backward computes again. A checkpointed layer is computed again as a whole, so its
+        # FFN keeps autograd's activations (see activation_linear); level 2 is then computed
+        # again inside that layer's backward (see PoolingformerSelfAttention.recompute_level2).
         self.recompute_activation = not cfg.checkpoint_activations
+        if self.two_level:
+            self.self_attn.recompute_level2 = cfg.checkpoint_activations
 
     def build_self_attention(self, embed_dim: int, cfg) -> nn.Module:
         return build_poolingformer_self_attention(
@@ -342,9 +346,6 @@ class PoolingformerTransformerEncoder(TransformerEncoderBase):
         )
         self._num_layers_built += 1
         checkpoint = cfg.checkpoint_activations
-        if isinstance(layer.self_attn, PoolingformerSelfAttention):
-            # with --checkpoint-activations level 2 is computed again in backward too (see there)
-            layer.self_attn.recompute_level2 = checkpoint
         if checkpoint:
             layer = checkpoint_wrapper(layer, offload_to_cpu=cfg.offload_activations)
         # as in Fairseq: a checkpointed layer is always wrapped by FSDP (when FSDP is on)
