@@ -83,7 +83,7 @@ class LEDSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (T, B, C); T a multiple of 512
         hidden = x.transpose(0, 1)
         batch, length, _ = hidden.shape
-        mask = torch.zeros(batch, length)
+        mask = torch.zeros(batch, length, device=x.device)
         mask[:, 0] = 10000.0  # global
         out = self.attn(hidden, attention_mask=mask, is_index_masked=mask < 0,
                         is_index_global_attn=mask > 0, is_global_attn=True)[0]
