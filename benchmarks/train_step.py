@@ -15,8 +15,11 @@ Any of them with ``+ckpt`` (e.g. ``--models poolingformer+ckpt``) runs with
 
 One training step = forward, label-smoothed cross-entropy, backward and an Adam update, in
 ``model.train()`` (dropout on). Each (model, T) runs in a fresh subprocess: the model is built,
-Adam's state allocated, the kernels warmed up on a 512-token input, then the step is timed
-(median of ``--repeats`` steps) and the peak memory of the first is measured as the growth of the process's peak
+Adam's state allocated, the kernels warmed up on a 512-token input, then ``--repeats`` steps are
+timed at the full length. The first of them also pays for growing the heap to the step's size (page
+faults); with ``--repeats`` of 2 or more it is reported apart (``first_step_s``) and the row's
+step time is the median of the others, the steady step a training run is made of. The peak
+memory of the first is measured as the growth of the process's peak
 resident set (Linux ``VmHWM``, reset just before the step) over the resident set before it:
 what the step itself needs on top of the model, gradients excluded at the start, optimizer
 state included in the baseline. ``full`` is skipped above ``--max-full`` tokens, and a run
@@ -340,9 +343,17 @@ def child(kind: str, length: int, repeats: int, profile: bool = False) -> Dict[s
     peak = peak_growth_mib(timed_step)  # the first step is timed too
     for _ in range(repeats - 1):
         timed_step()
-    return {"step_times": times, "step_s": statistics.median(times), "step_s_min": min(times),
-            "step_s_max": max(times), "peak_mib": peak,
+    warm = steady_steps(times)
+    return {"step_times": times, "first_step_s": times[0], "step_s": statistics.median(warm),
+            "step_s_min": min(warm), "step_s_max": max(warm), "peak_mib": peak,
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
+
+
+def steady_steps(times: List[float]) -> List[float]:
+    """The steps a long training run is made of: all but the first full-length step, which also
+    pays for growing the heap (page faults) and is reported apart as ``first_step_s``; the first
+    itself when it is the only one (``--repeats 1``)."""
+    return times[1:] or times
 
 
 # ----------------------------------------------------------------------------- the driver
@@ -384,20 +395,24 @@ def run_one(kind: str, length: int, threads: int, repeats: int, timeout: float,
 
 def markdown(rows: List[Dict[str, object]]) -> str:
     live = any(r.get("live_peak_mib") is not None for r in rows)
-    lines = ["| source tokens | model | variant | one training step (s) | peak memory of the step (MiB) "
-             + ("| peak of live tensors (MiB) " if live else "") + "| x matmul bound |",
-             "|---:|---|---|---:|---:|" + ("---:|" if live else "") + "---:|"]
+    repeated = any(len(r.get("step_times", ())) > 1 for r in rows)  # steady steps apart from the first
+    lines = ["| source tokens | model | variant | "
+             + ("first step (s) | steady step (s) " if repeated else "one training step (s) ")
+             + "| peak memory of the step (MiB) " + ("| peak of live tensors (MiB) " if live else "")
+             + "| x matmul bound |",
+             "|---:|---|---|" + ("---:|" if repeated else "") + "---:|---:|" + ("---:|" if live else "") + "---:|"]
     for r in rows:
         if r["status"] == "ok":
             spread = f" ({r['step_s_min']:.1f}-{r['step_s_max']:.1f})" if r["step_s_max"] > r["step_s_min"] else ""
             bound = f"{r['step_s'] / r['bound_s']:.2f}" if r.get("bound_s") else "-"
             live_cell = "" if not live else (
                 f"| {r['live_peak_mib']:.0f} " if r.get("live_peak_mib") is not None else "| - ")
-            lines.append(f"| {r['T']} | {r['model']} | {r.get('variant', '')} | {r['step_s']:.1f}{spread} "
+            first_cell = f"{r['first_step_s']:.1f} | " if repeated else ""
+            lines.append(f"| {r['T']} | {r['model']} | {r.get('variant', '')} | {first_cell}{r['step_s']:.1f}{spread} "
                          f"| {r['peak_mib']:.0f} {live_cell}| {bound} |")
         else:
-            lines.append(f"| {r['T']} | {r['model']} | {r.get('variant', '')} | {r['status']} | - "
-                         + ("| - " if live else "") + "| - |")
+            dashes = " | -" * (2 + repeated + live)  # the row's other figures
+            lines.append(f"| {r['T']} | {r['model']} | {r.get('variant', '')} | {r['status']}{dashes} |")
     return "\n".join(lines)
 
 
@@ -406,8 +421,9 @@ def _median_rows(runs: List[Dict[str, object]]) -> Dict[str, object]:
     ok = [r for r in runs if r["status"] == "ok"]
     if not ok:
         return runs[-1]
-    times = [t for r in ok for t in r["step_times"]]
+    times = [t for r in ok for t in steady_steps(r["step_times"])]
     return {**ok[0], "step_s": statistics.median(times), "step_s_min": min(times), "step_s_max": max(times),
+            "first_step_s": statistics.median(r["step_times"][0] for r in ok),
             "peak_mib": max(r["peak_mib"] for r in ok), "rounds": len(ok),
             "live_peak_mib": max((r["live_peak_mib"] for r in ok if r.get("live_peak_mib") is not None), default=None)}
 
