@@ -1,4 +1,5 @@
-"""Time and peak memory of one training step of BART-base-sized models on long sources (CPU).
+"""Time and peak memory of one training step of BART-base-sized models on long sources (CPU,
+or CUDA with ``--device cuda``).
 
 Compares, at the same size (BART-base: 6+6 layers, 768 hidden, 12 heads, GPT-2 vocabulary of
 50,265, batch 1 document, a 256-token target):
@@ -41,11 +42,17 @@ of the heap fragmentation that the fast allocator settings add to the resident s
 profiles one step per row instead (after one unprofiled step at the same length) and reports
 the share of self CPU time in matmul, SDPA, copy, fill and other ops, with the raw op table.
 
+``--device cuda`` runs the same step on the GPU, with the weights and activations in
+``--dtype`` (a half dtype gives half weights, as ``fairseq-train --fp16``/``--bf16`` do): the
+step is timed between ``torch.cuda.synchronize()`` calls, peak memory is the CUDA allocator's
+peak of live tensors over what was allocated before the step, and the matmul bound uses the
+GPU's rate in that dtype.
+
 Usage::
 
     python benchmarks/train_step.py [--lengths 4096 8192 16384] [--threads 2] [--repeats 1]
         [--models poolingformer sliding full led] [--baseline COMMIT] [--malloc-env] [--live-memory] [--rounds 1]
-        [--profile] [--json benchmarks/results/train_step.json]
+        [--profile] [--device cuda --dtype bfloat16] [--json benchmarks/results/train_step.json]
 
 Prints a markdown table.
 """
@@ -79,11 +86,22 @@ def status_kib(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def peak_growth_mib(fn: Callable[[], None]) -> float:
-    """Runs fn; returns (peak RSS during fn - RSS before) in MiB (Linux: VmHWM reset first)."""
+def peak_growth_mib(fn: Callable[[], None], device: str = "cpu") -> float:
+    """Runs fn; returns (peak RSS during fn - RSS before) in MiB (Linux: VmHWM reset first).
+    On CUDA: the CUDA allocator's peak of allocated tensors during fn over what was allocated
+    before (live tensors, as ``--live-memory`` measures on the CPU)."""
     import gc
 
     gc.collect()
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := current RSS
     before = status_kib("VmRSS")
     fn()
@@ -220,20 +238,34 @@ def step_flops(kind: str, length: int) -> Dict[str, float]:
     return {"forward": float(forward), "step": float(3 * forward)}
 
 
-def matmul_rate(threads: int, repeats: int = 5) -> float:
-    """This machine's dense fp32 matmul rate (FLOP/s) at the step's typical shape
-    (4096 x 768 @ 768 x 3072), median of ``repeats``."""
+def matmul_rate(threads: int, repeats: int = 5, device: str = "cpu", dtype: str = "float32") -> float:
+    """This machine's dense matmul rate (FLOP/s) at the step's typical shape
+    (4096 x 768 @ 768 x 3072) on ``device`` in ``dtype``, median of ``repeats`` (of 20
+    back-to-back products on CUDA, where one is too short to time)."""
     import torch
 
     torch.set_num_threads(threads)
-    a, b = torch.randn(4096, DIM), torch.randn(DIM, FFN)
+    a = torch.randn(4096, DIM, device=device, dtype=getattr(torch, dtype))
+    b = torch.randn(DIM, FFN, device=device, dtype=a.dtype)
+    inner = 20 if device == "cuda" else 1
     a @ b
     times = []
     for _ in range(repeats):
+        synchronize(device)
         t0 = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t0)
+        for _ in range(inner):
+            a @ b
+        synchronize(device)
+        times.append((time.perf_counter() - t0) / inner)
     return 2 * 4096 * DIM * FFN / statistics.median(times)
+
+
+def synchronize(device: str) -> None:
+    """Waits for the GPU's queued work (CUDA runs asynchronously); nothing on the CPU."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
 
 
 # ----------------------------------------------------------------------------- the profile
@@ -280,7 +312,7 @@ def profile_step(step: Callable[[], None]) -> Dict[str, object]:
     return {"profiled_s": total, "share": shares, "seconds": seconds, "calls": calls, "top_ops": ops[:40]}
 
 
-def make_batch(dictionary, n_src: int):
+def make_batch(dictionary, n_src: int, device: str = "cpu"):
     """One random document of n_src tokens and a TARGET_TOKENS target: (src, src_lengths, prev, tgt)."""
     import torch
 
@@ -288,7 +320,7 @@ def make_batch(dictionary, n_src: int):
     src[0, -1] = dictionary.eos()
     tgt = torch.randint(4, len(dictionary), (1, TARGET_TOKENS))
     prev = torch.cat([torch.full((1, 1), dictionary.eos()), tgt[:, :-1]], dim=1)
-    return src, torch.tensor([n_src]), prev, tgt
+    return tuple(x.to(device) for x in (src, torch.tensor([n_src]), prev, tgt))
 
 
 def training_step(forward, dictionary, optimizer, inputs, mark: Callable[[str], None] = lambda label: None) -> None:
@@ -309,11 +341,13 @@ def training_step(forward, dictionary, optimizer, inputs, mark: Callable[[str], 
     mark("optimizer done")
 
 
-def child(kind: str, length: int, repeats: int, profile: bool = False) -> Dict[str, object]:
+def child(kind: str, length: int, repeats: int, profile: bool = False, device: str = "cpu",
+          dtype: str = "float32") -> Dict[str, object]:
     import torch
 
     torch.manual_seed(0)
     model, dictionary = build_model(kind, length)
+    model.to(device, getattr(torch, dtype))  # half dtypes: half weights, as fairseq-train --fp16/--bf16
     forward = LEDStep(model) if kind.startswith("led") else model
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
@@ -323,7 +357,7 @@ def child(kind: str, length: int, repeats: int, profile: bool = False) -> Dict[s
     optimizer.zero_grad(set_to_none=True)
 
     def batch(n_src: int):
-        return make_batch(dictionary, n_src)
+        return make_batch(dictionary, n_src, device)
 
     def step(*inputs) -> None:
         training_step(forward, dictionary, optimizer, inputs)
@@ -336,11 +370,13 @@ def child(kind: str, length: int, repeats: int, profile: bool = False) -> Dict[s
     times: List[float] = []
 
     def timed_step() -> None:
+        synchronize(device)
         t0 = time.perf_counter()
         step(*inputs)
+        synchronize(device)
         times.append(time.perf_counter() - t0)
 
-    peak = peak_growth_mib(timed_step)  # the first step is timed too
+    peak = peak_growth_mib(timed_step, device)  # the first step is timed too
     for _ in range(repeats - 1):
         timed_step()
     warm = steady_steps(times)
@@ -374,10 +410,12 @@ def export_tree(commit: str) -> Path:
 
 
 def run_one(kind: str, length: int, threads: int, repeats: int, timeout: float,
-            tree: Path = REPO, profile: bool = False, env_extra: Optional[Dict[str, str]] = None) -> Dict[str, object]:
+            tree: Path = REPO, profile: bool = False, env_extra: Optional[Dict[str, str]] = None,
+            device: str = "cpu", dtype: str = "float32") -> Dict[str, object]:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                PYTHONPATH=str(tree) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env_extra or {}))
-    cmd = [sys.executable, __file__, "--child", kind, str(length), str(repeats), str(threads), str(int(profile))]
+    cmd = [sys.executable, __file__, "--child", kind, str(length), str(repeats), str(threads), str(int(profile)),
+           device, dtype]
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=tree)
@@ -453,16 +491,26 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, object]]:
                              "SDPA, copy, fill and other, written as JSON (--json)")
     parser.add_argument("--max-full", type=int, default=16384, help="longest source for full attention")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per (model, length) run")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: time with CUDA synchronisation, peak = the CUDA allocator's (live tensors)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                        help="the model's weights and activations (half dtypes: CUDA only)")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args(argv)
+    if args.device == "cpu" and args.dtype != "float32":
+        parser.error("--dtype bfloat16/float16 needs --device cuda")
+    if args.device == "cuda" and (args.live_memory or args.malloc_env or args.profile):
+        parser.error("--live-memory, --malloc-env and --profile are CPU measurements: the CUDA peak is of live "
+                     "tensors already")
 
     variants: List[Tuple[str, Path, Dict[str, str]]] = [("after" if args.baseline else "", REPO, {})]
     if args.baseline:
         variants.insert(0, ("before", export_tree(args.baseline), {}))
     if args.malloc_env:
         variants.append(("+malloc", REPO, MALLOC_ENV))
-    rate = matmul_rate(args.threads)
-    print(f"dense matmul rate: {rate / 1e9:.1f} GFLOP/s at {args.threads} threads", file=sys.stderr, flush=True)
+    rate = matmul_rate(args.threads, device=args.device, dtype=args.dtype)
+    where = f"{args.threads} threads" if args.device == "cpu" else f"{args.device}, {args.dtype}"
+    print(f"dense matmul rate: {rate / 1e9:.1f} GFLOP/s at {where}", file=sys.stderr, flush=True)
     runs: Dict[Tuple[int, str, str], List[Dict[str, object]]] = {}
     for rnd in range(args.rounds):
         for length in args.lengths:
@@ -475,7 +523,7 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, object]]:
                         result: Dict[str, object] = {"status": f"skipped (> --max-full {args.max_full})"}
                     else:
                         result = run_one(kind, length, args.threads, args.repeats, args.timeout,
-                                         tree, args.profile, env_extra)
+                                         tree, args.profile, env_extra, args.device, args.dtype)
                         if args.live_memory and result["status"] == "ok":
                             live = run_one(kind, length, args.threads, 1, args.timeout, tree, False,
                                            {**env_extra, **LIVE_MEMORY_ENV})
@@ -494,8 +542,8 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, object]]:
             bound = step_flops(kind, length)["step"] / rate
             row.update({"bound_flop": step_flops(kind, length)["step"], "bound_s": bound})
         rows.append(row)
-    header = (f"One training step, batch 1, {TARGET_TOKENS} target tokens, BART-base size, CPU, "
-              f"{args.threads} threads, dense matmul rate {rate / 1e9:.1f} GFLOP/s")
+    header = (f"One training step, batch 1, {TARGET_TOKENS} target tokens, BART-base size, "
+              f"{'CPU' if args.device == 'cpu' else 'CUDA'}, {where}, dense matmul rate {rate / 1e9:.1f} GFLOP/s")
     print(f"\n{header}:\n")
     if args.profile:
         print(profile_markdown(rows))
@@ -503,7 +551,8 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, object]]:
         print(markdown(rows))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"threads": args.threads, "matmul_gflops": rate / 1e9,
+        Path(args.json).write_text(json.dumps({"threads": args.threads, "device": args.device, "dtype": args.dtype,
+                                               "matmul_gflops": rate / 1e9,
                                                "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=2))
     return rows
 
@@ -532,6 +581,7 @@ if __name__ == "__main__":
         import torch
 
         torch.set_num_threads(threads)
-        print(json.dumps(child(kind, length, repeats, profile=sys.argv[6] == "1")))
+        print(json.dumps(child(kind, length, repeats, profile=sys.argv[6] == "1", device=sys.argv[7],
+                               dtype=sys.argv[8])))
     else:
         main()
