@@ -431,6 +431,11 @@ def run_one(kind: str, length: int, threads: int, repeats: int, timeout: float,
     return result
 
 
+def seconds(x: float) -> str:
+    """A step time for the table: tenths of a second on the CPU, milliseconds below a second (GPU)."""
+    return f"{x:.1f}" if x >= 1 else f"{x:.3f}"
+
+
 def markdown(rows: List[Dict[str, object]]) -> str:
     live = any(r.get("live_peak_mib") is not None for r in rows)
     repeated = any(len(r.get("step_times", ())) > 1 for r in rows)  # steady steps apart from the first
@@ -441,12 +446,12 @@ def markdown(rows: List[Dict[str, object]]) -> str:
              "|---:|---|---|" + ("---:|" if repeated else "") + "---:|---:|" + ("---:|" if live else "") + "---:|"]
     for r in rows:
         if r["status"] == "ok":
-            spread = f" ({r['step_s_min']:.1f}-{r['step_s_max']:.1f})" if r["step_s_max"] > r["step_s_min"] else ""
+            spread = f" ({seconds(r['step_s_min'])}-{seconds(r['step_s_max'])})" if r["step_s_max"] > r["step_s_min"] else ""
             bound = f"{r['step_s'] / r['bound_s']:.2f}" if r.get("bound_s") else "-"
             live_cell = "" if not live else (
                 f"| {r['live_peak_mib']:.0f} " if r.get("live_peak_mib") is not None else "| - ")
-            first_cell = f"{r['first_step_s']:.1f} | " if repeated else ""
-            lines.append(f"| {r['T']} | {r['model']} | {r.get('variant', '')} | {first_cell}{r['step_s']:.1f}{spread} "
+            first_cell = f"{seconds(r['first_step_s'])} | " if repeated else ""
+            lines.append(f"| {r['T']} | {r['model']} | {r.get('variant', '')} | {first_cell}{seconds(r['step_s'])}{spread} "
                          f"| {r['peak_mib']:.0f} {live_cell}| {bound} |")
         else:
             dashes = " | -" * (2 + repeated + live)  # the row's other figures

@@ -40,3 +40,10 @@ def test_repeated_steps_add_a_first_step_column():
     assert [c.strip() for c in bad.split("|")[4:-1]] == ["timeout", "-", "-", "-"]
     assert "first step (s)" in header and "steady step (s)" in header
     assert cells[3:7] == ["9.0", "4.0", "100", "2.00"]
+
+
+def test_sub_second_gpu_steps_keep_their_milliseconds():
+    row = {"T": 16384, "model": "full", "variant": "", "bound_s": 0.034,
+           **train_step._median_rows([_run([0.2435, 0.0761, 0.0722])])}
+    cells = [c.strip() for c in train_step.markdown([row]).splitlines()[2].split("|")[1:-1]]
+    assert cells[3:5] == ["0.243", "0.074 (0.072-0.076)"]
