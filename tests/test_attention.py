@@ -1,4 +1,5 @@
-"""The fast attention against the dense reference (tests/reference.py), on the spec's corner cases.
+"""The fast attention against its specification, the dense reference (modules/reference.py), on
+the spec's corner cases.
 
 Tests marked ``device`` run the fast code on ``PF_TEST_DEVICE`` in ``PF_TEST_DTYPE`` (default:
 CPU fp32; see tests/device.py) against the reference on the CPU in fp32.
@@ -15,8 +16,8 @@ from fairseq_poolingformer.modules import (
     pooling_attention,
     sliding_window_attention,
 )
+from fairseq_poolingformer.modules.reference import ref_pooling_attention, ref_self_attention, ref_sliding_window
 from device import DEVICE, DTYPE, atol, rounded, to_device, to_host
-from reference import ref_pooling_attention, ref_self_attention, ref_sliding_window
 
 ATOL = 1e-5
 HEADS, DIM = 2, 8
@@ -215,6 +216,35 @@ def test_sliding_window_module_with_explicit_globals():
     glob = make_globals("scattered", pad)
     out, _ = module(x, key_padding_mask=pad, global_mask=glob)
     assert_close(out, ref_self_attention(module, x, pad, glob))
+
+
+def identity_projections(module):
+    """Every projection of the module the identity (bias-free modules: x @ I is x exactly)."""
+    with torch.no_grad():
+        for proj in module.modules():
+            if isinstance(proj, torch.nn.Linear):
+                proj.weight.copy_(torch.eye(proj.weight.shape[0]))
+    return module
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max", "ldconv", "mean_ldconv"])
+def test_modules_run_the_functions_code(pooling):
+    """With identity projections the modules are the functions bit for bit: one code path. The
+    two-level module with Mix (level 2 reads X) is level 1 plus level 2 on the same x."""
+    torch.manual_seed(0)
+    x = torch.randn(97, 3, 16)
+    pad = make_padding("mixed", 3, 97)
+    glob = make_globals("scattered", pad)
+    heads = x.view(97, 3, HEADS, 8).permute(1, 2, 0, 3)  # (B, H, T, D)
+    merge = lambda t: t.permute(2, 0, 1, 3).reshape(97, 3, 16)  # (B, H, T, D) -> (T, B, C)
+    level1 = identity_projections(SlidingWindowSelfAttention(16, HEADS, w1=6, bias=False)).eval()
+    y = merge(sliding_window_attention(heads, heads, heads, 6, pad, glob))
+    assert torch.equal(level1(x, key_padding_mask=pad, global_mask=glob)[0], y)
+    two_level = identity_projections(PoolingformerSelfAttention(16, HEADS, w1=6, w2=20, kernel=5, stride=4,
+                                                                pooling=pooling, mix=True, bias=False)).eval()
+    weights = [two_level.k_pool_weight, two_level.v_pool_weight] if two_level.k_pool_weight is not None else []
+    z = merge(pooling_attention(heads, heads, heads, 20, 5, 4, pooling, pad, *weights))
+    assert torch.equal(two_level(x, key_padding_mask=pad, global_mask=glob)[0], y + z)
 
 
 # ----------------------------------------------------------------------------- layout invariance

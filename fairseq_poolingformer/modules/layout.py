@@ -69,6 +69,12 @@ def from_aligned(x: torch.Tensor, layout: Layout) -> torch.Tensor:
     return _roll_rows(x, -layout.shift)
 
 
+def from_aligned_zeroed(x: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """x: (B, T, ...) aligned -> (B, T, ...) in the caller's layout, rows of padding zero: how
+    every entry point (the functions and the modules) hands its result back."""
+    return from_aligned(zero_padding_rows(x, layout), layout)
+
+
 def query_valid(layout: Layout, positions: torch.Tensor, length: int) -> torch.Tensor:
     """positions: (nb, block) aligned query positions -> (B, nb, block) bool: a real token
     (not padding, not past T)."""

@@ -11,6 +11,8 @@ positions v_1..v_m of a segment:
     mean_ldconv  sum_j softmax(W_p mean(v))_j v_j
 W_p has shape (kernel, H*D): the weights come from the full model-dimension vector and are
 shared by all heads.
+
+Specification: ``reference.ref_pool``, which every valid segment of ``pool_segments`` must equal.
 """
 
 import math

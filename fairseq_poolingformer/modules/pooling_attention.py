@@ -4,18 +4,23 @@ Keys and values of the whole sequence are pooled once into segments (see ``pooli
 attends to segment s iff the segment holds a real position and its centre
 c_s = s*stride + (kernel-1)/2 satisfies |c_s - i| <= w2; a sequence with w2 >= its length sees
 every segment. Positions count from each sequence's first real token.
+
+Specification: ``reference.ref_pooling_attention`` (and ``reference.ref_pool`` for the pooling),
+which ``pooling_attention`` must equal. The function and ``PoolingformerSelfAttention`` run the
+same code, ``pooling_aligned``; the module only adds the projections.
 """
 
 import math
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
+from torch import nn
 
 from .blocks import Band, BandMask, band_mask, blocked_attention
 from .checks import check_mask, check_pool_weight, check_pooling, check_positive_int, check_qkv
 from .forward_cache import ForwardCache, cached
-from .layout import Layout, from_aligned, make_layout, query_valid, to_aligned, zero_padding_rows
-from .pooling import pool_segments
+from .layout import Layout, from_aligned_zeroed, make_layout, query_valid, to_aligned
+from .pooling import pool_projected
 
 DEFAULT_BLOCK = 128  # queries per level-2 block (rounded to a multiple of stride)
 
@@ -38,6 +43,7 @@ def pooling_attention(
     k_pool_weight, v_pool_weight: W_p of shape (kernel, H*D) for ldconv / mean_ldconv.
 
     Returns (B, H, T, D); padded query rows (and rows that see no segment) are zeros.
+    Equals ``reference.ref_pooling_attention`` (without dropout).
     """
     check_qkv(q, k, v)
     check_positive_int("w2", w2)
@@ -50,7 +56,7 @@ def pooling_attention(
     layout = make_layout(key_padding_mask, batch, length, q.device)
     qt, kt, vt = (to_aligned(x.transpose(1, 2), layout) for x in (q, k, v))  # (B, T, H, D)
     out = pooling_aligned(qt, kt, vt, w2, kernel, stride, pooling, layout, k_pool_weight, v_pool_weight, dropout_p, block)
-    return from_aligned(zero_padding_rows(out, layout), layout).transpose(1, 2)
+    return from_aligned_zeroed(out, layout).transpose(1, 2)
 
 
 def pooling_aligned(
@@ -66,11 +72,27 @@ def pooling_aligned(
     v_pool_weight: Optional[torch.Tensor],
     dropout_p: float,
     block: int = DEFAULT_BLOCK,
+    q_proj: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    k_proj: Optional[nn.Linear] = None,
+    v_proj: Optional[nn.Linear] = None,
+    cache: Optional[ForwardCache] = None,
 ) -> torch.Tensor:
-    """Level 2 on aligned inputs. q, k, v: (B, T, H, D). Returns (B, T, H, D)."""
-    k_pooled, seg_valid = pool_segments(k, layout.lengths, kernel, stride, pooling, k_pool_weight, layout.valid)
-    v_pooled, _ = pool_segments(v, layout.lengths, kernel, stride, pooling, v_pool_weight, layout.valid)
-    return segment_attention(q, k_pooled, v_pooled, seg_valid, w2, kernel, stride, layout, dropout_p, block)
+    """Level 2 on aligned inputs: keys and values pooled into segments, then attended within w2.
+
+    Without projections q, k, v: (B, T, H, D). The modules pass their level-2 source (B, T, C) as
+    q, k and v with its projections: k_proj / v_proj (``nn.Linear``) make the keys / values,
+    applied after pooling where the pooling allows it (see ``pool_projected``) and split into
+    the heads of the queries q_proj(q): (B, T, H, D), computed after the pooling (the order of
+    the ops, and so of the gradients' sums, is then that of the modules before they shared this
+    function). cache: shares the band and mask with the other layers of the forward.
+    Returns (B, T, H, D); rows of padding hold finite garbage (callers zero them)."""
+    k_pooled, seg_valid = pool_projected(k, layout.lengths, kernel, stride, pooling, k_pool_weight, layout.valid, k_proj)
+    v_pooled, _ = pool_projected(v, layout.lengths, kernel, stride, pooling, v_pool_weight, layout.valid, v_proj)
+    if q_proj is not None:
+        q = q_proj(q)
+    heads = q.shape[2:]  # (H, D)
+    k_pooled, v_pooled = (x.view(x.shape[:2] + heads) for x in (k_pooled, v_pooled))  # (B, S, H, D)
+    return segment_attention(q, k_pooled, v_pooled, seg_valid, w2, kernel, stride, layout, dropout_p, block, cache)
 
 
 def segment_attention(

@@ -7,6 +7,10 @@ Both take (T, B, C) like Fairseq and return ``(out, None)``. Parameter names fol
 (``q_proj``, ``k_proj``, ``v_proj``, ``out_proj``) so pretrained self-attention weights load
 unchanged into level 1; level 2 adds ``q2_proj``, ``k2_proj``, ``v2_proj``, ``out2_proj`` and, for
 LDConv pooling, ``k_pool_weight`` / ``v_pool_weight`` (W_p, shape (kernel, C)).
+
+Specification: ``reference.ref_self_attention``, which both modules must equal. They run the
+same code as the functions ``sliding_window_attention`` and ``pooling_attention``
+(``sliding_window_parts``, ``pooling_aligned``) with the projections around it.
 """
 
 from typing import Optional, Tuple
@@ -18,9 +22,8 @@ from torch.utils.checkpoint import checkpoint
 
 from .checks import check_mask, check_pooling, check_positive_int
 from .forward_cache import ForwardCache
-from .layout import Layout, from_aligned, make_layout, to_aligned, zero_padding_rows
-from .pooling import pool_projected
-from .pooling_attention import segment_attention
+from .layout import Layout, from_aligned_zeroed, make_layout, to_aligned
+from .pooling_attention import pooling_aligned
 from .sliding_window import GlobalRows, default_block, sliding_window_parts
 
 
@@ -125,7 +128,7 @@ class SlidingWindowSelfAttention(nn.Module):
     @staticmethod
     def _finish(out: torch.Tensor, layout: Layout) -> torch.Tensor:
         """out: (B, T, C) aligned -> (T, B, C) in the caller's layout, padded rows zero."""
-        return from_aligned(zero_padding_rows(out, layout), layout).transpose(0, 1)
+        return from_aligned_zeroed(out, layout).transpose(0, 1)
 
     def forward(
         self,
@@ -263,13 +266,10 @@ class PoolingformerSelfAttention(SlidingWindowSelfAttention):
         """source: (B, T, C) aligned (Y, or X for Mix) -> the level-2 output projected, (B, T, C)."""
         q_proj, k_proj, v_proj = self._level2_qkv()
         dropout_p = self.dropout if self.training else 0.0
-        # pooled keys/values: (B, S, C); projected after pooling where the pooling allows it
-        k_pooled, seg_valid = pool_projected(source, layout.lengths, self.kernel, self.stride, self.pooling,
-                                             self.k_pool_weight, layout.valid, project=k_proj)
-        v_pooled, _ = pool_projected(source, layout.lengths, self.kernel, self.stride, self.pooling,
-                                     self.v_pool_weight, layout.valid, project=v_proj)
-        z = segment_attention(
-            self._heads(q_proj(source)), self._heads(k_pooled), self._heads(v_pooled), seg_valid,
-            self.w2, self.kernel, self.stride, layout, dropout_p, cache=cache,
+        # the keys/values are pooled from the source, then projected where the pooling allows it
+        z = pooling_aligned(
+            source, source, source, self.w2, self.kernel, self.stride, self.pooling, layout,
+            self.k_pool_weight, self.v_pool_weight, dropout_p, q_proj=lambda x: self._heads(q_proj(x)),
+            k_proj=k_proj, v_proj=v_proj, cache=cache,
         )
         return self.out2_proj(z.reshape(source.shape))

@@ -2,6 +2,9 @@
 
 Token i attends to every real token j with |i - j| <= w1 and to every global token; a global
 token attends to every real token. Positions count from each sequence's first real token.
+
+Specification: ``reference.ref_sliding_window``, which ``sliding_window_attention`` must equal.
+The function and the modules run the same code, ``sliding_window_parts``.
 """
 
 import math
@@ -14,7 +17,7 @@ import torch.nn.functional as F
 from .blocks import Band, BandMask, additive_mask, band_mask, blocked_attention
 from .checks import check_mask, check_positive_int, check_qkv
 from .forward_cache import ForwardCache, cached
-from .layout import Layout, from_aligned, make_layout, query_valid, to_aligned, zero_padding_rows
+from .layout import Layout, from_aligned_zeroed, make_layout, query_valid, to_aligned
 
 
 def default_block(w1: int) -> int:
@@ -35,6 +38,7 @@ def sliding_window_attention(
     """q, k, v: (B, H, T, D); key_padding_mask, global_mask: (B, T) bool (True = padding / global).
 
     Returns (B, H, T, D); padded query rows are zeros. Softmax scale 1/sqrt(D).
+    Equals ``reference.ref_sliding_window`` (without dropout).
     """
     check_qkv(q, k, v)
     check_positive_int("w1", w1)
@@ -48,7 +52,7 @@ def sliding_window_attention(
     out, global_rows = sliding_window_parts(qt, kt, vt, w1, layout, globals_, dropout_p, block or default_block(w1))
     if global_rows is not None:
         out = global_rows.put_into(out)
-    return from_aligned(zero_padding_rows(out, layout), layout).transpose(1, 2)
+    return from_aligned_zeroed(out, layout).transpose(1, 2)
 
 
 @dataclass

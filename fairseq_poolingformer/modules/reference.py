@@ -1,23 +1,37 @@
-"""Independent dense reference of Poolingformer attention, written from ../shared/POOLINGFORMER.md.
+"""The specification of Poolingformer attention: a dense, straight-line definition of both levels.
 
+The fast kernels (``sliding_window``, ``pooling``, ``pooling_attention``, ``self_attention``)
+must compute what these functions compute; the tests compare them on every corner case.
 Deliberately naive: one sequence at a time, its real tokens cut out (so positions count from
 its first real token by construction), explicit (T x T) and (T x S) masks, per-segment Python
-loops for pooling. Slow, but easy to check against the definitions by reading.
+loops for pooling. Slow and quadratic in T, but readable against the rules of
+docs/attention.md in one sitting:
+
+- level 1: token i attends to real tokens j with |i - j| <= w1 and to every global token; a
+  global token attends to every real token;
+- level 2: keys and values pooled into segments [s*stride, s*stride + kernel) of the real
+  tokens; token i attends to segment s iff |s*stride + (kernel-1)/2 - i| <= w2, or to every
+  segment when the sequence is no longer than w2;
+- the two-level layer returns Y + Z (Y = level 1 projected, Z = level 2 on Y, or on X for Mix).
 """
 
 import math
 from typing import Optional
 
 import torch
+from torch import nn
 
 
 def _real_positions(key_padding_mask: Optional[torch.Tensor], b: int, length: int) -> torch.Tensor:
+    """(n,) positions of sequence b's real tokens."""
     if key_padding_mask is None:
         return torch.arange(length)
     return (~key_padding_mask[b]).nonzero().flatten()
 
 
-def _masked_softmax_attention(q, k, v, allowed):
+def _masked_softmax_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor
+) -> torch.Tensor:
     """q: (H, Tq, D); k, v: (H, Tk, D); allowed: (Tq, Tk) bool. Rows with nothing allowed -> 0."""
     scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
     scores = scores.masked_fill(~allowed, float("-inf"))
@@ -26,8 +40,15 @@ def _masked_softmax_attention(q, k, v, allowed):
     return probs @ v
 
 
-def ref_sliding_window(q, k, v, w1, key_padding_mask=None, global_mask=None):
-    """q, k, v: (B, H, T, D). Returns (B, H, T, D)."""
+def ref_sliding_window(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    w1: int,
+    key_padding_mask: Optional[torch.Tensor] = None,
+    global_mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """Level 1. q, k, v: (B, H, T, D); masks: (B, T) bool. Returns (B, H, T, D), padded rows 0."""
     batch, _, length, _ = q.shape
     out = torch.zeros_like(q)
     for b in range(batch):
@@ -43,8 +64,11 @@ def ref_sliding_window(q, k, v, w1, key_padding_mask=None, global_mask=None):
     return out
 
 
-def ref_pool(x, kernel, stride, pooling, weight=None):
-    """x: (H, n, D), one sequence's real tokens. Returns (H, S, D), S = ceil(n / stride)."""
+def ref_pool(
+    x: torch.Tensor, kernel: int, stride: int, pooling: str, weight: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """Pooling of one sequence. x: (H, n, D), its real tokens; weight: W_p (kernel, H*D) for
+    ldconv / mean_ldconv. Returns (H, S, D), S = ceil(n / stride)."""
     heads, n, dim = x.shape
     full = x.transpose(0, 1).reshape(n, heads * dim)  # (n, C)
     pooled = []
@@ -68,9 +92,19 @@ def ref_pool(x, kernel, stride, pooling, weight=None):
     return torch.stack(pooled).view(-1, heads, dim).transpose(0, 1)
 
 
-def ref_pooling_attention(q, k, v, w2, kernel, stride, pooling="mean", key_padding_mask=None,
-                          k_pool_weight=None, v_pool_weight=None):
-    """q, k, v: (B, H, T, D). Returns (B, H, T, D)."""
+def ref_pooling_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    w2: int,
+    kernel: int,
+    stride: int,
+    pooling: str = "mean",
+    key_padding_mask: Optional[torch.Tensor] = None,
+    k_pool_weight: Optional[torch.Tensor] = None,
+    v_pool_weight: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """Level 2. q, k, v: (B, H, T, D); key_padding_mask: (B, T) bool. Returns (B, H, T, D), padded rows 0."""
     batch, _, length, _ = q.shape
     out = torch.zeros_like(q)
     for b in range(batch):
@@ -90,7 +124,12 @@ def ref_pooling_attention(q, k, v, w2, kernel, stride, pooling="mean", key_paddi
     return out
 
 
-def ref_self_attention(module, x, key_padding_mask=None, global_mask=None):
+def ref_self_attention(
+    module: nn.Module,
+    x: torch.Tensor,
+    key_padding_mask: Optional[torch.Tensor] = None,
+    global_mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
     """Reference forward of SlidingWindowSelfAttention / PoolingformerSelfAttention.
     x: (T, B, C). Returns (T, B, C)."""
     length, batch, dim = x.shape
