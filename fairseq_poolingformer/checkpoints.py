@@ -6,7 +6,7 @@ copies it onto ``checkpoint_best.pt`` / ``checkpoint_last.pt`` with ``PathManage
 truncates the destination and writes it in place. A kill during that copy leaves a truncated
 ``checkpoint_last.pt``; the next start dies in ``torch.load`` (``PytorchStreamReader failed
 reading zip archive``) although an intact ``checkpoint_E_U.pt`` lies beside it; and the
-``*.pt.tmp`` of a kill during ``torch.save`` is never removed (issue 8, section 1).
+``*.pt.tmp`` of a kill during ``torch.save`` is never removed.
 
 What importing the package changes (:func:`apply`; idempotent; local paths only, remote
 ``PathManager`` paths and ``--write-checkpoints-asynchronously`` keep Fairseq's behaviour):

@@ -1,7 +1,7 @@
 """Console scripts: the Fairseq command-line tools with this package already imported.
 
 Fairseq has no entry-point discovery, so an installed plugin registers nothing until it is
-imported (``../shared/STACK.md`` pitfall 6). Each script here imports ``fairseq_poolingformer``
+imported (``--user-dir`` is Fairseq's only way to import it). Each script here imports ``fairseq_poolingformer``
 (registering its models, tasks and criteria and applying ``compat``), then runs the stock
 Fairseq main. ``pf-train ARGS`` is ``fairseq-train --user-dir <this package> ARGS``.
 

@@ -3,7 +3,7 @@
 Importing ``fairseq_poolingformer`` calls :func:`apply` once; every fix is idempotent, needs
 no environment variable, and is tested in ``tests/test_compat.py``.
 
-1. Checkpoint loading (``../shared/STACK.md`` pitfall 2). torch >= 2.6 loads with
+1. Checkpoint loading. torch >= 2.6 loads with
    ``weights_only=True`` by default, and every Fairseq checkpoint pickles an
    ``argparse.Namespace`` (``cfg.model`` of legacy-args models, ``args`` of old checkpoints),
    so ``fairseq-generate``, ``--restore-file``/resume and the hub interface fail with
@@ -19,7 +19,7 @@ no environment variable, and is tested in ``tests/test_compat.py``.
    ``weights_only=False``: the bytes come from rank 0 of the same job over the process group,
    not from a file, so they are as trusted as the job itself.
 
-3. The last partial batch (pitfall 1, upstream issue #5036). ``data_utils.batch_by_size`` drops
+3. The last partial batch (facebookresearch/fairseq issue #5036). ``data_utils.batch_by_size`` drops
    the final batch when its size is not a multiple of ``--required-batch-size-multiple``
    (default 8): training, validation and generation silently skip up to 7 examples, so
    ROUGE/F1 is computed on a subset. :func:`keep_last_partial_batch` wraps it so that the

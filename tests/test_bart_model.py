@@ -118,7 +118,7 @@ def test_parse_layer_spec_errors(spec, message):
 
 
 def test_bad_knobs_name_the_flag():
-    with pytest.raises(ValueError, match=r"--pf-w1 must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match=r"--pf-w1 must be a positive int, got 0"):
         PoolingformerConfig(w1=0)
     with pytest.raises(ValueError, match=r"--pf-pooling must be one of"):
         PoolingformerConfig(pooling="avg")
@@ -236,6 +236,21 @@ def test_global_mask_reaches_every_layer_and_changes_the_output():
     assert (plain[0] - with_global[0]).abs().max() > 1e-3  # token 0 now sees token 90
     with pytest.raises(ValueError, match="global_mask has shape"):
         model.encoder(src, global_mask=glob[:, :50])
+
+
+def test_forward_scriptable_honours_the_global_mask():
+    """Fairseq's other entry point computes what forward computes, global tokens included."""
+    model, _ = build(seed=4)
+    model.eval()
+    src = padded([100, 73])
+    glob = torch.zeros_like(src, dtype=torch.bool)
+    glob[:, 90] = True  # a token far outside token 27's window (w1 16)
+    with torch.no_grad():
+        plain = model.encoder.forward_scriptable(src)["encoder_out"][0]
+        scripted = model.encoder.forward_scriptable(src, global_mask=glob)["encoder_out"][0]
+        direct = model.encoder(src, global_mask=glob)["encoder_out"][0]
+    assert torch.equal(scripted, direct)
+    assert (plain[27] - scripted[27]).abs().max() > 1e-3
 
 
 def test_attn_mask_is_rejected():

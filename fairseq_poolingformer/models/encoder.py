@@ -1,39 +1,11 @@
 """A Fairseq Transformer encoder whose self-attention is Poolingformer's (shared by BART and RoBERTa).
 
-Public API (import from ``fairseq_poolingformer.models.encoder``)
------------------------------------------------------------------
-``add_poolingformer_args(parser)``
-    Registers the paper's knobs as flags, all without defaults (architectures fill them):
-    ``--pf-w1 --pf-w2 --pf-kernel --pf-stride --pf-pooling {mean,max,ldconv,mean_ldconv}
-    --pf-layers SPEC --pf-mix --pf-share-weights --pf-global {first,none}``.
-``set_poolingformer_defaults(args, **defaults)``
-    For ``@register_model_architecture`` functions: fills every ``pf_*`` attribute that is
-    missing (or None) from ``defaults``, else from ``PAPER_DEFAULTS`` (w1 128, w2 512,
-    kernel 5, stride 4, ldconv, layers "5-10" = the paper's "6th to 11th", global "first").
-    It also applies
-    ``undo_bf16_forced_tpu(args)``, so every Poolingformer architecture trains with ``--bf16``.
-``undo_bf16_forced_tpu(args)``
-    Fairseq's option parsing turns ``--bf16`` into ``--tpu`` (STACK.md pitfall 3), which then
-    fails on GPU and CPU. Architecture functions run after that, on the same Namespace: when
-    ``torch_xla`` is not installed (so no TPU run is possible) this switches ``tpu`` back off.
-``PoolingformerConfig.from_args(args)``
-    The knobs as a validated dataclass (bad values raise ``ValueError`` naming the flag).
-``parse_layer_spec(spec, num_layers) -> frozenset[int]``
-    ``"5-10"``, ``"0,2,4-5"``, ``"all"``, ``"none"``/``""``; 0-based layer indices.
-``describe_layers(layers, num_layers) -> str``
-    Both numberings, e.g. ``"5-10 (0-based; the paper's 6th-11th of 12)"``: the paper counts
-    layers from 1, ``--pf-layers`` from 0.
-``PoolingformerTransformerEncoder(cfg, pf_cfg, dictionary, embed_tokens, return_fc=False)``
-    Drop-in for Fairseq's ``TransformerEncoderBase`` (``cfg`` is a ``TransformerConfig``):
-    layer ``i`` is two-level (``PoolingformerSelfAttention``) if ``i`` is in ``--pf-layers``,
-    else level 1 only (``SlidingWindowSelfAttention``). ``forward`` takes the stock arguments
-    plus ``global_mask: (B, T) bool`` (True = global token, e.g. the question tokens for QA);
-    when it is None and ``--pf-global first``, the first real token of each source is global.
-    Works with ``--checkpoint-activations`` and ``--encoder-layerdrop``; returns the stock dict.
-``PoolingformerEncoderLayer(cfg, pf_cfg, layer_idx, return_fc=False)``
-    Stock ``TransformerEncoderLayerBase`` with only the self-attention replaced;
-    ``forward(x, encoder_padding_mask, attn_mask=None, global_mask=None)``; ``attn_mask``
-    must be None (there is no (T x T) mask in a linear-memory encoder).
+``PoolingformerTransformerEncoder`` is a drop-in for Fairseq's ``TransformerEncoderBase``: layer
+i is two-level (``PoolingformerSelfAttention``) if i is in ``--pf-layers``, else level 1 only
+(``SlidingWindowSelfAttention``), and ``forward`` also takes ``global_mask``. The ``--pf-*``
+flags that choose this (``add_poolingformer_args``), the paper's values for them
+(``PAPER_DEFAULTS``, filled in by ``set_poolingformer_defaults``) and their validated form
+(``PoolingformerConfig``) are defined here too.
 
 Parameter names are those of Fairseq's ``MultiheadAttention`` for level 1 (``q_proj``,
 ``k_proj``, ``v_proj``, ``out_proj``), so pretrained encoder weights load by name; level-2
@@ -59,12 +31,13 @@ from fairseq.modules.transformer_layer import TransformerEncoderLayerBase
 
 from fairseq_poolingformer.models.lean import activation_linear, lean_dropout
 from fairseq_poolingformer.modules import (
+    POOLING_TYPES,
     ForwardCache,
     PoolingformerSelfAttention,
     SlidingWindowSelfAttention,
 )
+from fairseq_poolingformer.modules.checks import check_positive_int
 
-POOLING_CHOICES = ("mean", "max", "ldconv", "mean_ldconv")
 GLOBAL_CHOICES = ("first", "none")
 
 # The paper's settings (Zhang et al. 2021, arXiv summarization with BART-large). Its layers are
@@ -96,7 +69,7 @@ def add_poolingformer_args(parser: argparse.ArgumentParser) -> None:
                        help="level-2 pooling kernel size (paper: 5)")
     group.add_argument("--pf-stride", type=int, metavar="N",
                        help="level-2 pooling stride (paper: 4)")
-    group.add_argument("--pf-pooling", choices=POOLING_CHOICES,
+    group.add_argument("--pf-pooling", choices=POOLING_TYPES,
                        help="level-2 pooling of keys and values (paper: ldconv)")
     group.add_argument("--pf-layers", type=str, metavar="SPEC",
                        help="0-based encoder layers that are two-level, e.g. 5-10, 0,2,4-5, "
@@ -113,14 +86,20 @@ def add_poolingformer_args(parser: argparse.ArgumentParser) -> None:
 
 
 def undo_bf16_forced_tpu(args: Any) -> None:
-    """``--bf16`` without torch_xla: keep bf16, drop the ``tpu`` flag Fairseq forced on."""
+    """``--bf16`` without torch_xla: keep bf16, drop the ``tpu`` flag Fairseq forced on.
+
+    Fairseq's option parsing turns ``--bf16`` into ``--tpu``, which then fails on GPU and CPU.
+    Architecture functions run after that, on the same Namespace: when ``torch_xla`` is not
+    installed (so no TPU run is possible) this switches ``tpu`` back off."""
     if getattr(args, "bf16", False) and getattr(args, "tpu", False):
         if importlib.util.find_spec("torch_xla") is None:
             args.tpu = False
 
 
 def set_poolingformer_defaults(args: Any, **defaults: Any) -> None:
-    """Fill missing ``pf_*`` attributes of ``args``: ``defaults`` first, then the paper's.
+    """Fill missing ``pf_*`` attributes of ``args``: ``defaults`` first, then the paper's
+    (``PAPER_DEFAULTS``: w1 128, w2 512, kernel 5, stride 4, ldconv, layers "5-10" = the paper's
+    "6th to 11th", global "first").
 
     Also applies :func:`undo_bf16_forced_tpu` (architecture functions are the one place that
     runs after Fairseq's option parsing and before the config is built)."""
@@ -211,10 +190,9 @@ class PoolingformerConfig:
     def __post_init__(self) -> None:
         for flag, value in (("--pf-w1", self.w1), ("--pf-w2", self.w2),
                             ("--pf-kernel", self.kernel), ("--pf-stride", self.stride)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{flag} must be a positive integer, got {value!r}")
-        if self.pooling not in POOLING_CHOICES:
-            raise ValueError(f"--pf-pooling must be one of {POOLING_CHOICES}, got {self.pooling!r}")
+            check_positive_int(flag, value)
+        if self.pooling not in POOLING_TYPES:
+            raise ValueError(f"--pf-pooling must be one of {POOLING_TYPES}, got {self.pooling!r}")
         if self.global_tokens not in GLOBAL_CHOICES:
             raise ValueError(f"--pf-global must be one of {GLOBAL_CHOICES}, got {self.global_tokens!r}")
 
@@ -330,7 +308,12 @@ class PoolingformerEncoderLayer(TransformerEncoderLayerBase):
 
 
 class PoolingformerTransformerEncoder(TransformerEncoderBase):
-    """``TransformerEncoderBase`` with Poolingformer layers and a ``global_mask`` input."""
+    """``TransformerEncoderBase`` with Poolingformer layers and a ``global_mask`` input.
+
+    ``forward`` takes the stock arguments plus ``global_mask: (B, T) bool`` (True = global
+    token, e.g. the question tokens for QA); when it is None and ``--pf-global first``, the
+    first real token of each source is global. Works with ``--checkpoint-activations`` and
+    ``--encoder-layerdrop``; returns the stock dict."""
 
     def __init__(self, cfg, pf_cfg: PoolingformerConfig, dictionary, embed_tokens,
                  return_fc: bool = False):
@@ -406,9 +389,17 @@ class PoolingformerTransformerEncoder(TransformerEncoderBase):
             "src_lengths": [src_lengths_out.reshape(-1, 1).contiguous()],  # (B, 1)
         }
 
-    def forward_scriptable(self, src_tokens, src_lengths=None, return_all_hiddens=False,
-                           token_embeddings=None):
-        return self.forward(src_tokens, src_lengths, return_all_hiddens, token_embeddings)
+    def forward_scriptable(
+        self,
+        src_tokens: Tensor,  # (B, T)
+        src_lengths: Optional[Tensor] = None,
+        return_all_hiddens: bool = False,
+        token_embeddings: Optional[Tensor] = None,
+        global_mask: Optional[Tensor] = None,  # (B, T) bool
+    ) -> Dict[str, List[Tensor]]:
+        """Fairseq's name for the encoder's computation (the stock ``forward`` calls it); here that
+        is ``forward``, global tokens included."""
+        return self.forward(src_tokens, src_lengths, return_all_hiddens, token_embeddings, global_mask)
 
     def two_level_layer_indices(self) -> List[int]:
         return sorted(self.pf_cfg.two_level_layers(len(self.layers)))

@@ -3,8 +3,8 @@
 At 16k tokens an encoder layer's feed-forward block is most of what backward keeps: the
 activation's input (T x 4C) for the activation's backward and its output (another T x 4C)
 for fc2's weight gradient. ``activation_linear`` keeps only the input and computes the
-activation again in backward (an element-wise op next to two matmuls): 192 MiB less per
-layer at 16k tokens for BART-base, about a quarter of what the layer keeps.
+activation again in backward (an element-wise op next to two matmuls): one T x 4C tensor less
+per layer, about a quarter of what the layer keeps (docs/benchmark.md has the measured memory).
 """
 
 from typing import Callable, Optional, Tuple
@@ -16,8 +16,8 @@ from torch import Tensor, nn
 
 def lean_dropout(module: nn.Module, x: Tensor) -> Tensor:
     """What Fairseq's ``FairseqDropout`` module computes, keeping a bool mask for backward (1 byte
-    per element) where ``F.dropout`` on CPU keeps its float noise (4 bytes): at 16k tokens that
-    is 36 MiB less per dropout, two per layer. Same distribution and scaling (CUDA's F.dropout
+    per element) where ``F.dropout`` on CPU keeps its float noise (4 bytes): three bytes less per
+    element of each dropout, two per layer. Same distribution and scaling (CUDA's F.dropout
     already keeps a bool mask)."""
     if _dropout_p(module) > 0:
         return torch.native_dropout(x, module.p, True)[0]

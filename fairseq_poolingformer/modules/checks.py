@@ -8,7 +8,10 @@ from typing import Optional
 
 import torch
 
-POOLING_TYPES = ("mean", "max", "ldconv", "mean_ldconv")
+# the poolings whose weights come from a learned W_p (k_pool_weight, v_pool_weight)
+LDCONV_POOLINGS = ("ldconv", "mean_ldconv")
+# every pooling of level 2: the choices of --pf-pooling
+POOLING_TYPES = ("mean", "max") + LDCONV_POOLINGS
 
 
 def check_positive_int(name: str, value: object) -> None:
@@ -60,7 +63,7 @@ def check_pooling(pooling: str, kernel: int, stride: int) -> None:
 
 def check_pool_weight(name: str, weight: Optional[torch.Tensor], pooling: str, kernel: int, dim: int) -> None:
     """weight: W_p of shape (kernel, H*D), required for ldconv / mean_ldconv."""
-    needs = pooling in ("ldconv", "mean_ldconv")
+    needs = pooling in LDCONV_POOLINGS
     if not needs:
         if weight is not None:
             raise ValueError(f"{name} is only used with pooling ldconv/mean_ldconv, got pooling={pooling!r}")

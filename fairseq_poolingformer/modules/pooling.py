@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import LDCONV_POOLINGS
+
 
 def num_segments(length: int, stride: int) -> int:
     return math.ceil(length / stride)
@@ -90,7 +92,7 @@ def pool_projected(
         return _masked_max(taps, tap_valid), tap_valid.any(dim=-1)
     _, tap_valid = segment_taps(x, valid, kernel, stride)
     weights = _mean_weights(tap_valid)
-    if pooling in ("ldconv", "mean_ldconv"):
+    if pooling in LDCONV_POOLINGS:
         if pooling == "ldconv":
             source = _centres(x, lengths, tap_valid.shape[1], kernel, stride)
         else:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .checks import check_mask, check_pooling, check_positive_int
+from .checks import LDCONV_POOLINGS, check_mask, check_pooling, check_positive_int
 from .forward_cache import ForwardCache
 from .layout import Layout, from_aligned_zeroed, make_layout, to_aligned
 from .pooling_attention import pooling_aligned
@@ -167,7 +167,7 @@ class PoolingformerSelfAttention(SlidingWindowSelfAttention):
     this layer's backward runs, for about a quarter more of the layer's forward work. The
     encoder turns it on under --checkpoint-activations, where the user trades time for memory:
     the layer's own recompute would otherwise keep level 2's activations through the layer's
-    whole backward (200 MiB more at 16k tokens).
+    whole backward (docs/benchmark.md has the measured memory).
     """
 
     def __init__(
@@ -196,7 +196,7 @@ class PoolingformerSelfAttention(SlidingWindowSelfAttention):
             self.k2_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
             self.v2_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
         self.out2_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        if pooling in ("ldconv", "mean_ldconv"):
+        if pooling in LDCONV_POOLINGS:
             self.k_pool_weight = nn.Parameter(torch.empty(kernel, embed_dim))
             self.v_pool_weight = nn.Parameter(torch.empty(kernel, embed_dim))
         else:

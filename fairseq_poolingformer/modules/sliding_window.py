@@ -101,7 +101,17 @@ def level1_plan(
 
     Keys are laid out in chunks of ``block`` rows, each followed by a copy of the G global keys;
     query block j attends to the 2*reach + 1 chunks around it (a view: no per-block copies),
-    and uses the global copies of its own chunk only, for globals outside its window."""
+    and uses the global copies of its own chunk only, for globals outside its window. For
+    block = 4, reach = 1 (w1 <= 4) and G = 2 global tokens g, h ("." = a zero row outside [0, T)):
+
+        chunk          0                  1                  2                  3
+        keys   [ .  .  .  . g h ][ 0  1  2  3 g h ][ 4  5  6  7 g h ][ 8  9 10 11 g h ] ...
+        queries 0-3 (block 0)  ->  chunks 0 1 2: tokens 0-7 within w1, and g h of chunk 1
+        queries 4-7 (block 1)  ->  chunks 1 2 3: tokens 0-11 within w1, and g h of chunk 2
+
+    A global token inside a block's window is attended through its local slot, so the copy
+    is masked there; the rows of the global tokens themselves attend to every real token
+    (``global_keys``: each token's one local slot)."""
     w1 = min(w1, length - 1)  # a wider window sees nothing more
     if global_mask is not None and layout.valid is not None:
         global_mask = global_mask & layout.valid

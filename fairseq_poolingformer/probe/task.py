@@ -47,6 +47,8 @@ from typing import List, Tuple
 
 import torch
 
+from fairseq_poolingformer.modules.checks import check_positive_int
+
 QUERY = "<q>"
 
 
@@ -66,9 +68,7 @@ class ProbeTask:
 
     def __post_init__(self) -> None:
         for name in ("seq_len", "num_classes", "noise_vocab", "run", "min_distance", "max_distance"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"ProbeTask.{name} must be a positive int, got {value!r}")
+            check_positive_int(f"ProbeTask.{name}", getattr(self, name))
         if not 1 <= self.distractor_max < self.run:
             raise ValueError(f"ProbeTask.distractor_max must be in [1, run={self.run}), got {self.distractor_max!r}")
         if not 0.0 <= self.distractor_rate <= 1.0:

@@ -10,6 +10,8 @@ from typing import Dict, List, Tuple
 import torch
 import torch.nn.functional as F
 
+from fairseq_poolingformer.modules.checks import check_positive_int
+
 from .model import ProbeClassifier
 from .task import ProbeTask
 
@@ -29,9 +31,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch", "eval_every", "eval_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}")
+            check_positive_int(f"TrainConfig.{name}", getattr(self, name))
         if not self.lr > 0:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
 

@@ -21,7 +21,7 @@ Batch layout (``sample``)::
     labels                      (B, 7)     the rows of <split>.labels.npy (for prediction)
 
 Fairseq drops the last batch of a split when its size is not a multiple of
-``--required-batch-size-multiple`` (STACK.md pitfall 1); this dataset gives the left-over
+``--required-batch-size-multiple`` (see ``compat``, fix 3); this dataset gives the left-over
 windows a batch of their own instead, so every window is trained on, validated and predicted.
 """
 
