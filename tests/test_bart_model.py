@@ -8,8 +8,7 @@ import pytest
 import torch
 
 import fairseq_poolingformer  # noqa: F401  (registers the model)
-from fairseq.data import Dictionary
-from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_REGISTRY
+from fairseq.models import ARCH_CONFIG_REGISTRY
 from fairseq.models.transformer import TransformerConfig
 from fairseq.modules import MultiheadAttention
 from fairseq.modules.transformer_layer import TransformerEncoderLayerBase
@@ -22,43 +21,11 @@ from fairseq_poolingformer.models.encoder import (
     lean_dropout,
     parse_layer_spec,
 )
-from fairseq_poolingformer.modules import ForwardCache, PoolingformerSelfAttention, SlidingWindowSelfAttention
+from fairseq_poolingformer.modules import PoolingformerSelfAttention, SlidingWindowSelfAttention
 from saved_memory import saved_bytes
-
-VOCAB = 50
-
+from tiny_bart import VOCAB, TinyTask, build, padded
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
-
-
-class _Task:
-    def __init__(self):
-        d = Dictionary()
-        for i in range(VOCAB):
-            d.add_symbol(f"w{i}")
-        self.source_dictionary = self.target_dictionary = d
-
-
-def build(arch="poolingformer_bart_tiny", seed=0, **overrides):
-    args = argparse.Namespace(arch=arch, task="translation", dropout=0.0, attention_dropout=0.0,
-                              **overrides)
-    ARCH_CONFIG_REGISTRY[arch](args)
-    torch.manual_seed(seed)
-    return ARCH_MODEL_REGISTRY[arch].build_model(args, _Task()), args
-
-
-def padded(lengths, left=True, seed=0):
-    """(B, T) sources: random words, eos last, pad (1) on the left (Fairseq's default) or right."""
-    g = torch.Generator().manual_seed(seed)
-    T = max(lengths)
-    src = torch.ones(len(lengths), T, dtype=torch.long)
-    for i, n in enumerate(lengths):
-        seq = torch.cat([torch.randint(4, VOCAB + 4, (n - 1,), generator=g), torch.tensor([2])])
-        if left:
-            src[i, T - n:] = seq
-        else:
-            src[i, :n] = seq
-    return src
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -276,61 +243,6 @@ def test_fused_in_proj_weights_are_split_on_load():
 # ----------------------------------------------------------------------------- memory
 
 
-def test_encoder_builds_its_masks_once_per_forward_and_computes_the_same(monkeypatch):
-    """Six layers (three two-level), one level-1 plan and one level-2 plan; outputs and
-    gradients are those of layers that each build their own masks."""
-    model, _ = build(seed=9, encoder_layers=6, pf_layers="2-4", global_tokens="first")
-    model.train()
-    built = []
-    for module, name in (("sliding_window", "level1_plan"), ("pooling_attention", "segment_plan")):
-        module = importlib.import_module(f"fairseq_poolingformer.modules.{module}")
-        original = getattr(module, name)
-        monkeypatch.setattr(module, name, lambda *a, _f=original, _n=name, **k: built.append(_n) or _f(*a, **k))
-    src = padded([150, 97])
-    results = []
-    for share in (True, False):
-        built.clear()
-        if not share:  # every layer on its own, as a caller without a cache gets it
-            for layer in model.encoder.layers:
-                layer.forward = lambda *a, _f=layer.forward, **k: _f(*a, **{**k, "cache": None})
-        x = model.encoder(src)["encoder_out"][0]
-        grads = torch.autograd.grad(x.pow(2).sum(), list(model.encoder.parameters()))
-        results.append((x, grads, sorted(built)))
-    assert results[0][2] == ["level1_plan", "segment_plan"]
-    assert results[1][2] == ["level1_plan"] * 6 + ["segment_plan"] * 3  # 3 two-level layers
-    assert torch.equal(results[0][0], results[1][0])
-    assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1]))
-
-
-def test_checkpointed_layers_build_their_own_masks(monkeypatch):
-    """Under --checkpoint-activations no cache outlives a layer: each layer's forward and its
-    recompute in backward build their own masks (which then live only while that layer's
-    backward runs), and the gradients are those of the uncheckpointed model."""
-    module = importlib.import_module("fairseq_poolingformer.modules.sliding_window")
-    built = []
-    original = module.level1_plan
-    monkeypatch.setattr(module, "level1_plan", lambda *a, **k: built.append(1) or original(*a, **k))
-    grads = []
-    for checkpoint in (False, True):
-        model, _ = build(seed=11, checkpoint_activations=checkpoint)
-        model.train()
-        built.clear()
-        x = model.encoder(padded([90, 64]))["encoder_out"][0]
-        x.pow(2).sum().backward()  # fairseq's checkpointing does not take autograd.grad
-        grads.append([p.grad for p in model.encoder.parameters()])
-        layers = len(model.encoder.layers)
-        assert len(built) == (2 * layers if checkpoint else 1)
-    for a, b in zip(*grads):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
-
-
-def test_forward_cache_builds_each_key_once():
-    cache, calls = ForwardCache(), []
-    assert cache.get("a", lambda: calls.append(1) or "A") == "A"
-    assert cache.get("a", lambda: calls.append(2) or "B") == "A"
-    assert cache.get("b", lambda: "B") == "B" and calls == [1] and len(cache) == 2
-
-
 @pytest.mark.parametrize("dropout", [0.0, 0.2])
 def test_two_level_recomputes_level2_in_backward_exactly_and_keeps_no_more_than_level1(dropout):
     """Recomputing Y and level 2 in backward gives the same outputs and gradients bit for bit
@@ -395,25 +307,6 @@ def test_encoder_ffn_computes_its_activation_again_in_backward(monkeypatch, acti
     assert results[1][2] - results[0][2] >= layers * T * B * args.encoder_ffn_embed_dim * 4
 
 
-def test_lean_dropout_is_fairseq_dropout_with_a_one_byte_mask():
-    from fairseq.modules import FairseqDropout
-
-    module = FairseqDropout(0.25)
-    x = torch.randn(4000, 8, requires_grad=True)
-    module.eval()
-    assert lean_dropout(module, x) is x
-    module.train()
-    out, kept = saved_bytes(lambda: lean_dropout(module, x))
-    kept_rows = out != 0
-    assert abs(kept_rows.float().mean().item() - 0.75) < 0.01
-    torch.testing.assert_close(out[kept_rows], x[kept_rows] / 0.75, rtol=0, atol=1e-6)
-    grad, = torch.autograd.grad(out.sum(), x)
-    torch.testing.assert_close(grad, kept_rows.float() / 0.75, rtol=0, atol=1e-6)
-    assert kept == x.numel()  # a bool mask: one byte per element (F.dropout keeps 4 on CPU)
-    module.p = 0.0
-    assert lean_dropout(module, x) is x
-
-
 def test_unpadded_sources_return_no_padding_mask_and_decode_the_same():
     """Without padding the encoder returns no padding mask (Fairseq's convention), so the
     decoder's cross-attention skips masking its scores: the same logits, gradients and beams as
@@ -440,7 +333,7 @@ def test_unpadded_sources_return_no_padding_mask_and_decode_the_same():
     model.eval()  # after training steps: beam search leaves its beam size in the decoder
     for explicit in (False, True):
         model.encoder.forward = with_empty_mask if explicit else encoder_forward
-        gen = SequenceGenerator([model], _Task().target_dictionary, beam_size=3, max_len_b=6)
+        gen = SequenceGenerator([model], TinyTask().target_dictionary, beam_size=3, max_len_b=6)
         with torch.no_grad():
             hyps = gen.generate([model], {"net_input": {"src_tokens": src, "src_lengths": lengths}})
         results.append([[h["tokens"] for h in beams] for beams in hyps])
@@ -474,7 +367,7 @@ def test_encoder_runs_once_per_batch_in_beam_search():
 
     model.decoder.forward = counting_decoder_forward
     src = padded([150, 90, 33])
-    dictionary = _Task().target_dictionary
+    dictionary = TinyTask().target_dictionary
     gen = SequenceGenerator([model], dictionary, beam_size=5, len_penalty=2.0, min_len=8, max_len_b=12)
     with torch.no_grad():
         hyps = gen.generate([model], {"net_input": {"src_tokens": src, "src_lengths": torch.tensor([150, 90, 33])}})

@@ -10,7 +10,7 @@ from fairseq.modules import FairseqDropout
 from fairseq.modules.quant_noise import quant_noise
 
 from fairseq_poolingformer.models.lean import activation_linear, lean_dropout
-from saved_memory import saved_storages
+from saved_memory import saved_bytes, saved_storages
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
@@ -93,3 +93,20 @@ def test_activation_linear_half_precision_matches_the_composition():
     gf = torch.autograd.grad(fused.float().sum(), [h, fc.weight])
     gp = torch.autograd.grad(plain.float().sum(), [h, fc.weight])
     assert all(torch.equal(a, b) for a, b in zip(gf, gp))
+
+
+def test_lean_dropout_is_fairseq_dropout_with_a_one_byte_mask():
+    module = FairseqDropout(0.25)
+    x = torch.randn(4000, 8, requires_grad=True)
+    module.eval()
+    assert lean_dropout(module, x) is x
+    module.train()
+    out, kept = saved_bytes(lambda: lean_dropout(module, x))
+    kept_rows = out != 0
+    assert abs(kept_rows.float().mean().item() - 0.75) < 0.01
+    torch.testing.assert_close(out[kept_rows], x[kept_rows] / 0.75, rtol=0, atol=1e-6)
+    grad, = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(grad, kept_rows.float() / 0.75, rtol=0, atol=1e-6)
+    assert kept == x.numel()  # a bool mask: one byte per element (F.dropout keeps 4 on CPU)
+    module.p = 0.0
+    assert lean_dropout(module, x) is x
