@@ -9,8 +9,7 @@ gives HF ``generate``'s tokens, and text -> ids through the converted directory 
 and dict.txt, as the hub and the recipes use them) equals the HF tokenizer's ids on real text:
 the bundled arXiv papers (GPT-2 BPE) and Korean / Thai / Arabic TyDi documents (sentencepiece).
 
-The GPT-2 vocabulary is the real one (tests/data/gpt2_bpe), put in HF RoBERTa/BART order (the
-order of Fairseq's dict.txt, specials first), as Hugging Face's own BART/RoBERTa files are.
+The HF models and tokenizers are built in tests/hf_models.py.
 """
 import gzip
 import json
@@ -22,21 +21,18 @@ from argparse import Namespace
 
 import pytest
 import torch
+import transformers  # pinned in requirements-dev.txt: missing, the suite fails instead of skipping
 
-transformers = pytest.importorskip("transformers")
+import fairseq_poolingformer  # noqa: F401
+from fairseq import checkpoint_utils
+from fairseq.data import Dictionary, encoders
+from fairseq.sequence_generator import SequenceGenerator
 
-import fairseq_poolingformer  # noqa: E402,F401
-from fairseq import checkpoint_utils  # noqa: E402
-from fairseq.data import Dictionary, encoders  # noqa: E402
-from fairseq.sequence_generator import SequenceGenerator  # noqa: E402
-
-from fairseq_poolingformer.convert import cli  # noqa: E402
-from fairseq_poolingformer.convert.readers.hf.directory import read_hf_directory  # noqa: E402
-from fairseq_poolingformer.convert.readers.hf.vocab import read_hf_vocabulary, write_tokenizer_files  # noqa: E402
-
-DATA = os.path.join(os.path.dirname(__file__), "data")
-GPT2 = os.path.join(DATA, "gpt2_bpe")
-SPM = os.path.join(DATA, "sentencepiece", "test_model.model")
+from fairseq_poolingformer.convert import cli
+from fairseq_poolingformer.convert.readers.hf.directory import read_hf_directory
+from fairseq_poolingformer.convert.readers.hf.vocab import read_hf_vocabulary, write_tokenizer_files
+import hf_models
+from hf_models import DATA, SPM
 PF = ["--pf-w2", "32", "--pf-kernel", "3", "--pf-stride", "2"]
 
 
@@ -48,62 +44,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 @pytest.fixture(scope="module")
 def gpt2_tokenizer_files(tmp_path_factory):
-    """vocab.json (HF RoBERTa/BART order: <s> <pad> </s> <unk>, Fairseq's dict.txt order, <mask>)
-    and merges.txt, from the real GPT-2 files."""
-    root = tmp_path_factory.mktemp("gpt2_hf")
-    with open(os.path.join(GPT2, "encoder.json"), encoding="utf-8") as f:
-        token_of = {i: t for t, i in json.load(f).items()}
-    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
-    with open(os.path.join(GPT2, "dict.txt"), encoding="utf-8") as f:
-        for line in f:
-            symbol = line.split()[0]
-            vocab[token_of[int(symbol)] if symbol.isdigit() else symbol] = len(vocab)
-    vocab["<mask>"] = len(vocab)
-    with open(root / "vocab.json", "w", encoding="utf-8") as f:
-        json.dump(vocab, f, ensure_ascii=False)
-    shutil.copy(os.path.join(GPT2, "vocab.bpe"), root / "merges.txt")
-    return root, len(vocab)
-
-
-def _perturb(model, seed, std=0.3):
-    """Larger random weights than HF's init (0.02), so outputs and beam choices are far from ties."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() == 2:
-                p.copy_(torch.randn(p.shape, generator=g) * (1.0 if "embed_tokens" in name or "shared" in name
-                                                             or "word_embeddings" in name else std))
-            elif "norm" in name.lower() or p.dim() == 1:
-                p.add_(0.1 * torch.randn(p.shape, generator=g))
-            if "shared" in name or "word_embeddings" in name:  # equal norms: no token wins everywhere
-                p.copy_(torch.nn.functional.normalize(p, dim=1) * 4.0)
-    return model.eval()
-
-
-def _likelier_eos(final_norm, embeddings):
-    """A random decoder rarely ends before the maximum length: halve its last LayerNorm's scale,
-    lengthen the </s> embedding and shift the LayerNorm bias towards it (values found by trying),
-    so that some hypotheses end early and others at the maximum length."""
-    with torch.no_grad():
-        final_norm.weight.mul_(0.5)
-        embeddings[2] *= 1.9
-        final_norm.bias.add_(1.5 * embeddings[2] / embeddings[2].norm())
+    return hf_models.gpt2_tokenizer_files(tmp_path_factory.mktemp("gpt2_hf"))
 
 
 @pytest.fixture(scope="module")
 def bart_hf(gpt2_tokenizer_files, tmp_path_factory):
     """A tiny HF BART + its tokenizer, save_pretrained (safetensors, tokenizer.json)."""
-    src, vocab_size = gpt2_tokenizer_files
     out = tmp_path_factory.mktemp("bart_hf")
-    cfg = transformers.BartConfig(vocab_size=vocab_size, d_model=16, encoder_layers=2, decoder_layers=2,
-                                  encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
-                                  decoder_ffn_dim=32, max_position_embeddings=128, dropout=0.0)
-    torch.manual_seed(0)
-    model = _perturb(transformers.BartForConditionalGeneration(cfg), 1)
-    _likelier_eos(model.model.decoder.layers[-1].final_layer_norm, model.model.shared.weight)
-    model.save_pretrained(out)
-    transformers.BartTokenizer.from_pretrained(str(src)).save_pretrained(out)
-    return out, model
+    return out, hf_models.save_bart(out, *gpt2_tokenizer_files)
 
 
 @pytest.fixture(scope="module")
@@ -243,22 +191,9 @@ def test_bart_text_to_ids_equals_hf_tokenizer(bart_hf, bart_converted):
 
 @pytest.fixture(scope="module")
 def roberta_hf(gpt2_tokenizer_files, tmp_path_factory):
-    """A tiny HF RobertaForMaskedLM saved the pre-safetensors way: pytorch_model.bin holding every
-    state-dict entry (incl. the tied lm_head.decoder copies), vocab.json + merges.txt."""
-    src, vocab_size = gpt2_tokenizer_files
+    """A tiny HF RobertaForMaskedLM saved the pre-safetensors way (pytorch_model.bin, vocab.json)."""
     out = tmp_path_factory.mktemp("roberta_hf")
-    cfg = transformers.RobertaConfig(vocab_size=vocab_size, hidden_size=16, num_hidden_layers=3,
-                                     num_attention_heads=2, intermediate_size=32, max_position_embeddings=66,
-                                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, type_vocab_size=1,
-                                     layer_norm_eps=1e-5)
-    torch.manual_seed(0)
-    model = _perturb(transformers.RobertaForMaskedLM(cfg), 2)
-    model.save_pretrained(out)
-    os.remove(out / "model.safetensors")
-    torch.save(model.state_dict(), out / "pytorch_model.bin")
-    for name in ("vocab.json", "merges.txt"):
-        shutil.copy(src / name, out / name)
-    return out, model
+    return out, hf_models.save_roberta(out, *gpt2_tokenizer_files)
 
 
 @pytest.fixture(scope="module")
@@ -324,23 +259,9 @@ def test_roberta_text_to_ids_equals_hf_tokenizer(roberta_hf, roberta_converted):
 
 @pytest.fixture(scope="module")
 def xlmr_hf(tmp_path_factory):
-    """A tiny HF XLMRobertaModel (no LM head, with a pooler) + XLMRobertaTokenizer from the test
-    sentencepiece model; save_pretrained writes tokenizer.json, the sentencepiece model is copied
-    beside it (as in the hub's xlm-roberta directories)."""
+    """A tiny HF XLMRobertaModel + XLMRobertaTokenizer (sentencepiece.bpe.model beside tokenizer.json)."""
     out = tmp_path_factory.mktemp("xlmr_hf")
-    src = tmp_path_factory.mktemp("xlmr_spm")
-    shutil.copy(SPM, src / "sentencepiece.bpe.model")
-    tokenizer = transformers.XLMRobertaTokenizer.from_pretrained(str(src))
-    tokenizer.save_pretrained(out)
-    shutil.copy(SPM, out / "sentencepiece.bpe.model")
-    cfg = transformers.XLMRobertaConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=2,
-                                        num_attention_heads=2, intermediate_size=32, max_position_embeddings=66,
-                                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, type_vocab_size=1,
-                                     layer_norm_eps=1e-5)
-    torch.manual_seed(0)
-    model = _perturb(transformers.XLMRobertaModel(cfg), 3)
-    model.save_pretrained(out)
-    return out, model, tokenizer
+    return (out, *hf_models.save_xlmr(out, tmp_path_factory.mktemp("xlmr_spm")))
 
 
 @pytest.fixture(scope="module")
@@ -439,17 +360,8 @@ def test_sharded_weights_are_joined(xlmr_hf, tmp_path):
 
 @pytest.fixture(scope="module")
 def led_hf(gpt2_tokenizer_files, tmp_path_factory):
-    src, vocab_size = gpt2_tokenizer_files
     out = tmp_path_factory.mktemp("led_hf")
-    cfg = transformers.LEDConfig(vocab_size=vocab_size, d_model=16, encoder_layers=2, decoder_layers=2,
-                                 encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
-                                 decoder_ffn_dim=32, max_encoder_position_embeddings=256,
-                                 max_decoder_position_embeddings=64, attention_window=[256, 256], dropout=0.0)
-    torch.manual_seed(0)
-    model = _perturb(transformers.LEDForConditionalGeneration(cfg), 4)
-    model.save_pretrained(out)
-    transformers.LEDTokenizer.from_pretrained(str(src)).save_pretrained(out)
-    return out, model
+    return out, hf_models.save_led(out, *gpt2_tokenizer_files)
 
 
 @pytest.fixture(scope="module")

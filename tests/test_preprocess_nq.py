@@ -1,6 +1,5 @@
 """Natural Questions -> QA windows (fairseq_poolingformer.preprocess.nq): real simplified samples, an original-format
 fixture built from the published schema, window coverage and labels, bad input."""
-import copy
 import gzip
 import json
 import os
@@ -15,6 +14,7 @@ from fairseq_poolingformer.preprocess.nq import is_html, main, read_nq
 from fairseq_poolingformer.preprocess.qa_tokenize import TokenizerSpec, build_tokenizer
 from fairseq_poolingformer.preprocess.qa_units import example_units
 from fairseq_poolingformer.preprocess.qa_windows import WindowConfig, run_pipeline, tokenize_example, window_spans
+from record_edits import RecordEdits
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
@@ -283,49 +283,31 @@ def test_workers_give_identical_outputs(tmp_path):
 # ---------------------------------------------------------------------------
 # bad input
 
-def _mutate(fn):
-    def make():
-        rec = copy.deepcopy(load(NQ_DEV)[0])
-        fn(rec)
-        return json.dumps(rec).encode()
-    return make
-
-
-def _set(path, value):
-    def fn(rec):
-        obj = rec
-        for k in path[:-1]:
-            obj = obj[k]
-        obj[path[-1]] = value
-    return _mutate(fn)
-
-
-def _delete(key):
-    return _mutate(lambda rec: rec.pop(key))
+NQ_RECORD = RecordEdits(lambda: load(NQ_DEV)[0])
 
 
 BAD = {
-    "missing_question": (_delete("question_text"), "question_text", "missing_field"),
+    "missing_question": (NQ_RECORD.delete("question_text"), "question_text", "missing_field"),
     # (no annotations at all is a blind test record: tests/test_qa_blind.py)
-    "annotations_not_a_list": (_set(["annotations"], {"long_answer": None}), "annotations", "wrong_type"),
-    "missing_nested": (_mutate(lambda r: r["annotations"][0].pop("yes_no_answer")),
+    "annotations_not_a_list": (NQ_RECORD.set(["annotations"], {"long_answer": None}), "annotations", "wrong_type"),
+    "missing_nested": (NQ_RECORD.edit(lambda r: r["annotations"][0].pop("yes_no_answer")),
                        "annotations[0].yes_no_answer", "missing_field"),
-    "wrong_type": (_set(["long_answer_candidates"], "x"), "long_answer_candidates", "wrong_type"),
-    "candidate_not_object": (_set(["long_answer_candidates", 3], 7), "long_answer_candidates[3]", "wrong_type"),
-    "candidate_outside_document": (_set(["long_answer_candidates", 3, "end_token"], 10 ** 6),
+    "wrong_type": (NQ_RECORD.set(["long_answer_candidates"], "x"), "long_answer_candidates", "wrong_type"),
+    "candidate_not_object": (NQ_RECORD.set(["long_answer_candidates", 3], 7), "long_answer_candidates[3]", "wrong_type"),
+    "candidate_outside_document": (NQ_RECORD.set(["long_answer_candidates", 3, "end_token"], 10 ** 6),
                                    "long_answer_candidates[3].start_token/end_token", "offset_out_of_range"),
-    "short_outside_document": (_set(["annotations", 0, "short_answers", 0, "start_token"], -5),
+    "short_outside_document": (NQ_RECORD.set(["annotations", 0, "short_answers", 0, "start_token"], -5),
                                "annotations[0].short_answers[0].start_token/end_token", "offset_out_of_range"),
-    "short_outside_long": (_set(["annotations", 0, "short_answers", 0], {"start_token": 5, "end_token": 7}),
+    "short_outside_long": (NQ_RECORD.set(["annotations", 0, "short_answers", 0], {"start_token": 5, "end_token": 7}),
                            "annotations[0].short_answers[0]", "answer_outside_candidate"),
-    "long_not_its_candidate": (_set(["annotations", 0, "long_answer", "candidate_index"], 16),
+    "long_not_its_candidate": (NQ_RECORD.set(["annotations", 0, "long_answer", "candidate_index"], 16),
                                "annotations[0].long_answer", "answer_outside_candidate"),
-    "candidate_index_out_of_range": (_set(["annotations", 0, "long_answer", "candidate_index"], 999),
+    "candidate_index_out_of_range": (NQ_RECORD.set(["annotations", 0, "long_answer", "candidate_index"], 999),
                                      "annotations[0].long_answer.candidate_index", "offset_out_of_range"),
-    "bad_yes_no": (_set(["annotations", 0, "yes_no_answer"], "MAYBE"),
+    "bad_yes_no": (NQ_RECORD.set(["annotations", 0, "yes_no_answer"], "MAYBE"),
                    "annotations[0].yes_no_answer", "invalid_value"),
-    "empty_document": (_set(["document_text"], ""), "document_text", "empty_document"),
-    "html_only_document": (_mutate(lambda r: r.update(document_text="<P> </P>", long_answer_candidates=[
+    "empty_document": (NQ_RECORD.set(["document_text"], ""), "document_text", "empty_document"),
+    "html_only_document": (NQ_RECORD.edit(lambda r: r.update(document_text="<P> </P>", long_answer_candidates=[
         {"start_token": 0, "end_token": 2, "top_level": True}], annotations=[])),
         "document_text/document_tokens", "empty_document"),
     "non_utf8": (lambda: json.dumps(load(NQ_DEV)[0]).encode().replace(b"how i.met", b"how \xff.met"),

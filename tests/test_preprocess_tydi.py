@@ -1,6 +1,5 @@
 """TyDi QA primary task -> QA windows (fairseq_poolingformer.preprocess.tydi): byte-exact round trips on the real
 Korean / Thai / Arabic samples and a hand-made Japanese one, windows, bad input."""
-import copy
 import gzip
 import json
 import os
@@ -17,6 +16,7 @@ from fairseq_poolingformer.preprocess.common import InputError
 from fairseq_poolingformer.preprocess.qa_tokenize import TokenizerSpec, build_tokenizer
 from fairseq_poolingformer.preprocess.qa_windows import WindowConfig, process_example, run_pipeline, tokenize_example
 from fairseq_poolingformer.preprocess.tydi import main, read_tydi
+from record_edits import RecordEdits
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
@@ -250,55 +250,39 @@ def test_cli_defaults_split_for_train_snap_for_dev(tmp_path, specs):
 # ---------------------------------------------------------------------------
 # bad input
 
-def _mut(fn):
-    def make():
-        rec = copy.deepcopy(load_gold()[1])  # thai
-        fn(rec)
-        return json.dumps(rec, ensure_ascii=False).encode()
-    return make
-
-
-def _set(path, value):
-    def fn(rec):
-        obj = rec
-        for k in path[:-1]:
-            obj = obj[k]
-        obj[path[-1]] = value
-    return _mut(fn)
-
-
+THAI = RecordEdits(lambda: load_gold()[1], ensure_ascii=False)
 THAI_LEN = len(load_gold()[1]["document_plaintext"].encode())
 MIN = "annotations[0].minimal_answer"
 BAD = {
-    "missing_plaintext": (_mut(lambda r: r.pop("document_plaintext")), "document_plaintext", "missing_field"),
-    "missing_language": (_mut(lambda r: r.pop("language")), "language", "missing_field"),
-    "annotations_not_a_list": (_set(["annotations"], "none"), "annotations", "wrong_type"),
-    "missing_nested": (_mut(lambda r: r["annotations"][0].pop("passage_answer")),
+    "missing_plaintext": (THAI.edit(lambda r: r.pop("document_plaintext")), "document_plaintext", "missing_field"),
+    "missing_language": (THAI.edit(lambda r: r.pop("language")), "language", "missing_field"),
+    "annotations_not_a_list": (THAI.set(["annotations"], "none"), "annotations", "wrong_type"),
+    "missing_nested": (THAI.edit(lambda r: r["annotations"][0].pop("passage_answer")),
                        "annotations[0].passage_answer", "missing_field"),
-    "wrong_type": (_set(["passage_answer_candidates", 0, "plaintext_start_byte"], "1"),
+    "wrong_type": (THAI.set(["passage_answer_candidates", 0, "plaintext_start_byte"], "1"),
                    "passage_answer_candidates[0].plaintext_start_byte", "wrong_type"),
-    "passage_outside_document": (_set(["passage_answer_candidates", 6, "plaintext_end_byte"], THAI_LEN + 1),
+    "passage_outside_document": (THAI.set(["passage_answer_candidates", 6, "plaintext_end_byte"], THAI_LEN + 1),
                                  "passage_answer_candidates[6].plaintext_start_byte/plaintext_end_byte",
                                  "offset_out_of_range"),
-    "minimal_outside_document": (_set(["annotations", 0, "minimal_answer", "plaintext_end_byte"], 10 ** 7),
+    "minimal_outside_document": (THAI.set(["annotations", 0, "minimal_answer", "plaintext_end_byte"], 10 ** 7),
                                  f"{MIN}.plaintext_start_byte/plaintext_end_byte", "offset_out_of_range"),
-    "offset_inside_character": (_set(["annotations", 0, "minimal_answer", "plaintext_start_byte"], 818),
+    "offset_inside_character": (THAI.set(["annotations", 0, "minimal_answer", "plaintext_start_byte"], 818),
                                 f"{MIN}.plaintext_start_byte/plaintext_end_byte", "offset_out_of_range"),
-    "minimal_outside_passage": (_set(["annotations", 0, "passage_answer", "candidate_index"], 0),
+    "minimal_outside_passage": (THAI.set(["annotations", 0, "passage_answer", "candidate_index"], 0),
                                 MIN, "answer_outside_candidate"),
-    "minimal_without_passage": (_set(["annotations", 0, "passage_answer", "candidate_index"], -1),
+    "minimal_without_passage": (THAI.set(["annotations", 0, "passage_answer", "candidate_index"], -1),
                                 MIN, "answer_outside_candidate"),
-    "passage_index_out_of_range": (_set(["annotations", 0, "passage_answer", "candidate_index"], 7),
+    "passage_index_out_of_range": (THAI.set(["annotations", 0, "passage_answer", "candidate_index"], 7),
                                    "annotations[0].passage_answer.candidate_index", "offset_out_of_range"),
-    "yes_without_passage": (_mut(lambda r: r["annotations"][0].update(
+    "yes_without_passage": (THAI.edit(lambda r: r["annotations"][0].update(
         passage_answer={"candidate_index": -1}, yes_no_answer="YES",
         minimal_answer={"plaintext_start_byte": -1, "plaintext_end_byte": -1})),
         "annotations[0].yes_no_answer", "answer_outside_candidate"),
-    "empty_document": (_mut(lambda r: r.update(document_plaintext=" \n ", passage_answer_candidates=[],
+    "empty_document": (THAI.edit(lambda r: r.update(document_plaintext=" \n ", passage_answer_candidates=[],
                                                annotations=[])), "document_plaintext", "empty_document"),
-    "non_utf8": (lambda: _set(["question_text"], "ฮอนด้า QQQ ?")().replace(b"QQQ", b"\xe0\xb8"),
+    "non_utf8": (lambda: THAI.set(["question_text"], "ฮอนด้า QQQ ?")().replace(b"QQQ", b"\xe0\xb8"),
                  "question_text", "non_utf8"),
-    "lone_surrogate": (lambda: _set(["document_plaintext"], "abc SURR def")().replace(b"SURR", b"\\udc80"),
+    "lone_surrogate": (lambda: THAI.set(["document_plaintext"], "abc SURR def")().replace(b"SURR", b"\\udc80"),
                        "document_plaintext", "non_utf8"),
     "malformed_json": (lambda: b'{"example_id": ', "<line>", "malformed_json"),
 }
