@@ -3,10 +3,11 @@
 Each point is one row of one file: pass the files and, per file, the variant to plot (rows of
 other variants are left out), e.g.::
 
-    python benchmarks/plot_train_step.py --output benchmarks/results/train_step.png \\
-        benchmarks/results/train_step_before_after_4k.json:+malloc \\
-        benchmarks/results/train_step_before_after_8k.json:after \\
-        benchmarks/results/train_step_16k.json:
+    python benchmarks/plot_train_step.py --output benchmarks/results/train_step_steady.png \\
+        benchmarks/results/train_step_steady_4k_16k_1t.json:
+
+    python benchmarks/plot_train_step.py --output before_after.png \\
+        before_after_4k.json:after before_after_8k.json:after full_16k.json:
 
 A file's ``full`` row without that variant falls back to its plain ("") row (full attention
 has no before/after). Rows of different files come from different runs: the legend says so.
