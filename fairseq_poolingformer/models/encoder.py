@@ -389,17 +389,9 @@ class PoolingformerTransformerEncoder(TransformerEncoderBase):
             "src_lengths": [src_lengths_out.reshape(-1, 1).contiguous()],  # (B, 1)
         }
 
-    def forward_scriptable(
-        self,
-        src_tokens: Tensor,  # (B, T)
-        src_lengths: Optional[Tensor] = None,
-        return_all_hiddens: bool = False,
-        token_embeddings: Optional[Tensor] = None,
-        global_mask: Optional[Tensor] = None,  # (B, T) bool
-    ) -> Dict[str, List[Tensor]]:
-        """Fairseq's name for the encoder's computation (the stock ``forward`` calls it); here that
-        is ``forward``, global tokens included."""
-        return self.forward(src_tokens, src_lengths, return_all_hiddens, token_embeddings, global_mask)
+    # Fairseq's name for the encoder's computation (the stock ``forward`` calls it): here it is
+    # ``forward`` itself, global tokens included
+    forward_scriptable = forward
 
     def two_level_layer_indices(self) -> List[int]:
         return sorted(self.pf_cfg.two_level_layers(len(self.layers)))

@@ -16,22 +16,36 @@ docs/attention.md in one sitting:
 """
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 
-def _real_positions(key_padding_mask: Optional[torch.Tensor], b: int, length: int) -> torch.Tensor:
+def _real_positions(key_padding_mask: Optional[Tensor], b: int, length: int) -> Tensor:
     """(n,) positions of sequence b's real tokens."""
     if key_padding_mask is None:
         return torch.arange(length)
     return (~key_padding_mask[b]).nonzero().flatten()
 
 
+def _each_sequence(
+    q: Tensor, key_padding_mask: Optional[Tensor], attend: Callable[[int, Tensor], Tensor]
+) -> Tensor:
+    """q: (B, H, T, D). out[b][:, real] = attend(b, real) for each sequence b and its real
+    positions real: (n,), n >= 1. Returns (B, H, T, D), padded rows 0."""
+    batch, _, length, _ = q.shape
+    out = torch.zeros_like(q)
+    for b in range(batch):
+        real = _real_positions(key_padding_mask, b, length)
+        if len(real):
+            out[b][:, real] = attend(b, real)
+    return out
+
+
 def _masked_softmax_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor
-) -> torch.Tensor:
+    q: Tensor, k: Tensor, v: Tensor, allowed: Tensor
+) -> Tensor:
     """q: (H, Tq, D); k, v: (H, Tk, D); allowed: (Tq, Tk) bool. Rows with nothing allowed -> 0."""
     scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
     scores = scores.masked_fill(~allowed, float("-inf"))
@@ -40,33 +54,24 @@ def _masked_softmax_attention(
     return probs @ v
 
 
-def ref_sliding_window(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    w1: int,
-    key_padding_mask: Optional[torch.Tensor] = None,
-    global_mask: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
+def ref_sliding_window(q: Tensor, k: Tensor, v: Tensor, w1: int, key_padding_mask: Optional[Tensor] = None,
+                       global_mask: Optional[Tensor] = None) -> Tensor:
     """Level 1. q, k, v: (B, H, T, D); masks: (B, T) bool. Returns (B, H, T, D), padded rows 0."""
-    batch, _, length, _ = q.shape
-    out = torch.zeros_like(q)
-    for b in range(batch):
-        real = _real_positions(key_padding_mask, b, length)
+
+    def attend(b: int, real: Tensor) -> Tensor:
         n = len(real)
-        if n == 0:
-            continue
         pos = torch.arange(n)
         glob = global_mask[b, real] if global_mask is not None else torch.zeros(n, dtype=torch.bool)
         allowed = (pos[:, None] - pos[None, :]).abs() <= w1  # (n, n)
         allowed = allowed | glob[None, :] | glob[:, None]
-        out[b][:, real] = _masked_softmax_attention(q[b][:, real], k[b][:, real], v[b][:, real], allowed)
-    return out
+        return _masked_softmax_attention(q[b][:, real], k[b][:, real], v[b][:, real], allowed)
+
+    return _each_sequence(q, key_padding_mask, attend)
 
 
 def ref_pool(
-    x: torch.Tensor, kernel: int, stride: int, pooling: str, weight: Optional[torch.Tensor] = None
-) -> torch.Tensor:
+    x: Tensor, kernel: int, stride: int, pooling: str, weight: Optional[Tensor] = None
+) -> Tensor:
     """Pooling of one sequence. x: (H, n, D), its real tokens; weight: W_p (kernel, H*D) for
     ldconv / mean_ldconv. Returns (H, S, D), S = ceil(n / stride)."""
     heads, n, dim = x.shape
@@ -92,26 +97,14 @@ def ref_pool(
     return torch.stack(pooled).view(-1, heads, dim).transpose(0, 1)
 
 
-def ref_pooling_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    w2: int,
-    kernel: int,
-    stride: int,
-    pooling: str = "mean",
-    key_padding_mask: Optional[torch.Tensor] = None,
-    k_pool_weight: Optional[torch.Tensor] = None,
-    v_pool_weight: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
-    """Level 2. q, k, v: (B, H, T, D); key_padding_mask: (B, T) bool. Returns (B, H, T, D), padded rows 0."""
-    batch, _, length, _ = q.shape
-    out = torch.zeros_like(q)
-    for b in range(batch):
-        real = _real_positions(key_padding_mask, b, length)
+def ref_pooling_attention(q: Tensor, k: Tensor, v: Tensor, w2: int, kernel: int, stride: int, pooling: str = "mean",
+                          key_padding_mask: Optional[Tensor] = None, k_pool_weight: Optional[Tensor] = None,
+                          v_pool_weight: Optional[Tensor] = None) -> Tensor:
+    """Level 2. q, k, v: (B, H, T, D); key_padding_mask: (B, T) bool; W_p: (kernel, H*D) for
+    ldconv / mean_ldconv. Returns (B, H, T, D), padded rows 0."""
+
+    def attend(b: int, real: Tensor) -> Tensor:
         n = len(real)
-        if n == 0:
-            continue
         kp = ref_pool(k[b][:, real], kernel, stride, pooling, k_pool_weight)
         vp = ref_pool(v[b][:, real], kernel, stride, pooling, v_pool_weight)
         centres = torch.arange(kp.shape[1], dtype=torch.float64) * stride + (kernel - 1) / 2
@@ -120,16 +113,17 @@ def ref_pooling_attention(
             allowed = torch.ones(n, kp.shape[1], dtype=torch.bool)
         else:
             allowed = (centres[None, :] - pos[:, None]).abs() <= w2
-        out[b][:, real] = _masked_softmax_attention(q[b][:, real], kp, vp, allowed)
-    return out
+        return _masked_softmax_attention(q[b][:, real], kp, vp, allowed)
+
+    return _each_sequence(q, key_padding_mask, attend)
 
 
 def ref_self_attention(
     module: nn.Module,
-    x: torch.Tensor,
-    key_padding_mask: Optional[torch.Tensor] = None,
-    global_mask: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
+    x: Tensor,
+    key_padding_mask: Optional[Tensor] = None,
+    global_mask: Optional[Tensor] = None,
+) -> Tensor:
     """Reference forward of SlidingWindowSelfAttention / PoolingformerSelfAttention.
     x: (T, B, C). Returns (T, B, C)."""
     length, batch, dim = x.shape
