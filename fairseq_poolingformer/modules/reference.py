@@ -29,9 +29,7 @@ def _real_positions(key_padding_mask: Optional[Tensor], b: int, length: int) -> 
     return (~key_padding_mask[b]).nonzero().flatten()
 
 
-def _each_sequence(
-    q: Tensor, key_padding_mask: Optional[Tensor], attend: Callable[[int, Tensor], Tensor]
-) -> Tensor:
+def _each_sequence(q: Tensor, key_padding_mask: Optional[Tensor], attend: Callable[[int, Tensor], Tensor]) -> Tensor:
     """q: (B, H, T, D). out[b][:, real] = attend(b, real) for each sequence b and its real
     positions real: (n,), n >= 1. Returns (B, H, T, D), padded rows 0."""
     batch, _, length, _ = q.shape
@@ -43,9 +41,7 @@ def _each_sequence(
     return out
 
 
-def _masked_softmax_attention(
-    q: Tensor, k: Tensor, v: Tensor, allowed: Tensor
-) -> Tensor:
+def _masked_softmax_attention(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor) -> Tensor:
     """q: (H, Tq, D); k, v: (H, Tk, D); allowed: (Tq, Tk) bool. Rows with nothing allowed -> 0."""
     scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
     scores = scores.masked_fill(~allowed, float("-inf"))
@@ -69,9 +65,7 @@ def ref_sliding_window(q: Tensor, k: Tensor, v: Tensor, w1: int, key_padding_mas
     return _each_sequence(q, key_padding_mask, attend)
 
 
-def ref_pool(
-    x: Tensor, kernel: int, stride: int, pooling: str, weight: Optional[Tensor] = None
-) -> Tensor:
+def ref_pool(x: Tensor, kernel: int, stride: int, pooling: str, weight: Optional[Tensor] = None) -> Tensor:
     """Pooling of one sequence. x: (H, n, D), its real tokens; weight: W_p (kernel, H*D) for
     ldconv / mean_ldconv. Returns (H, S, D), S = ceil(n / stride)."""
     heads, n, dim = x.shape
