@@ -1,6 +1,8 @@
 """Poolingformer attention: torch only (no Fairseq import), usable outside Fairseq.
 
-Functional core on (B, H, T, D) tensors and ``nn.Module``s on Fairseq's (T, B, C) layout.
+Functional core on (B, H, T, D) tensors and ``nn.Module``s on Fairseq's (T, B, C) layout, both
+running the same kernels; ``reference`` is their specification, the two levels written out as
+dense, straight-line code.
 """
 
 from .checks import POOLING_TYPES
