@@ -25,14 +25,23 @@ no environment variable, and is tested in ``tests/test_compat.py``.
    ROUGE/F1 is computed on a subset. :func:`keep_last_partial_batch` wraps it so that the
    final batch is kept (as in Fairseq <= 0.12.2); all other batches are unchanged. Tasks need
    nothing else; :func:`check_every_index_batched` is there for tests of batch samplers.
+
+4. The root logger. Importing Fairseq imports every model, and one of them
+   (``fairseq/models/wav2vec/wav2vec2_classification.py``) calls
+   ``logging.basicConfig(level=logging.DEBUG)``: any program that imports Fairseq before it
+   configures logging itself then prints every library's DEBUG lines (2,000 lines of
+   ``matplotlib.font_manager`` for one plot). :func:`root_logger_kept` puts the root logger's
+   level and handlers back as they were before the import. Under ``fairseq-train`` and the
+   other Fairseq tools, which configure logging before they import a plugin, it changes nothing.
 """
 
 import argparse
+import contextlib
 import functools
 import inspect
 import io
 import logging
-from typing import Any, Callable, List, Sequence
+from typing import Any, Callable, Iterator, List, Sequence
 
 import numpy as np
 import torch
@@ -161,11 +170,34 @@ def check_every_index_batched(
 # ---------------------------------------------------------------------------------------------
 
 
+# ---------------------------------------------------------------------------------------------
+# 4. the root logger Fairseq's import sets to DEBUG
+# ---------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def root_logger_kept() -> Iterator[None]:
+    """The root logger's level and handlers after the block as they were before it."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        for handler in list(root.handlers):
+            if handler not in handlers:
+                root.removeHandler(handler)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
 def apply() -> None:
     """Apply every fix (idempotent). Fairseq's fixes are skipped when Fairseq is not installed."""
     allow_checkpoint_globals()
     try:
-        import fairseq  # noqa: F401
+        with root_logger_kept():  # the first import of Fairseq happens here
+            import fairseq  # noqa: F401
     except ImportError:
         logger.debug("fairseq not importable: only the torch.load fix applied")
         return
