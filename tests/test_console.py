@@ -200,3 +200,19 @@ def test_importing_the_package_leaves_the_root_logger_alone():
     basic = [h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler]
     assert basic == []
     assert logging.getLogger().level != logging.DEBUG
+
+
+def test_hydra_deprecations_of_fairseqs_config_code_are_silenced():
+    """The real call fairseq-train and fairseq-generate make to build their config."""
+    from fairseq import options
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    args = options.parse_args_and_arch(options.get_training_parser(), ["data", "--arch", "transformer"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # every warning shown, but for the filters put in front below
+        from fairseq_poolingformer.compat import silence_stack_warnings
+
+        silence_stack_warnings()
+        convert_namespace_to_omegaconf(args)
+        warnings.warn("a warning of the user's", UserWarning)
+    assert [str(w.message) for w in caught] == ["a warning of the user's"]

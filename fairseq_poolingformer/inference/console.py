@@ -6,9 +6,9 @@
     dictionaries, model, task). Fairseq's command-line modules (``fairseq_cli.generate``,
     ``train``, ...) call ``logging.basicConfig(level=INFO, stream=sys.stdout)`` when imported,
     which would put INFO lines on stdout among the results: their handler is replaced. Python
-    warnings go through the same handler, except those in ``IGNORED_WARNINGS``: they are about
-    the machine, not about anything the user can change, and are filtered by category and
-    message where they are raised.
+    warnings go through the same handler, except ``compat.STACK_WARNINGS`` (Hydra's and torch's
+    deprecations of Fairseq's own calls, the ``pin_memory`` warning without a GPU): they name
+    nothing the user can change, and are filtered by category and message.
 
 ``run(prog, main, errors=())``
     Runs ``main() -> int`` and exits with its status. The exit statuses of every tool:
@@ -34,13 +34,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import warnings
 from typing import Callable, NoReturn
 
 from fairseq_poolingformer.inference.output import OutputError, streams_in_use
 
 __all__ = ["EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_INTERRUPTED", "EXIT_BROKEN_PIPE",
-           "IGNORED_WARNINGS", "quiet", "run", "progress_bar"]
+           "quiet", "run", "progress_bar"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 
@@ -48,12 +47,6 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 1
 TOOL_LOGGERS = ("fairseq", "fairseq_cli", "fairseq_poolingformer")
 LOG_FORMAT = "%(asctime)s | %(levelname)s | %(name)s | %(message)s"  # Fairseq's own
 
-# (category, regex matched at the start of the message): warnings that say nothing a user of
-# the tools can act on.
-IGNORED_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
-    # torch's DataLoader (Fairseq's iterators pin memory): there is no GPU to pin memory for
-    (UserWarning, r"'pin_memory' argument is set as true but no accelerator is found"),
-)
 
 
 class ProgressBarHandler(logging.Handler):
@@ -87,8 +80,9 @@ def quiet(verbose: bool = False) -> None:
     for name in TOOL_LOGGERS:
         logging.getLogger(name).setLevel(level)
     logging.captureWarnings(True)  # the warnings that remain go through the handler too
-    for category, message in IGNORED_WARNINGS:
-        warnings.filterwarnings("ignore", message=message, category=category)
+    from fairseq_poolingformer.compat import silence_stack_warnings  # imports torch: here, not for run()
+
+    silence_stack_warnings()  # done on the package's import already; again in case filters were reset
 
 
 def _one_line(error: BaseException) -> str:
