@@ -21,7 +21,7 @@ The block tables are computed per tile from the interval arithmetic of the rule 
 has no attention dropout: callers keep the eager kernels when it is on.
 """
 
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -104,15 +104,15 @@ def level1_block_mask(
 ) -> BlockMask:
     """The level-1 rule as a BlockMask for T = length; global_mask: (B, T) aligned or None."""
     lengths = layout.lengths
-    device = lengths.device
     glob = None
     if global_mask is not None:
         glob = global_mask if layout.valid is None else global_mask & layout.valid
         glob = glob if bool(glob.any()) else None
-    start, end = _tiles(length, block, device)  # (n,): the same tiles for queries and keys
-    band = (start[None, :] <= end[:, None] + w1) & (end[None, :] >= start[:, None] - w1)  # (n, n)
+    start, last = _tiles(length, block, lengths)  # (n,), (B, n): the same tiles for queries and keys
+    # some pair (i, j) of query tile a and key tile c has |i - j| <= w1: (B, n queries, n keys)
+    band = (start[None, None, :] <= last[:, :, None] + w1) & (last[:, None, :] >= start[None, :, None] - w1)
     real = start[None, :] < lengths[:, None]  # (B, n): the tile holds a real token
-    tiles = band[None] & real[:, None, :]  # (B, n queries, n keys)
+    tiles = band & real[:, None, :]
     if glob is None:
         def rule(b, h, i, j):
             return (i < lengths[b]) & (j < lengths[b]) & ((i - j).abs() <= w1)
@@ -159,15 +159,15 @@ def segment_block_mask(
 
     In integers (times 2): |2*stride*s + kernel - 1 - 2*i| <= 2*w2."""
     lengths = layout.lengths
-    device = lengths.device
     segments = seg_valid.shape[1]
-    q_start, q_end = _tiles(length, block, device)  # (nq,)
-    s_start, s_end = _tiles(segments, block, device)  # (ns,)
+    q_start, q_last = _tiles(length, block, lengths)  # (nq,), (B, nq)
+    s_start, s_last = _tiles(segments, block, seg_valid.sum(dim=1))  # valid segments come first
     lo = 2 * stride * s_start + kernel - 1  # doubled centres of each segment tile's first and last segment
-    hi = 2 * stride * s_end + kernel - 1
-    near = (lo[None, :] <= 2 * q_end[:, None] + 2 * w2) & (hi[None, :] >= 2 * q_start[:, None] - 2 * w2)  # (nq, ns)
+    hi = 2 * stride * s_last + kernel - 1
+    near = ((lo[None, None, :] <= 2 * q_last[:, :, None] + 2 * w2)
+            & (hi[:, None, :] >= 2 * q_start[None, :, None] - 2 * w2))  # (B, nq, ns)
     whole = lengths <= w2  # (B,): w2 covers the sequence, which sees every segment
-    tiles = (near[None] | whole[:, None, None]) & _tile_any(seg_valid, block)[:, None, :]
+    tiles = (near | whole[:, None, None]) & _tile_any(seg_valid, block)[:, None, :]
     tiles = tiles & (q_start[None, :] < lengths[:, None])[:, :, None]
     seg_ok = _padded(seg_valid, len(s_start) * block)
 
@@ -179,10 +179,13 @@ def segment_block_mask(
 
 
 # ----------------------------------------------------------------------------- block tables
-def _tiles(length: int, block: int, device: torch.device):
-    """First and last position of every tile of ``block`` rows: two (ceil(length / block),) int32."""
-    start = torch.arange(0, length, block, device=device, dtype=torch.int32)
-    return start, (start + block).clamp(max=length) - 1
+def _tiles(length: int, block: int, real: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Tiles of ``block`` rows over ``length`` rows, of which the first real[b] are real in
+    sequence b. Returns the first row of every tile, (n,), and its last real row, (B, n) (below
+    the first when the tile holds none); n = ceil(length / block)."""
+    start = torch.arange(0, length, block, device=real.device)
+    last = torch.minimum((start + block).clamp(max=length)[None, :], real[:, None]) - 1
+    return start, last
 
 
 def _tile_any(x: torch.Tensor, block: int) -> torch.Tensor:
