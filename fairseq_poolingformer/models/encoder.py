@@ -5,7 +5,8 @@ Public API (import from ``fairseq_poolingformer.models.encoder``)
 ``add_poolingformer_args(parser)``
     Registers the paper's knobs as flags, all without defaults (architectures fill them):
     ``--pf-w1 --pf-w2 --pf-kernel --pf-stride --pf-pooling {mean,max,ldconv,mean_ldconv}
-    --pf-layers SPEC --pf-mix --pf-share-weights --pf-global {first,none}``.
+    --pf-layers SPEC --pf-mix --pf-share-weights --pf-global {first,none}``, and
+    ``--attention-impl {auto,eager,flex,compiled}`` (how, not what, it computes; default auto).
 ``set_poolingformer_defaults(args, **defaults)``
     For ``@register_model_architecture`` functions: fills every ``pf_*`` attribute that is
     missing (or None) from ``defaults``, else from ``PAPER_DEFAULTS`` (w1 128, w2 512,
@@ -63,8 +64,10 @@ from fairseq_poolingformer.modules import (
     PoolingformerSelfAttention,
     SlidingWindowSelfAttention,
 )
+from fairseq_poolingformer.modules.flex import IMPLS
 
 POOLING_CHOICES = ("mean", "max", "ldconv", "mean_ldconv")
+IMPL_CHOICES = IMPLS  # auto: FlexAttention on CUDA, the eager kernels on the CPU (modules/flex.py)
 GLOBAL_CHOICES = ("first", "none")
 
 # The paper's settings (Zhang et al. 2021, arXiv summarization with BART-large). Its layers are
@@ -110,6 +113,10 @@ def add_poolingformer_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--pf-global", choices=GLOBAL_CHOICES,
                        help="global tokens when the caller passes no global_mask: "
                             "first = the first source token, none = no global token")
+    group.add_argument("--attention-impl", choices=IMPL_CHOICES,
+                       help="how the attention runs (same results): auto (default) = FlexAttention "
+                            "on CUDA, the eager kernels on the CPU; eager; flex; compiled = "
+                            "torch.compile of each layer's attention (docs/GPU.md)")
 
 
 def undo_bf16_forced_tpu(args: Any) -> None:
@@ -207,6 +214,7 @@ class PoolingformerConfig:
     mix: bool = False
     share_weights: bool = False
     global_tokens: str = PAPER_DEFAULTS["pf_global"]
+    impl: str = "auto"
 
     def __post_init__(self) -> None:
         for flag, value in (("--pf-w1", self.w1), ("--pf-w2", self.w2),
@@ -217,6 +225,8 @@ class PoolingformerConfig:
             raise ValueError(f"--pf-pooling must be one of {POOLING_CHOICES}, got {self.pooling!r}")
         if self.global_tokens not in GLOBAL_CHOICES:
             raise ValueError(f"--pf-global must be one of {GLOBAL_CHOICES}, got {self.global_tokens!r}")
+        if self.impl not in IMPL_CHOICES:
+            raise ValueError(f"--attention-impl must be one of {IMPL_CHOICES}, got {self.impl!r}")
 
     @classmethod
     def from_args(cls, args: Any) -> "PoolingformerConfig":
@@ -229,6 +239,7 @@ class PoolingformerConfig:
             w1=get("pf_w1"), w2=get("pf_w2"), kernel=get("pf_kernel"), stride=get("pf_stride"),
             pooling=get("pf_pooling"), layers=str(get("pf_layers")), mix=bool(get("pf_mix")),
             share_weights=bool(get("pf_share_weights")), global_tokens=get("pf_global"),
+            impl=getattr(args, "attention_impl", None) or "auto",  # checkpoints from before the flag: auto
         )
 
     def two_level_layers(self, num_layers: int) -> FrozenSet[int]:
@@ -242,12 +253,12 @@ def build_poolingformer_self_attention(
     global_first = pf_cfg.global_tokens == "first"
     if not two_level:
         return SlidingWindowSelfAttention(
-            embed_dim, num_heads, pf_cfg.w1, dropout=dropout, global_first_token=global_first
+            embed_dim, num_heads, pf_cfg.w1, dropout=dropout, global_first_token=global_first, impl=pf_cfg.impl
         )
     return PoolingformerSelfAttention(
         embed_dim, num_heads, pf_cfg.w1, pf_cfg.w2, pf_cfg.kernel, pf_cfg.stride,
         pooling=pf_cfg.pooling, mix=pf_cfg.mix, share_weights=pf_cfg.share_weights,
-        dropout=dropout, global_first_token=global_first,
+        dropout=dropout, global_first_token=global_first, impl=pf_cfg.impl,
     )
 
 
