@@ -60,7 +60,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: BlockM
     fn = flex_attention
     if q.is_cuda:
         if _compiled_flex is None:
-            _compiled_flex = torch.compile(flex_attention, dynamic=None)
+            _compiled_flex = torch.compile(flex_attention, dynamic=True)  # one kernel for every T
         fn = _compiled_flex
     out = fn(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), block_mask=block_mask)
     return out.transpose(1, 2)
@@ -104,26 +104,25 @@ def level1_block_mask(
 ) -> BlockMask:
     """The level-1 rule as a BlockMask for T = length; global_mask: (B, T) aligned or None."""
     lengths = layout.lengths
-    glob = None
-    if global_mask is not None:
-        glob = global_mask if layout.valid is None else global_mask & layout.valid
-        glob = glob if bool(glob.any()) else None
     start, last = _tiles(length, block, lengths)  # (n,), (B, n): the same tiles for queries and keys
     # some pair (i, j) of query tile a and key tile c has |i - j| <= w1: (B, n queries, n keys)
     band = (start[None, None, :] <= last[:, :, None] + w1) & (last[:, None, :] >= start[None, :, None] - w1)
     real = start[None, :] < lengths[:, None]  # (B, n): the tile holds a real token
     tiles = band & real[:, None, :]
-    if glob is None:
-        def rule(b, h, i, j):
-            return (i < lengths[b]) & (j < lengths[b]) & ((i - j).abs() <= w1)
+    if global_mask is None:
+        glob = torch.zeros(len(lengths), length, dtype=torch.bool, device=lengths.device)
     else:
+        glob = global_mask if layout.valid is None else global_mask & layout.valid
         g_tiles = _tile_any(glob, block)  # (B, n): the tile holds a global token
         tiles = tiles | (g_tiles[:, None, :] | g_tiles[:, :, None]) & real[:, None, :]
-        glob = _padded(glob, len(start) * block)  # the kernel may ask past T inside the last tile
-
-        def rule(b, h, i, j):
-            return (i < lengths[b]) & (j < lengths[b]) & (((i - j).abs() <= w1) | glob[b, j] | glob[b, i])
     tiles = tiles & real[:, :, None]  # query tiles of padding only: no key
+    glob = _padded(glob, len(start) * block)  # the kernel may ask past T inside the last tile
+    w1_ = _scalar(w1, lengths)
+
+    # one rule for every setting (tensors, not Python numbers: one compiled kernel for all)
+    def rule(b, h, i, j):
+        return (i < lengths[b]) & (j < lengths[b]) & (((i - j).abs() <= w1_) | glob[b, j] | glob[b, i])
+
     return _block_mask(tiles, rule, (length, length), block)
 
 
@@ -170,9 +169,10 @@ def segment_block_mask(
     tiles = (near | whole[:, None, None]) & _tile_any(seg_valid, block)[:, None, :]
     tiles = tiles & (q_start[None, :] < lengths[:, None])[:, :, None]
     seg_ok = _padded(seg_valid, len(s_start) * block)
+    stride2, offset, w2x2 = (_scalar(n, lengths) for n in (2 * stride, kernel - 1, 2 * w2))
 
     def rule(b, h, i, s):
-        near_ = (2 * stride * s + kernel - 1 - 2 * i).abs() <= 2 * w2
+        near_ = (stride2 * s + offset - 2 * i).abs() <= w2x2
         return (i < lengths[b]) & seg_ok[b, s] & (near_ | whole[b])
 
     return _block_mask(tiles, rule, (length, segments), block)
@@ -192,6 +192,11 @@ def _tile_any(x: torch.Tensor, block: int) -> torch.Tensor:
     """x: (B, N) bool -> (B, ceil(N / block)): the tile holds a True."""
     n_tiles = -(-x.shape[1] // block)
     return _padded(x, n_tiles * block).view(x.shape[0], n_tiles, block).any(dim=-1)
+
+
+def _scalar(n: int, like: torch.Tensor) -> torch.Tensor:
+    """n as a 0-dim tensor on like's device: captured by a mask rule, compiled as an input."""
+    return torch.tensor(n, dtype=like.dtype, device=like.device)
 
 
 def _padded(x: torch.Tensor, size: int) -> torch.Tensor:
