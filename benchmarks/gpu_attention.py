@@ -28,7 +28,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Dict, List
 
@@ -36,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.attention import DenseSelfAttention  # noqa: E402
+from benchmarks.attention import DenseSelfAttention, timed  # noqa: E402
 from fairseq_poolingformer.modules import PoolingformerSelfAttention, SlidingWindowSelfAttention  # noqa: E402
 
 DIM, HEADS = 768, 12
@@ -62,14 +61,6 @@ def fwd_bwd(module: torch.nn.Module, x: torch.Tensor) -> None:
 def synchronize() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-
-
-def timed(fn: Callable[[], None]) -> float:
-    synchronize()
-    t0 = time.perf_counter()
-    fn()
-    synchronize()
-    return time.perf_counter() - t0
 
 
 def runs_here(impl: str, device: str) -> bool:

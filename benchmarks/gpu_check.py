@@ -226,19 +226,9 @@ def arxiv_recipe(out: Path, env: Dict[str, str], device: str, updates: int, budg
     name = "train_arxiv"
     length = ARXIV_LENGTH if device == "cuda" else 512
     work = out / "arxiv_work"
-    shutil.rmtree(work, ignore_errors=True)
-    text = work / "text"
-    text.mkdir(parents=True)
     rng = random.Random(0)
-    for split, n in (("train", updates), ("valid", 2)):
-        pairs = [_long_document(rng, length) for _ in range(n)]
-        (text / f"{split}.source").write_text("".join(s + "\n" for s, _ in pairs))
-        (text / f"{split}.target").write_text("".join(t + "\n" for _, t in pairs))
-    data = work / "bin"
-    code, pre_s, _ = run_logged(
-        [sys.executable, "-m", "fairseq_cli.preprocess", "--source-lang", "source", "--target-lang", "target",
-         "--trainpref", str(text / "train"), "--validpref", str(text / "valid"), "--joined-dictionary",
-         "--destdir", str(data), "--workers", "8"], out / f"{name}_preprocess.log", env, timeout=300)
+    code, pre_s, data = synthetic_data(work, lambda: _long_document(rng, length), {"train": updates, "valid": 2},
+                                       out / f"{name}_preprocess.log", env, workers=8)
     if code != 0:
         return part(name, "failed", f"fairseq_cli.preprocess exit {code} (see {name}_preprocess.log)", pre_s)
     runs, seconds = {}, pre_s
@@ -279,6 +269,26 @@ def _synthetic_pair(rng: random.Random) -> tuple:
     return " ".join(src), " ".join(src[:3] + sorted(set(src[3:9])))
 
 
+def synthetic_data(work: Path, make_pair, counts: Dict[str, int], log: Path, env: Dict[str, str],
+                   workers: int) -> tuple:
+    """Rebuilds ``work`` (fairseq refuses an existing dictionary on a rerun into the same results)
+    with text/{split}.source/.target from make_pair() and bin/ from fairseq_cli.preprocess
+    (joined dictionary). Returns (preprocess exit code, seconds, the bin directory)."""
+    shutil.rmtree(work, ignore_errors=True)
+    text = work / "text"
+    text.mkdir(parents=True)
+    for split, n in counts.items():
+        pairs = [make_pair() for _ in range(n)]
+        (text / f"{split}.source").write_text("".join(s + "\n" for s, _ in pairs))
+        (text / f"{split}.target").write_text("".join(t + "\n" for _, t in pairs))
+    data = work / "bin"
+    code, seconds, _ = run_logged(
+        [sys.executable, "-m", "fairseq_cli.preprocess", "--source-lang", "source", "--target-lang", "target",
+         "--trainpref", str(text / "train"), "--validpref", str(text / "valid"), "--joined-dictionary",
+         "--destdir", str(data), "--workers", str(workers)], log, env, timeout=600)
+    return code, seconds, data
+
+
 def _json_records(text: str) -> List[dict]:
     """The JSON records of fairseq's --log-format json output (other lines, e.g. the config dump, skipped)."""
     records = []
@@ -293,20 +303,9 @@ def _json_records(text: str) -> List[dict]:
 
 def fairseq_train(out: Path, env: Dict[str, str], device: str) -> dict:
     name = "fairseq_train_fp16" if device == "cuda" else "fairseq_train_cpu"
-    work = out / "train_work"
-    shutil.rmtree(work, ignore_errors=True)  # a rerun into the same results: fairseq refuses an existing dict
-    text = work / "text"
-    text.mkdir(parents=True, exist_ok=True)
     rng = random.Random(0)
-    for split, n in (("train", 157), ("valid", 21)):
-        pairs = [_synthetic_pair(rng) for _ in range(n)]
-        (text / f"{split}.source").write_text("".join(s + "\n" for s, _ in pairs))
-        (text / f"{split}.target").write_text("".join(t + "\n" for _, t in pairs))
-    data = work / "bin"
-    code, pre_s, _ = run_logged(
-        [sys.executable, "-m", "fairseq_cli.preprocess", "--source-lang", "source", "--target-lang", "target",
-         "--trainpref", str(text / "train"), "--validpref", str(text / "valid"), "--joined-dictionary",
-         "--destdir", str(data), "--workers", "1"], out / f"{name}_preprocess.log", env, timeout=600)
+    code, pre_s, data = synthetic_data(out / "train_work", lambda: _synthetic_pair(rng), {"train": 157, "valid": 21},
+                                       out / f"{name}_preprocess.log", env, workers=1)
     if code != 0:
         return part(name, "failed", f"fairseq_cli.preprocess exit {code} (see {name}_preprocess.log)", pre_s)
     cmd = [sys.executable, "-m", "fairseq_cli.train", str(data),
