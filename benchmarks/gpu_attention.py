@@ -29,7 +29,7 @@ import json
 import statistics
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import torch
 
@@ -81,11 +81,11 @@ def kernel_profile(fn: Callable[[], None]) -> Dict[str, float]:
     return {"kernels": len(kernels), "kernel_ms": sum(e.device_time_total for e in kernels) / 1e3}
 
 
-def peak_mib(fn: Callable[[], None], device: str) -> float:
-    """The CUDA allocator's peak during fn over what was allocated before (NaN on the CPU)."""
+def peak_mib(fn: Callable[[], None], device: str) -> Optional[float]:
+    """The CUDA allocator's peak during fn over what was allocated before (None on the CPU)."""
     if device != "cuda":
         fn()
-        return float("nan")
+        return None
     torch.cuda.reset_peak_memory_stats()
     before = torch.cuda.memory_allocated()
     fn()
@@ -159,7 +159,8 @@ def markdown(module: List[Dict[str, object]], nan: List[Dict[str, object]]) -> s
                 lines.append(f"| {r['T']} | {r['module']} | {r['impl']} | {r['status']} |" + " - |" * 5)
                 continue
             ratio = f"{r['vs_full']:.2f}" if "vs_full" in r else "-"
-            lines.append(f"| {r['T']} | {r['module']} | {r['impl']} | {r['ms']:.2f} | {ratio} | {r['peak_mib']:.0f} "
+            peak = "-" if r["peak_mib"] is None else f"{r['peak_mib']:.0f}"
+            lines.append(f"| {r['T']} | {r['module']} | {r['impl']} | {r['ms']:.2f} | {ratio} | {peak} "
                          f"| {r['kernels']} | {r['kernel_ms']:.2f} | {r['warmup_s']:.1f} |")
     if nan:
         lines += ["", "| dtype | impl | w2 | NaN/inf check |", "|---|---|---:|---|"]
