@@ -3,7 +3,8 @@
 Parts, in this order (each reported as passed, failed or skipped with the reason; together
 about 8 minutes of GPU time, ``--budget``, after which the remaining parts are skipped and say so):
 
-1. ``tests_<dtype>`` for bfloat16, float16, float32: the tests marked ``device``
+1. ``tests_bfloat16`` (part ``tests``; float16 and float32 come last, part ``more_tests``,
+   as they compile their own kernels): the tests marked ``device``
    (tests/test_attention.py: the eager kernels; tests/test_flex.py: the FlexAttention path,
    compiled, and the compiled path; values and gradients) on CUDA in that dtype against the
    dense reference in fp32 on the CPU (``PF_TEST_DEVICE=cuda PF_TEST_DTYPE=<dtype>``, see
@@ -17,13 +18,14 @@ about 8 minutes of GPU time, ``--budget``, after which the remaining parts are s
 4. ``step``: benchmarks/train_step.py --device cuda --dtype bfloat16 at 4k, 16k and 64k:
    Poolingformer, level 1 only and full attention (flash SDPA) side by side in the same mode,
    then LED with checkpointing at 16k (when transformers is installed).
-5. ``profile_16k``: benchmarks/train_step.py --profile at 16k: CUDA kernels per training step
-   and their time, Poolingformer vs full attention.
-6. ``train_arxiv``: recipes/arxiv/train.sh (bf16, no activation checkpointing, attention dropout
+5. ``train_arxiv``: recipes/arxiv/train.sh (bf16, no activation checkpointing, attention dropout
    0: FlexAttention has none) on synthetic 16k-token documents, ``poolingformer_bart_base`` and
    then ``bart_base`` (full attention), ``--train-updates`` updates each (default 200); passes
    when every logged loss is finite and the last is below the first; words per second from
    Fairseq's own log (the median ``wps`` of its records, the first left out: it compiles).
+6. ``profile_16k``: benchmarks/train_step.py --profile at 16k: CUDA kernels per training step
+   and their time, Poolingformer vs full attention.
+7. ``tests_float16``, ``tests_float32`` (part ``more_tests``).
 
 Optional (``--parts``): ``tiny_fp16`` (``fairseq-train --fp16`` of ``poolingformer_bart_tiny``,
 40 updates) and ``benchmark`` (benchmarks/attention.py in fp16 and bf16, T = 1k-16k).
@@ -36,7 +38,7 @@ exits 1 when a part that ran failed. Everything goes under ``--output-dir`` (def
 ``$PF_GPU_CHECK_OUT`` or ``gpu-check-results``): ``gpu_check.json`` (the summary, written
 atomically after every part), one ``<part>.log`` per part, the benchmarks' JSON files.
 
-    python benchmarks/gpu_check.py [--output-dir DIR] [--parts tests nan module step profile train]
+    python benchmarks/gpu_check.py [--output-dir DIR] [--parts tests nan module step train profile more_tests]
         [--budget 480] [--train-updates 200]
     python benchmarks/gpu_check.py --cpu-dry-run   # exercise this script on a CPU (small sizes)
 """
@@ -44,6 +46,7 @@ atomically after every part), one ``<part>.log`` per part, the benchmarks' JSON 
 from __future__ import annotations
 
 import argparse
+import collections
 import importlib.util
 import json
 import math
@@ -60,9 +63,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 REPO = Path(__file__).resolve().parents[1]
-PARTS = ("tests", "nan", "module", "step", "profile", "train", "tiny_fp16", "benchmark")
-DEFAULT_PARTS = ("tests", "nan", "module", "step", "profile", "train")
-TEST_DTYPES = ("bfloat16", "float16", "float32")
+PARTS = ("tests", "nan", "module", "step", "train", "profile", "more_tests", "tiny_fp16", "benchmark")
+DEFAULT_PARTS = PARTS[:7]
 TEST_FILES = ("tests/test_attention.py", "tests/test_flex.py")
 BENCH_DTYPES = ("float16", "bfloat16")
 TRAIN_UPDATES = 40  # tiny_fp16
@@ -187,7 +189,7 @@ def train_steps(out: Path, env: Dict[str, str], device: str, budget: Budget, has
     cuda = ["--device", "cuda", "--dtype", "bfloat16"] if device == "cuda" else ["--threads", "2"]
     lengths = [str(t) for t in STEP_LENGTHS] if device == "cuda" else ["1024"]
     runs = [("step", ["--lengths", *lengths, "--models", "poolingformer", "sliding", "full",
-                      "--max-full", "65536", "--repeats", "4" if device == "cuda" else "2"])]
+                      "--max-full", "65536", "--repeats", "3" if device == "cuda" else "2"])]
     if has_led:
         runs.append(("step_led_16k", ["--lengths", "16384" if device == "cuda" else "1024", "--models", "led+ckpt",
                                       "--repeats", "3" if device == "cuda" else "1"]))
@@ -216,7 +218,7 @@ def _long_document(rng: random.Random, length: int) -> tuple:
     depends on its start, its end and its word counts, so that the loss can fall."""
     vocab = [f"w{i}" for i in range(400)]
     src = [rng.choice(vocab) for _ in range(length - 1)]
-    common = sorted(set(src[:2000]), key=src[:2000].count, reverse=True)[:20]
+    common = [word for word, _ in collections.Counter(src[:2000]).most_common(20)]
     return " ".join(src), " ".join(src[:20] + common + src[-20:])
 
 
@@ -418,7 +420,8 @@ def main(argv=None) -> int:
     parts = summary["parts"]
     needs_fairseq = {"step", "profile", "train", "tiny_fp16"}
     steps = {
-        "tests": lambda: device_tests(out, env, device, TEST_DTYPES if device == "cuda" else ("float32",), budget),
+        "tests": lambda: device_tests(out, env, device, ("bfloat16",) if device == "cuda" else ("float32",), budget),
+        "more_tests": lambda: device_tests(out, env, device, ("float16", "float32") if device == "cuda" else (), budget),
         "nan": lambda: [gpu_attention(out, env, device, "nan", budget)],
         "module": lambda: [gpu_attention(out, env, device, "module", budget)],
         "step": lambda: train_steps(out, env, device, budget, env_info.get("has_transformers", False)),
@@ -434,9 +437,10 @@ def main(argv=None) -> int:
         elif budget.left() < 10:
             parts.append(part(name, "skipped", f"out of the time budget ({args.budget:.0f} s)"))
         else:
-            parts += steps[name]()
-            print(f"  {name}: {', '.join(p['status'] for p in parts[-1:])}; {budget.left()} s of the budget left",
-                  flush=True)
+            done = steps[name]()
+            parts += done
+            print(f"  {name}: {', '.join(p['status'] for p in done) or 'nothing to run'}; "
+                  f"{budget.left()} s of the budget left", flush=True)
         write_atomic(out / "gpu_check.json", json.dumps(summary, indent=2) + "\n")
 
     print("\n| part | status | seconds | note |\n|---|---|---:|---|")
