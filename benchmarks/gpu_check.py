@@ -14,7 +14,7 @@ about 8 minutes of GPU time, ``--budget``, after which the remaining parts are s
    and tokens that see no segment; every output and gradient finite, padded rows zero.
 3. ``module_16k``: benchmarks/gpu_attention.py --parts module: forward + backward of the
    attention module at 16k in bf16, flash full attention vs level 1 and two-level in every
-   ``--attention-impl``, with CUDA kernel counts (the issue's "1/4 of flash" target).
+   ``--attention-impl``, with CUDA kernel counts (the target: at most 1/4 of flash's time).
 4. ``step``: benchmarks/train_step.py --device cuda --dtype bfloat16 at 4k, 16k and 64k:
    Poolingformer, level 1 only and full attention (flash SDPA) side by side in the same mode,
    then LED with checkpointing at 16k (when transformers is installed).
