@@ -61,9 +61,11 @@ probe: install
 probe-quick: install
 	$(PY) benchmarks/probe.py --quick
 
-# On a CUDA machine: attention tests in fp32/fp16/bf16, a short fairseq-train --fp16 run and
-# the attention benchmark (docs/GPU.md). Without CUDA it says so and exits 0. Uses $(PY) when
-# the venv exists, else python3 (a GPU box may bring its own torch).
+# On a CUDA machine, in about 8 minutes: the attention tests (eager and FlexAttention paths) in
+# fp32/fp16/bf16, the NaN check, the 16k module and the training step at 4k/16k/64k against
+# full attention, a kernel profile and a short recipes/arxiv/train.sh run (docs/GPU.md).
+# Without CUDA it says so and exits 0. Uses $(PY) when the venv exists, else python3 (a GPU
+# box may bring its own torch).
 GPU_CHECK_OUT ?= gpu-check-results
 gpu-check:
 	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) benchmarks/gpu_check.py --output-dir $(GPU_CHECK_OUT)

@@ -1,33 +1,53 @@
-"""make gpu-check: what a CUDA machine must confirm before anyone spends GPU-days on this code.
+"""make gpu-check: one call that measures, on a CUDA machine, everything the GPU path must show.
 
-Parts (each reported as passed, failed or skipped with the reason):
+Parts, in this order (each reported as passed, failed or skipped with the reason; together
+about 8 minutes of GPU time, ``--budget``, after which the remaining parts are skipped and say so):
 
-1. ``attention_<dtype>`` for float32, float16, bfloat16: the attention tests marked ``device``
-   (tests/test_attention.py: sliding window, pooling attention, the two-level module; values
-   and gradients) with the fast kernels on CUDA in that dtype against the dense reference in
-   fp32 on the CPU (``PF_TEST_DEVICE=cuda PF_TEST_DTYPE=<dtype>``, see tests/device.py).
-   Needs pytest; bfloat16 needs ``torch.cuda.is_bf16_supported()``.
-2. ``fairseq_train_fp16``: ``fairseq-train --fp16`` of ``poolingformer_bart_tiny`` on synthetic
-   summarization data (built here, no download), 40 updates; passes when every logged loss is
-   finite and the last is below the first. Needs Fairseq (``python -m fairseq_cli.train``).
-3. ``attention_benchmark_<dtype>`` (float16, bfloat16): benchmarks/attention.py on CUDA (dense
-   SDPA, LED when transformers is installed, level 1, two-level; T = 1k..16k).
+1. ``tests_bfloat16`` (part ``tests``; float16 and float32 come last, part ``more_tests``,
+   as they compile their own kernels): the tests marked ``device``
+   (tests/test_attention.py: the eager kernels; tests/test_flex.py: the FlexAttention path,
+   compiled, and the compiled path; values and gradients) on CUDA in that dtype against the
+   dense reference in fp32 on the CPU (``PF_TEST_DEVICE=cuda PF_TEST_DTYPE=<dtype>``, see
+   tests/device.py). Needs pytest; bfloat16 needs ``torch.cuda.is_bf16_supported()``.
+2. ``nan_check``: benchmarks/gpu_attention.py --parts nan: the two-level module (flex and eager)
+   in fp16 and bf16 with left, right and full padding (whole windows and segments of padding)
+   and tokens that see no segment; every output and gradient finite, padded rows zero.
+3. ``module_16k``: benchmarks/gpu_attention.py --parts module: forward + backward of the
+   attention module at 16k in bf16, flash full attention vs level 1 and two-level in every
+   ``--attention-impl``, with CUDA kernel counts (the target: at most 1/4 of flash's time).
+4. ``step``: benchmarks/train_step.py --device cuda --dtype bfloat16 at 4k, 16k and 64k:
+   Poolingformer, level 1 only and full attention (flash SDPA) side by side in the same mode,
+   then LED with checkpointing at 16k (when transformers is installed).
+5. ``train_arxiv``: recipes/arxiv/train.sh (fp16: stock Fairseq turns ``--bf16`` into TPU mode
+   for the stock ``bart_base``; no activation checkpointing; attention dropout 0: FlexAttention
+   has none) on synthetic 16k-token documents, ``poolingformer_bart_base`` and
+   then ``bart_base`` (full attention), ``--train-updates`` updates each (default 200); passes
+   when every logged loss is finite and the last is below the first; words per second from
+   Fairseq's own log (the median ``wps`` of its records, the first left out: it compiles).
+6. ``profile_16k``: benchmarks/train_step.py --profile at 16k: CUDA kernels per training step
+   and their time, Poolingformer vs full attention.
+7. ``tests_float16``, ``tests_float32`` (part ``more_tests``).
 
-Parts 1 and 3 need only torch (and pytest): when Fairseq is missing or does not import, they
-run with ``FAIRSEQ_POOLINGFORMER_TORCH_ONLY=1`` and part 2 is skipped, saying why.
+Optional (``--parts``): ``tiny_fp16`` (``fairseq-train --fp16`` of ``poolingformer_bart_tiny``,
+40 updates) and ``benchmark`` (benchmarks/attention.py in fp16 and bf16, T = 1k-16k).
+
+When Fairseq is missing or does not import, the parts that need only torch run with
+``FAIRSEQ_POOLINGFORMER_TORCH_ONLY=1`` and the others are skipped, saying why.
 
 Without CUDA (or without torch) it prints that, writes the summary and exits 0. Otherwise it
 exits 1 when a part that ran failed. Everything goes under ``--output-dir`` (default
 ``$PF_GPU_CHECK_OUT`` or ``gpu-check-results``): ``gpu_check.json`` (the summary, written
-atomically), one ``<part>.log`` per part, the benchmark's ``attention_cuda_<dtype>.*``.
+atomically after every part), one ``<part>.log`` per part, the benchmarks' JSON files.
 
-    python benchmarks/gpu_check.py [--output-dir DIR] [--parts attention train benchmark]
-    python benchmarks/gpu_check.py --cpu-dry-run   # exercise this script on a CPU (fp32 only)
+    python benchmarks/gpu_check.py [--output-dir DIR] [--parts tests nan module step train profile more_tests]
+        [--budget 480] [--train-updates 200]
+    python benchmarks/gpu_check.py --cpu-dry-run   # exercise this script on a CPU (small sizes)
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import importlib.util
 import json
 import math
@@ -35,6 +55,7 @@ import os
 import platform
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,10 +64,13 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 REPO = Path(__file__).resolve().parents[1]
-PARTS = ("attention", "train", "benchmark")
-TEST_DTYPES = ("float32", "float16", "bfloat16")
+PARTS = ("tests", "nan", "module", "step", "train", "profile", "more_tests", "tiny_fp16", "benchmark")
+DEFAULT_PARTS = PARTS[:7]
+TEST_FILES = ("tests/test_attention.py", "tests/test_flex.py")
 BENCH_DTYPES = ("float16", "bfloat16")
-TRAIN_UPDATES = 40
+TRAIN_UPDATES = 40  # tiny_fp16
+STEP_LENGTHS = (4096, 16384, 65536)
+ARXIV_LENGTH, ARXIV_TARGET = 16384, 128
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -91,6 +115,29 @@ def part(name: str, status: str, reason: str = "", seconds: float = 0.0, **detai
     return {"name": name, "status": status, "reason": reason, "seconds": round(seconds, 1), **details}
 
 
+class Budget:
+    """The GPU time the whole check may take: each part's timeout is what is left of it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.start = seconds, time.perf_counter()
+
+    def left(self) -> int:
+        return max(0, int(self.seconds - (time.perf_counter() - self.start)))
+
+
+def run_script(name: str, cmd: List[str], out: Path, env: Dict[str, str], timeout: int,
+               json_path: Optional[Path] = None) -> dict:
+    """A benchmark script as a part: passed when it exits 0; its JSON summary (if any) attached."""
+    code, seconds, output = run_logged(cmd, out / f"{name}.log", env, timeout=timeout)
+    details = {}
+    if json_path is not None and json_path.is_file():
+        details["results"] = json.loads(json_path.read_text())
+    if code != 0:
+        why = "timeout (out of the time budget)" if code is None else f"exit {code}"
+        return part(name, "failed", f"{why} (see {name}.log)", seconds, **details)
+    return part(name, "passed", "", seconds, **details)
+
+
 def fairseq_status(python: str, env: Dict[str, str]) -> Optional[str]:
     """None when Fairseq imports (with its CLI), else why not."""
     if importlib.util.find_spec("fairseq") is None:
@@ -103,20 +150,20 @@ def fairseq_status(python: str, env: Dict[str, str]) -> Optional[str]:
     return None
 
 
-# ----------------------------------------------------------------------------- part 1: tests
-def attention_tests(out: Path, env: Dict[str, str], device: str, dtypes) -> List[dict]:
+# ----------------------------------------------------------------------------- tests
+def device_tests(out: Path, env: Dict[str, str], device: str, dtypes, budget: Budget) -> List[dict]:
     results = []
     if importlib.util.find_spec("pytest") is None:
-        return [part(f"attention_{d}", "skipped", "pytest is not installed") for d in dtypes]
+        return [part(f"tests_{d}", "skipped", "pytest is not installed") for d in dtypes]
     for dtype in dtypes:
-        name = f"attention_{dtype}"
+        name = f"tests_{dtype}"
         if _bf16_unsupported(dtype, device):
             results.append(part(name, "skipped", "torch.cuda.is_bf16_supported() is False"))
             continue
-        cmd = [sys.executable, "-m", "pytest", "-q", "-m", "device", "-p", "no:cacheprovider",
-               "tests/test_attention.py"]
+        cmd = [sys.executable, "-m", "pytest", "-q", "-m", "device", "-p", "no:cacheprovider", *TEST_FILES]
         code, seconds, output = run_logged(cmd, out / f"{name}.log",
-                                           dict(env, PF_TEST_DEVICE=device, PF_TEST_DTYPE=dtype), timeout=1800)
+                                           dict(env, PF_TEST_DEVICE=device, PF_TEST_DTYPE=dtype),
+                                           timeout=min(240, budget.left()))
         summary = next((line for line in reversed(output.splitlines()) if " passed" in line or " failed" in line
                         or " error" in line), output.strip().splitlines()[-1] if output.strip() else "")
         status = "passed" if code == 0 else "failed"
@@ -126,12 +173,123 @@ def attention_tests(out: Path, env: Dict[str, str], device: str, dtypes) -> List
     return results
 
 
-# ----------------------------------------------------------------------------- part 2: train
+# ----------------------------------------------------------------------------- the module, the step
+def gpu_attention(out: Path, env: Dict[str, str], device: str, which: str, budget: Budget) -> dict:
+    """benchmarks/gpu_attention.py: ``nan`` (the NaN/inf check) or ``module`` (16k, bf16)."""
+    name = "nan_check" if which == "nan" else "module_16k"
+    json_path = out / f"{name}.json"
+    cmd = [sys.executable, "benchmarks/gpu_attention.py", "--parts", which, "--device", device, "--json", str(json_path)]
+    if which == "module":
+        cmd += ["--length", "16384", "--dtype", "bfloat16"] if device == "cuda" else [
+            "--length", "1024", "--dtype", "float32", "--repeats", "1"]
+    return run_script(name, cmd, out, env, min(300, budget.left()), json_path)
+
+
+def train_steps(out: Path, env: Dict[str, str], device: str, budget: Budget, has_led: bool) -> List[dict]:
+    """benchmarks/train_step.py: every model in the same mode at 4k/16k/64k, LED + ckpt at 16k."""
+    cuda = ["--device", "cuda", "--dtype", "bfloat16"] if device == "cuda" else ["--threads", "2"]
+    lengths = [str(t) for t in STEP_LENGTHS] if device == "cuda" else ["1024"]
+    runs = [("step", ["--lengths", *lengths, "--models", "poolingformer", "sliding", "full",
+                      "--max-full", "65536", "--repeats", "3" if device == "cuda" else "2"])]
+    if has_led:
+        runs.append(("step_led_16k", ["--lengths", "16384" if device == "cuda" else "1024", "--models", "led+ckpt",
+                                      "--repeats", "3" if device == "cuda" else "1"]))
+    results = []
+    for name, args in runs:
+        json_path = out / f"{name}.json"
+        cmd = [sys.executable, "benchmarks/train_step.py", *cuda, *args, "--timeout", "300", "--json", str(json_path)]
+        results.append(run_script(name, cmd, out, env, min(420, budget.left()), json_path))
+        print(f"  {name}: {results[-1]['status']} {results[-1]['reason']}", flush=True)
+    return results
+
+
+def profile_steps(out: Path, env: Dict[str, str], device: str, budget: Budget) -> dict:
+    name = "profile_16k"
+    json_path = out / f"{name}.json"
+    sizes = ["--device", "cuda", "--dtype", "bfloat16", "--lengths", "16384"] if device == "cuda" else [
+        "--lengths", "1024"]
+    cmd = [sys.executable, "benchmarks/train_step.py", "--profile", *sizes, "--models", "poolingformer", "full",
+           "--timeout", "300", "--json", str(json_path)]
+    return run_script(name, cmd, out, env, min(240, budget.left()), json_path)
+
+
+# ----------------------------------------------------------------------------- the arXiv recipe
+def _long_document(rng: random.Random, length: int) -> tuple:
+    """A source of length - 1 words (</s> makes it ``length`` tokens) and a 60-word target that
+    depends on its start, its end and its word counts, so that the loss can fall."""
+    vocab = [f"w{i}" for i in range(400)]
+    src = [rng.choice(vocab) for _ in range(length - 1)]
+    common = [word for word, _ in collections.Counter(src[:2000]).most_common(20)]
+    return " ".join(src), " ".join(src[:20] + common + src[-20:])
+
+
+def arxiv_recipe(out: Path, env: Dict[str, str], device: str, updates: int, budget: Budget) -> dict:
+    """recipes/arxiv/train.sh on synthetic documents: Poolingformer, then full attention, the
+    same data, settings and number of updates; words/s from Fairseq's json log."""
+    name = "train_arxiv"
+    length = ARXIV_LENGTH if device == "cuda" else 512
+    work = out / "arxiv_work"
+    rng = random.Random(0)
+    code, pre_s, data = synthetic_data(work, lambda: _long_document(rng, length), {"train": updates, "valid": 2},
+                                       out / f"{name}_preprocess.log", env, workers=8)
+    if code != 0:
+        return part(name, "failed", f"fairseq_cli.preprocess exit {code} (see {name}_preprocess.log)", pre_s)
+    runs, seconds = {}, pre_s
+    for model, arch in (("poolingformer", "poolingformer_bart_base"), ("full", "bart_base")):
+        recipe_env = dict(env, ARCH=arch, MAX_SOURCE=str(length), MAX_TARGET=str(ARXIV_TARGET), TOTAL_BATCH="1",
+                          BATCH_SIZE="1", EPOCHS="1", WARMUP="10", LR="3e-4", CHECKPOINT_ACTIVATIONS="0",
+                          PRECISION="fp16", NGPUS="1" if device == "cuda" else "0", PYTHON=sys.executable)
+        cmd = ["bash", "recipes/arxiv/train.sh", str(data), str(work / f"save_{model}"),
+               "--attention-dropout", "0", "--log-format", "json", "--log-interval", "10" if updates >= 50 else "1",
+               "--no-save", "--disable-validation", "--max-update", str(updates), "--num-workers", "0"]
+        code, run_s, output = run_logged(cmd, out / f"{name}_{model}.log", recipe_env,
+                                         timeout=min(300, budget.left()))
+        seconds += run_s
+        records = [r for r in _json_records(output) if "loss" in r and "num_updates" in r]
+        losses = [float(r["loss"]) for r in records]
+        wps = [float(r["wps"]) for r in records[1:] if "wps" in r]
+        runs[model] = {"exit": code, "updates": int(records[-1]["num_updates"]) if records else 0,
+                       "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+                       "words_per_s": statistics.median(wps) if wps else None, "seconds": round(run_s, 1)}
+        print(f"  {name} {model}: {runs[model]}", flush=True)
+    details = {"source_tokens": length, "runs": runs}
+    pf, full = runs["poolingformer"], runs["full"]
+    if pf["words_per_s"] and full["words_per_s"]:
+        details["words_per_s_ratio"] = pf["words_per_s"] / full["words_per_s"]
+    for model, r in runs.items():
+        if r["exit"] != 0 or not r["updates"]:
+            return part(name, "failed", f"{model}: train.sh exit {r['exit']} (see {name}_{model}.log)", seconds, **details)
+        if not (math.isfinite(r["first_loss"]) and math.isfinite(r["last_loss"]) and r["last_loss"] < r["first_loss"]):
+            return part(name, "failed", f"{model}: loss not finite or not falling", seconds, **details)
+    return part(name, "passed", "", seconds, **details)
+
+
+# ----------------------------------------------------------------------------- tiny fp16 run
 def _synthetic_pair(rng: random.Random) -> tuple:
     """A source of 12-180 words and a target that depends on it (lead words + a sorted set)."""
     vocab = [f"tok{i}" for i in range(40)]
     src = [rng.choice(vocab) for _ in range(rng.randint(12, 180))]
     return " ".join(src), " ".join(src[:3] + sorted(set(src[3:9])))
+
+
+def synthetic_data(work: Path, make_pair, counts: Dict[str, int], log: Path, env: Dict[str, str],
+                   workers: int) -> tuple:
+    """Rebuilds ``work`` (fairseq refuses an existing dictionary on a rerun into the same results)
+    with text/{split}.source/.target from make_pair() and bin/ from fairseq_cli.preprocess
+    (joined dictionary). Returns (preprocess exit code, seconds, the bin directory)."""
+    shutil.rmtree(work, ignore_errors=True)
+    text = work / "text"
+    text.mkdir(parents=True)
+    for split, n in counts.items():
+        pairs = [make_pair() for _ in range(n)]
+        (text / f"{split}.source").write_text("".join(s + "\n" for s, _ in pairs))
+        (text / f"{split}.target").write_text("".join(t + "\n" for _, t in pairs))
+    data = work / "bin"
+    code, seconds, _ = run_logged(
+        [sys.executable, "-m", "fairseq_cli.preprocess", "--source-lang", "source", "--target-lang", "target",
+         "--trainpref", str(text / "train"), "--validpref", str(text / "valid"), "--joined-dictionary",
+         "--destdir", str(data), "--workers", str(workers)], log, env, timeout=600)
+    return code, seconds, data
 
 
 def _json_records(text: str) -> List[dict]:
@@ -148,20 +306,9 @@ def _json_records(text: str) -> List[dict]:
 
 def fairseq_train(out: Path, env: Dict[str, str], device: str) -> dict:
     name = "fairseq_train_fp16" if device == "cuda" else "fairseq_train_cpu"
-    work = out / "train_work"
-    shutil.rmtree(work, ignore_errors=True)  # a rerun into the same results: fairseq refuses an existing dict
-    text = work / "text"
-    text.mkdir(parents=True, exist_ok=True)
     rng = random.Random(0)
-    for split, n in (("train", 157), ("valid", 21)):
-        pairs = [_synthetic_pair(rng) for _ in range(n)]
-        (text / f"{split}.source").write_text("".join(s + "\n" for s, _ in pairs))
-        (text / f"{split}.target").write_text("".join(t + "\n" for _, t in pairs))
-    data = work / "bin"
-    code, pre_s, _ = run_logged(
-        [sys.executable, "-m", "fairseq_cli.preprocess", "--source-lang", "source", "--target-lang", "target",
-         "--trainpref", str(text / "train"), "--validpref", str(text / "valid"), "--joined-dictionary",
-         "--destdir", str(data), "--workers", "1"], out / f"{name}_preprocess.log", env, timeout=600)
+    code, pre_s, data = synthetic_data(out / "train_work", lambda: _synthetic_pair(rng), {"train": 157, "valid": 21},
+                                       out / f"{name}_preprocess.log", env, workers=1)
     if code != 0:
         return part(name, "failed", f"fairseq_cli.preprocess exit {code} (see {name}_preprocess.log)", pre_s)
     cmd = [sys.executable, "-m", "fairseq_cli.train", str(data),
@@ -194,7 +341,7 @@ def fairseq_train(out: Path, env: Dict[str, str], device: str) -> dict:
     return part(name, "passed", "", seconds, **details)
 
 
-# ----------------------------------------------------------------------------- part 3: benchmark
+# ----------------------------------------------------------------------------- attention.py
 def attention_benchmark(out: Path, env: Dict[str, str], device: str, dtypes, lengths: List[int]) -> List[dict]:
     results = []
     for dtype in dtypes:
@@ -238,11 +385,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", type=Path,
                         default=Path(os.environ.get("PF_GPU_CHECK_OUT", "gpu-check-results")))
-    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(DEFAULT_PARTS))
+    parser.add_argument("--budget", type=float, default=480,
+                        help="seconds for the whole check; parts that do not start in time are skipped")
+    parser.add_argument("--train-updates", type=int, default=200, help="updates of each train_arxiv run")
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048, 4096, 8192, 16384],
-                        help="benchmark sequence lengths (multiples of 1024)")
+                        help="benchmark part: sequence lengths (multiples of 1024)")
     parser.add_argument("--cpu-dry-run", action="store_true",
-                        help="exercise this script on a CPU: fp32 tests, CPU training, a 1k benchmark")
+                        help="exercise this script on a CPU: fp32 tests, small sizes, CPU training")
     args = parser.parse_args(argv)
     out = args.output_dir.resolve()
     env_info = environment()
@@ -262,24 +412,37 @@ def main(argv=None) -> int:
     no_fairseq = fairseq_status(sys.executable, env)
     if no_fairseq:
         env["FAIRSEQ_POOLINGFORMER_TORCH_ONLY"] = "1"  # the attention modules need torch only
-        print(f"gpu-check: {no_fairseq}: the Fairseq part is skipped, the others run torch-only")
+        print(f"gpu-check: {no_fairseq}: the Fairseq parts are skipped, the others run torch-only")
     summary["fairseq"] = no_fairseq or "ok"
-    print(f"gpu-check on {env_info.get('gpu', 'CPU (dry run)')}, torch {env_info['torch']}; output in {out}",
-          flush=True)
+    print(f"gpu-check on {env_info.get('gpu', 'CPU (dry run)')}, torch {env_info['torch']}; output in {out}; "
+          f"budget {args.budget:.0f} s", flush=True)
 
+    budget = Budget(args.budget)
     parts = summary["parts"]
-    if "attention" in args.parts:
-        parts += attention_tests(out, env, device, TEST_DTYPES if device == "cuda" else ("float32",))
-    if "train" in args.parts:
-        if no_fairseq:
-            parts.append(part("fairseq_train_fp16", "skipped", no_fairseq))
+    needs_fairseq = {"step", "profile", "train", "tiny_fp16"}
+    steps = {
+        "tests": lambda: device_tests(out, env, device, ("bfloat16",) if device == "cuda" else ("float32",), budget),
+        "more_tests": lambda: device_tests(out, env, device, ("float16", "float32") if device == "cuda" else (), budget),
+        "nan": lambda: [gpu_attention(out, env, device, "nan", budget)],
+        "module": lambda: [gpu_attention(out, env, device, "module", budget)],
+        "step": lambda: train_steps(out, env, device, budget, env_info.get("has_transformers", False)),
+        "profile": lambda: [profile_steps(out, env, device, budget)],
+        "train": lambda: [arxiv_recipe(out, env, device, args.train_updates if device == "cuda" else 6, budget)],
+        "tiny_fp16": lambda: [fairseq_train(out, env, device)],
+        "benchmark": lambda: attention_benchmark(out, env, device, BENCH_DTYPES if device == "cuda" else ("float32",),
+                                                 args.lengths if device == "cuda" else [1024]),
+    }
+    for name in [p for p in PARTS if p in args.parts]:
+        if name in needs_fairseq and no_fairseq:
+            parts.append(part(name, "skipped", no_fairseq))
+        elif budget.left() < 10:
+            parts.append(part(name, "skipped", f"out of the time budget ({args.budget:.0f} s)"))
         else:
-            parts.append(fairseq_train(out, env, device))
-            print(f"  {parts[-1]['name']}: {parts[-1]['status']} {parts[-1]['reason']}", flush=True)
-    if "benchmark" in args.parts:
-        parts += attention_benchmark(out, env, device, BENCH_DTYPES if device == "cuda" else ("float32",),
-                                     args.lengths if device == "cuda" else [1024])
-    write_atomic(out / "gpu_check.json", json.dumps(summary, indent=2) + "\n")
+            done = steps[name]()
+            parts += done
+            print(f"  {name}: {', '.join(p['status'] for p in done) or 'nothing to run'}; "
+                  f"{budget.left()} s of the budget left", flush=True)
+        write_atomic(out / "gpu_check.json", json.dumps(summary, indent=2) + "\n")
 
     print("\n| part | status | seconds | note |\n|---|---|---:|---|")
     for p in parts:

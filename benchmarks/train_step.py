@@ -46,13 +46,18 @@ the share of self CPU time in matmul, SDPA, copy, fill and other ops, with the r
 ``--dtype`` (a half dtype gives half weights, as ``fairseq-train --fp16``/``--bf16`` do): the
 step is timed between ``torch.cuda.synchronize()`` calls, peak memory is the CUDA allocator's
 peak of live tensors over what was allocated before the step, and the matmul bound uses the
-GPU's rate in that dtype.
+GPU's rate in that dtype. ``--attention-impl`` picks how the Poolingformer models run their
+attention (default auto: FlexAttention on CUDA, the eager kernels on the CPU); ``--compile`` runs
+every model, Poolingformer and the others alike, under ``torch.compile`` (the first steps then
+pay for compiling: the steady step is the median of the later ones). ``--profile`` on CUDA also
+counts the CUDA kernels of the step and their time.
 
 Usage::
 
     python benchmarks/train_step.py [--lengths 4096 8192 16384] [--threads 2] [--repeats 1]
         [--models poolingformer sliding full led] [--baseline COMMIT] [--malloc-env] [--live-memory] [--rounds 1]
-        [--profile] [--device cuda --dtype bfloat16] [--json benchmarks/results/train_step.json]
+        [--profile] [--device cuda --dtype bfloat16] [--attention-impl auto] [--compile]
+        [--json benchmarks/results/train_step.json]
 
 Prints a markdown table.
 """
@@ -118,7 +123,7 @@ def fairseq_dictionary():
     return dictionary
 
 
-def build_model(kind: str, max_source: int):
+def build_model(kind: str, max_source: int, impl: str = "auto"):
     checkpoint = kind.endswith(CKPT_SUFFIX)
     kind = kind[: -len(CKPT_SUFFIX)] if checkpoint else kind
     if kind == "led":
@@ -133,7 +138,7 @@ def build_model(kind: str, max_source: int):
 
     arch = "bart_base" if kind == "full" else "poolingformer_bart_base"
     args = argparse.Namespace(arch=arch, task="translation", max_source_positions=max_source,
-                              max_target_positions=1024, checkpoint_activations=checkpoint)
+                              max_target_positions=1024, checkpoint_activations=checkpoint, attention_impl=impl)
     if kind == "sliding":
         args.pf_layers = "none"
     ARCH_CONFIG_REGISTRY[arch](args)
@@ -290,12 +295,15 @@ def _category(name: str) -> str:
     return "other"
 
 
-def profile_step(step: Callable[[], None]) -> Dict[str, object]:
-    """One step under torch.profiler: self CPU time per aten op, grouped into CATEGORIES."""
+def profile_step(step: Callable[[], None], device: str = "cpu") -> Dict[str, object]:
+    """One step under torch.profiler: self CPU time per aten op, grouped into CATEGORIES; on
+    CUDA also the number of CUDA kernels launched and their summed time (``cuda``)."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=activities) as prof:
         step()
+        synchronize(device)
     ops = [{"op": e.key, "calls": e.count, "self_s": e.self_cpu_time_total / 1e6}
            for e in prof.key_averages() if e.self_cpu_time_total > 0]
     ops.sort(key=lambda o: -o["self_s"])
@@ -309,7 +317,24 @@ def profile_step(step: Callable[[], None]) -> Dict[str, object]:
         seconds.setdefault(cat, 0.0)
         shares[cat] = seconds[cat] / total
     calls = {name: sum(o["calls"] for o in ops if o["op"] == name) for name in ("aten::copy_", "aten::fill_")}
-    return {"profiled_s": total, "share": shares, "seconds": seconds, "calls": calls, "top_ops": ops[:40]}
+    result = {"profiled_s": total, "share": shares, "seconds": seconds, "calls": calls, "top_ops": ops[:40]}
+    if device == "cuda":
+        result["cuda"] = cuda_kernels(prof.events())
+    return result
+
+
+def cuda_kernels(events) -> Dict[str, object]:
+    """The CUDA kernels of a profiled step: how many were launched, their summed time, and
+    the 20 that took longest in all (name, launches, seconds)."""
+    from torch.autograd import DeviceType
+
+    kernels: Dict[str, List[float]] = {}
+    for e in events:
+        if e.device_type == DeviceType.CUDA:
+            kernels.setdefault(e.name, []).append(e.device_time_total / 1e6)
+    top = sorted(([name, len(t), sum(t)] for name, t in kernels.items()), key=lambda k: -k[2])
+    return {"kernels": sum(len(t) for t in kernels.values()), "kernel_s": sum(k[2] for k in top),
+            "top_kernels": top[:20]}
 
 
 def make_batch(dictionary, n_src: int, device: str = "cpu"):
@@ -342,13 +367,14 @@ def training_step(forward, dictionary, optimizer, inputs, mark: Callable[[str], 
 
 
 def child(kind: str, length: int, repeats: int, profile: bool = False, device: str = "cpu",
-          dtype: str = "float32") -> Dict[str, object]:
+          dtype: str = "float32", impl: str = "auto", compile_: bool = False) -> Dict[str, object]:
     import torch
 
     torch.manual_seed(0)
-    model, dictionary = build_model(kind, length)
+    model, dictionary = build_model(kind, length, impl)
     model.to(device, getattr(torch, dtype))  # half dtypes: half weights, as fairseq-train --fp16/--bf16
-    forward = LEDStep(model) if kind.startswith("led") else model
+    forward = torch.compile(model) if compile_ else model
+    forward = LEDStep(forward) if kind.startswith("led") else forward
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
     for p in model.parameters():  # allocate Adam's state now: it belongs to the baseline
@@ -366,7 +392,7 @@ def child(kind: str, length: int, repeats: int, profile: bool = False, device: s
     inputs = batch(length)
     if profile:
         step(*inputs)  # a first step at the full length: the profile sees a warm allocator
-        return profile_step(lambda: step(*inputs))
+        return profile_step(lambda: step(*inputs), device)
     times: List[float] = []
 
     def timed_step() -> None:
@@ -409,11 +435,12 @@ def export_tree(commit: str) -> Path:
 
 def run_one(kind: str, length: int, threads: int, repeats: int, timeout: float,
             tree: Path = REPO, profile: bool = False, env_extra: Optional[Dict[str, str]] = None,
-            device: str = "cpu", dtype: str = "float32") -> Dict[str, object]:
+            device: str = "cpu", dtype: str = "float32", impl: str = "auto",
+            compile_: bool = False) -> Dict[str, object]:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                PYTHONPATH=str(tree) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env_extra or {}))
     cmd = [sys.executable, __file__, "--child", kind, str(length), str(repeats), str(threads), str(int(profile)),
-           device, dtype]
+           device, dtype, impl, str(int(compile_))]
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=tree)
@@ -498,13 +525,15 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, object]]:
                         help="cuda: time with CUDA synchronisation, peak = the CUDA allocator's (live tensors)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
                         help="the model's weights and activations (half dtypes: CUDA only)")
+    parser.add_argument("--attention-impl", choices=("auto", "eager", "flex", "compiled"), default="auto",
+                        help="the Poolingformer models' attention path (docs/GPU.md)")
+    parser.add_argument("--compile", action="store_true", help="every model under torch.compile")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args(argv)
     if args.device == "cpu" and args.dtype != "float32":
         parser.error("--dtype bfloat16/float16 needs --device cuda")
-    if args.device == "cuda" and (args.live_memory or args.malloc_env or args.profile):
-        parser.error("--live-memory, --malloc-env and --profile are CPU measurements: the CUDA peak is of live "
-                     "tensors already")
+    if args.device == "cuda" and (args.live_memory or args.malloc_env):
+        parser.error("--live-memory and --malloc-env are CPU measurements: the CUDA peak is of live tensors already")
 
     variants: List[Tuple[str, Path, Dict[str, str]]] = [("after" if args.baseline else "", REPO, {})]
     if args.baseline:
@@ -513,6 +542,7 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, object]]:
         variants.append(("+malloc", REPO, MALLOC_ENV))
     rate = matmul_rate(args.threads, device=args.device, dtype=args.dtype)
     where = f"CPU, {args.threads} threads" if args.device == "cpu" else f"CUDA, {args.dtype}"
+    where += f", attention {args.attention_impl}" + (", every model compiled" if args.compile else "")
     print(f"dense matmul rate: {rate / 1e9:.1f} GFLOP/s at {where}", file=sys.stderr, flush=True)
     runs: Dict[Tuple[int, str, str], List[Dict[str, object]]] = {}
     for rnd in range(args.rounds):
@@ -526,7 +556,8 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, object]]:
                         result: Dict[str, object] = {"status": f"skipped (> --max-full {args.max_full})"}
                     else:
                         result = run_one(kind, length, args.threads, args.repeats, args.timeout,
-                                         tree, args.profile, env_extra, args.device, args.dtype)
+                                         tree, args.profile, env_extra, args.device, args.dtype,
+                                         args.attention_impl, args.compile)
                         if args.live_memory and result["status"] == "ok":
                             live = run_one(kind, length, args.threads, 1, args.timeout, tree, False,
                                            {**env_extra, **LIVE_MEMORY_ENV})
@@ -555,6 +586,7 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, object]]:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"threads": args.threads, "device": args.device, "dtype": args.dtype,
+                                               "attention_impl": args.attention_impl, "compile": args.compile,
                                                "matmul_gflops": rate / 1e9,
                                                "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=2))
     return rows
@@ -565,18 +597,20 @@ LIVE_MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": 
 
 
 def profile_markdown(rows: List[Dict[str, object]]) -> str:
-    lines = ["| source tokens | model | variant | profiled step (s) | matmul | SDPA | copy | fill | other | copy_ calls | fill_ calls |",
-             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    cuda = any("cuda" in r for r in rows)  # kernels launched and their time
+    lines = ["| source tokens | model | variant | profiled step (s) | matmul | SDPA | copy | fill | other | copy_ calls | fill_ calls |"
+             + (" CUDA kernels | kernel time (ms) |" if cuda else ""),
+             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if cuda else "")]
     for r in rows:
         if r["status"] != "ok":
-            lines.append(f"| {r['T']} | {r['model']} | {r['variant']} | {r['status']} |" + " - |" * 7)
+            lines.append(f"| {r['T']} | {r['model']} | {r['variant']} | {r['status']} |" + " - |" * (7 + 2 * cuda))
             continue
         sh = r["share"]
+        kernels = f" {r['cuda']['kernels']} | {1e3 * r['cuda']['kernel_s']:.1f} |" if cuda else ""
         lines.append(f"| {r['T']} | {r['model']} | {r['variant']} | {r['profiled_s']:.1f} | "
                      + " | ".join(f"{100 * sh[c]:.1f}%" for c in ("matmul", "sdpa", "copy", "fill", "other"))
-                     + f" | {r['calls']['aten::copy_']} | {r['calls']['aten::fill_']} |")
+                     + f" | {r['calls']['aten::copy_']} | {r['calls']['aten::fill_']} |" + kernels)
     return "\n".join(lines)
-
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
@@ -585,6 +619,6 @@ if __name__ == "__main__":
 
         torch.set_num_threads(threads)
         print(json.dumps(child(kind, length, repeats, profile=sys.argv[6] == "1", device=sys.argv[7],
-                               dtype=sys.argv[8])))
+                               dtype=sys.argv[8], impl=sys.argv[9], compile_=sys.argv[10] == "1")))
     else:
         main()

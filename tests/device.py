@@ -1,7 +1,10 @@
 """Where the attention tests run the fast kernels: CPU fp32 by default, or a device and dtype
 chosen by environment variables (``make gpu-check`` runs them on CUDA in fp32, fp16, bf16):
 
-    PF_TEST_DEVICE=cuda PF_TEST_DTYPE=float16 python -m pytest -m device tests/test_attention.py
+    PF_TEST_DEVICE=cuda PF_TEST_DTYPE=float16 python -m pytest -m device tests/test_attention.py tests/test_flex.py
+
+(tests/test_flex.py: the FlexAttention path; on CUDA compiled and with gradients, on the CPU
+forward only.)
 
 Tests marked ``device`` build their inputs on the CPU in fp32, round them to ``DTYPE``
 (``rounded``), run the fast code on ``DEVICE`` in ``DTYPE`` (``to_device``) and compare with

@@ -199,6 +199,12 @@ def test_poolingformer_module_matches_reference(options, global_first_token):
     assert_close(to_host(out), ref, atol())
     if max_ties_possible(options["pooling"]):
         return  # every gradient flows through the pooled keys/values (see max_ties_possible)
+    assert_module_grads_close(out, ref, x, x_ref, module, reference)
+
+
+def assert_module_grads_close(out, ref, x, x_ref, module, reference):
+    """Backward of the same random upstream gradient through the device module's output and the
+    reference's; the input and parameter gradients compared."""
     upstream = rounded(torch.randn(ref.shape))
     (out * to_device(upstream)).sum().backward()
     (ref * upstream).sum().backward()

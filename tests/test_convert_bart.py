@@ -295,3 +295,18 @@ def test_keep_level2_extends_positions_and_keeps_trained_level2(converted, tmp_p
     assert (attn.w1, attn.w2) == (BART_MAX, 64)
     old_pos = old_state["encoder.embed_positions.weight"]  # (2 + 2500, C)
     torch.testing.assert_close(new_state["encoder.embed_positions.weight"][2 + 2600], old_pos[2 + 100], rtol=0, atol=0)
+
+
+def test_positions_are_loop_copied_to_64k(bart_dir, tmp_path):
+    """The 64k setting (--max-source-positions 65536) converts as 16k does: 64 copies of 1024."""
+    checkpoint, dict_path = bart_dir
+    path = cli.main(["bart", "--checkpoint", str(checkpoint), "--dict", str(dict_path),
+                     "--max-source-positions", "65536", "--output-dir", str(tmp_path), "--pf-layers", "0-1",
+                     "--pf-w1", "16", "--pf-w2", "64"])
+    original, _ = _load(checkpoint)
+    model, _ = _load(path)
+    assert model.encoder.max_positions() == 65536
+    old, new = original.encoder.embed_positions.weight, model.encoder.embed_positions.weight
+    assert new.shape == (2 + 65536, old.shape[1])
+    for p in (0, 1023, 1024, 16383, 16384, 40000, 65535):
+        torch.testing.assert_close(new[2 + p], old[2 + p % BART_MAX], rtol=0, atol=0)

@@ -5,7 +5,9 @@ i is two-level (``PoolingformerSelfAttention``) if i is in ``--pf-layers``, else
 (``SlidingWindowSelfAttention``), and ``forward`` also takes ``global_mask``. The ``--pf-*``
 flags that choose this (``add_poolingformer_args``), the paper's values for them
 (``PAPER_DEFAULTS``, filled in by ``set_poolingformer_defaults``) and their validated form
-(``PoolingformerConfig``) are defined here too.
+(``PoolingformerConfig``) are defined here too. ``--attention-impl`` chooses how (not what) the
+attention computes: ``auto`` (FlexAttention on CUDA, the eager kernels on the CPU), ``eager``,
+``flex`` or ``compiled`` (docs/attention.md).
 
 Parameter names are those of Fairseq's ``MultiheadAttention`` for level 1 (``q_proj``,
 ``k_proj``, ``v_proj``, ``out_proj``), so pretrained encoder weights load by name; level-2
@@ -38,6 +40,9 @@ from fairseq_poolingformer.modules import (
 )
 from fairseq_poolingformer.modules.checks import check_positive_int
 
+from fairseq_poolingformer.modules.flex import IMPLS
+
+IMPL_CHOICES = IMPLS  # auto: FlexAttention on CUDA, the eager kernels on the CPU (modules/flex.py)
 GLOBAL_CHOICES = ("first", "none")
 
 # The paper's settings (Zhang et al. 2021, arXiv summarization with BART-large). Its layers are
@@ -83,6 +88,10 @@ def add_poolingformer_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--pf-global", choices=GLOBAL_CHOICES,
                        help="global tokens when the caller passes no global_mask: "
                             "first = the first source token, none = no global token")
+    group.add_argument("--attention-impl", choices=IMPL_CHOICES,
+                       help="how the attention runs (same results): auto (default) = FlexAttention "
+                            "on CUDA, the eager kernels on the CPU; eager; flex; compiled = "
+                            "torch.compile of each layer's attention (docs/GPU.md)")
 
 
 def undo_bf16_forced_tpu(args: Any) -> None:
@@ -186,6 +195,7 @@ class PoolingformerConfig:
     mix: bool = False
     share_weights: bool = False
     global_tokens: str = PAPER_DEFAULTS["pf_global"]
+    impl: str = "auto"
 
     def __post_init__(self) -> None:
         for flag, value in (("--pf-w1", self.w1), ("--pf-w2", self.w2),
@@ -195,6 +205,8 @@ class PoolingformerConfig:
             raise ValueError(f"--pf-pooling must be one of {POOLING_TYPES}, got {self.pooling!r}")
         if self.global_tokens not in GLOBAL_CHOICES:
             raise ValueError(f"--pf-global must be one of {GLOBAL_CHOICES}, got {self.global_tokens!r}")
+        if self.impl not in IMPL_CHOICES:
+            raise ValueError(f"--attention-impl must be one of {IMPL_CHOICES}, got {self.impl!r}")
 
     @classmethod
     def from_args(cls, args: Any) -> "PoolingformerConfig":
@@ -207,6 +219,7 @@ class PoolingformerConfig:
             w1=get("pf_w1"), w2=get("pf_w2"), kernel=get("pf_kernel"), stride=get("pf_stride"),
             pooling=get("pf_pooling"), layers=str(get("pf_layers")), mix=bool(get("pf_mix")),
             share_weights=bool(get("pf_share_weights")), global_tokens=get("pf_global"),
+            impl=getattr(args, "attention_impl", None) or "auto",  # checkpoints from before the flag: auto
         )
 
     def two_level_layers(self, num_layers: int) -> FrozenSet[int]:
@@ -220,12 +233,12 @@ def build_poolingformer_self_attention(
     global_first = pf_cfg.global_tokens == "first"
     if not two_level:
         return SlidingWindowSelfAttention(
-            embed_dim, num_heads, pf_cfg.w1, dropout=dropout, global_first_token=global_first
+            embed_dim, num_heads, pf_cfg.w1, dropout=dropout, global_first_token=global_first, impl=pf_cfg.impl
         )
     return PoolingformerSelfAttention(
         embed_dim, num_heads, pf_cfg.w1, pf_cfg.w2, pf_cfg.kernel, pf_cfg.stride,
         pooling=pf_cfg.pooling, mix=pf_cfg.mix, share_weights=pf_cfg.share_weights,
-        dropout=dropout, global_first_token=global_first,
+        dropout=dropout, global_first_token=global_first, impl=pf_cfg.impl,
     )
 
 

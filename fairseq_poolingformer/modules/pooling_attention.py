@@ -76,6 +76,7 @@ def pooling_aligned(
     k_proj: Optional[nn.Linear] = None,
     v_proj: Optional[nn.Linear] = None,
     cache: Optional[ForwardCache] = None,
+    attention: Optional[Callable[..., torch.Tensor]] = None,
 ) -> torch.Tensor:
     """Level 2 on aligned inputs: keys and values pooled into segments, then attended within w2.
 
@@ -85,6 +86,8 @@ def pooling_aligned(
     the heads of the queries q_proj(q): (B, T, H, D), computed after the pooling (the order of
     the ops, and so of the gradients' sums, is then that of the modules before they shared this
     function). cache: shares the band and mask with the other layers of the forward.
+    attention: another kernel for the last step, with ``segment_attention``'s arguments but
+    ``block`` (``flex.segment_attention_flex``); default ``segment_attention``.
     Returns (B, T, H, D); rows of padding hold finite garbage (callers zero them)."""
     k_pooled, seg_valid = pool_projected(k, layout.lengths, kernel, stride, pooling, k_pool_weight, layout.valid, k_proj)
     v_pooled, _ = pool_projected(v, layout.lengths, kernel, stride, pooling, v_pool_weight, layout.valid, v_proj)
@@ -92,6 +95,8 @@ def pooling_aligned(
         q = q_proj(q)
     heads = q.shape[2:]  # (H, D)
     k_pooled, v_pooled = (x.view(x.shape[:2] + heads) for x in (k_pooled, v_pooled))  # (B, S, H, D)
+    if attention is not None:
+        return attention(q, k_pooled, v_pooled, seg_valid, w2, kernel, stride, layout, dropout_p, cache=cache)
     return segment_attention(q, k_pooled, v_pooled, seg_valid, w2, kernel, stride, layout, dropout_p, block, cache)
 
 

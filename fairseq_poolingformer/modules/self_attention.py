@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .checks import LDCONV_POOLINGS, check_mask, check_pooling, check_positive_int
+from .flex import check_impl, compiled_attend, level1_flex, segment_attention_flex, use_flex
 from .forward_cache import ForwardCache
 from .layout import Layout, from_aligned_zeroed, make_layout, to_aligned
 from .pooling_attention import pooling_aligned
@@ -38,6 +39,7 @@ class SlidingWindowSelfAttention(nn.Module):
         dropout: float = 0.0,
         bias: bool = True,
         global_first_token: bool = False,
+        impl: str = "auto",
     ) -> None:
         super().__init__()
         check_positive_int("embed_dim", embed_dim)
@@ -51,6 +53,7 @@ class SlidingWindowSelfAttention(nn.Module):
         self.w1 = w1
         self.dropout = dropout
         self.global_first_token = global_first_token
+        self.impl = check_impl(impl)  # auto | eager | flex | compiled (modules/flex.py)
         self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
         self.k_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
         self.v_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
@@ -86,7 +89,12 @@ class SlidingWindowSelfAttention(nn.Module):
         outputs (None without global tokens), both before out_proj."""
         q, k, v = self._project_qkv(x)
         dropout_p = self.dropout if self.training else 0.0
+        if self._flex(x):
+            return level1_flex(q, k, v, self.w1, layout, global_mask, dropout_p, cache), None
         return sliding_window_parts(q, k, v, self.w1, layout, global_mask, dropout_p, default_block(self.w1), cache)
+
+    def _flex(self, x: torch.Tensor) -> bool:
+        return use_flex(self.impl, x, self.training, self.dropout)
 
     def _project_out(self, out: torch.Tensor, global_rows: Optional[GlobalRows]) -> torch.Tensor:
         """out: (B, T, H, D) from ``_level1`` -> Y: (B, T, C)."""
@@ -146,7 +154,8 @@ class SlidingWindowSelfAttention(nn.Module):
 
         cache: one per encoder forward, shared by its layers (their masks are the same)."""
         x, layout, global_mask = self._prepare(query, key, value, key_padding_mask, attn_mask, global_mask)
-        return self._finish(self._attend(x, layout, global_mask, cache), layout), None
+        attend = compiled_attend(type(self)) if self.impl == "compiled" else type(self)._attend
+        return self._finish(attend(self, x, layout, global_mask, cache), layout), None
 
     def _attend(
         self, x: torch.Tensor, layout: Layout, global_mask: Optional[torch.Tensor], cache: Optional[ForwardCache]
@@ -184,10 +193,11 @@ class PoolingformerSelfAttention(SlidingWindowSelfAttention):
         dropout: float = 0.0,
         bias: bool = True,
         global_first_token: bool = False,
+        impl: str = "auto",
     ) -> None:
         check_positive_int("w2", w2)
         check_pooling(pooling, kernel, stride)
-        super().__init__(embed_dim, num_heads, w1, dropout, bias, global_first_token)
+        super().__init__(embed_dim, num_heads, w1, dropout, bias, global_first_token, impl)
         self.w2, self.kernel, self.stride, self.pooling = w2, kernel, stride, pooling
         self.mix, self.share_weights = mix, share_weights
         self.recompute_level2 = False
@@ -271,5 +281,6 @@ class PoolingformerSelfAttention(SlidingWindowSelfAttention):
             source, source, source, self.w2, self.kernel, self.stride, self.pooling, layout,
             self.k_pool_weight, self.v_pool_weight, dropout_p, q_proj=lambda x: self._heads(q_proj(x)),
             k_proj=k_proj, v_proj=v_proj, cache=cache,
+            attention=segment_attention_flex if self._flex(source) else None,
         )
         return self.out2_proj(z.reshape(source.shape))
