@@ -159,39 +159,68 @@ def test_interactive(work):
 
 
 def test_hub_sample_matches_generate(work):
-    from fairseq_poolingformer.hub import from_pretrained
+    from fairseq_poolingformer.summarization import from_pretrained
 
     generated = work["generated"]
     summarizer = from_pretrained(str(work["save"]), checkpoint_file="checkpoint_last.pt",
                                  data_name_or_path=str(work["data"]), bpe="none", batch_size=3)
     docs = (work["text"] / "test.source").read_text().splitlines()
-    out = summarizer.sample(docs, beam=5, lenpen=2.0, max_len_b=20)
+    # fairseq-generate's own defaults for the options the hub sets otherwise (decoding.DEFAULTS)
+    out = summarizer.sample(docs, beam=5, lenpen=2.0, max_len_b=20, min_len=1, no_repeat_ngram_size=0)
     assert out == [generated[i] for i in range(N_TEST)]
     # a document longer than the model's 256 source positions is truncated, not rejected
     long_doc = " ".join(VOCAB * 20)  # 800 words
-    assert isinstance(summarizer.sample(long_doc, max_len_b=5), str)
+    assert isinstance(summarizer.sample(long_doc, max_len_b=5, min_len=1), str)
     with pytest.raises(ValueError, match="empty document"):
         summarizer.sample(["   "])
+
+
+def test_hub_pf_summarize_and_generate_recipe_share_the_decoding_defaults(work, tmp_path, capsys):
+    """One table (summarization.decoding): the hub's sample(), pf-summarize and generate.sh,
+    none given a decoding option, write the same summaries for the same checkpoint and input."""
+    from fairseq_poolingformer.summarization import from_pretrained, summarize
+    from fairseq_poolingformer.summarization.decoding import DEFAULTS
+
+    checkpoint = work["save"] / "checkpoint_last.pt"
+    docs = (work["text"] / "test.source").read_text().splitlines()
+    summarizer = from_pretrained(str(checkpoint), data_name_or_path=str(work["data"]), bpe="none")
+    hub = summarizer.sample(docs)
+    assert hub == summarizer.sample(docs, **DEFAULTS.as_kwargs())
+    assert all(len(h.split()) >= DEFAULTS.min_len for h in hub)  # min_len reached the generator
+    paths = []
+    for i, doc in enumerate(docs[:4]):
+        paths.append(tmp_path / f"doc{i}.txt")
+        paths[-1].write_text(doc + "\n")
+    assert summarize.main(["--checkpoint", str(checkpoint), "--dict", str(work["data"]), "--bpe", "none", "--cpu",
+                           *map(str, paths)]) == 0
+    assert capsys.readouterr().out.splitlines() == hub[:4]
+    options = summarize.build_parser().parse_args(["--checkpoint", str(checkpoint)])
+    assert {name: getattr(options, name) for name in DEFAULTS.as_kwargs()} == DEFAULTS.as_kwargs()
+    env = {k: v for k, v in _env(PYTHON=sys.executable).items()
+           if k not in ("BEAM", "LENPEN", "MAX_LEN_A", "MAX_LEN_B", "MIN_LEN", "NO_REPEAT")}
+    _run(["bash", str(REPO / "recipes/arxiv/generate.sh"), str(work["data"]), str(checkpoint), str(tmp_path / "gen"),
+          "--subset", "test", "--batch-size", "8"], env=env)
+    assert (tmp_path / "gen" / "test.hypotheses").read_text().splitlines() == hub
 
 
 def test_hub_refuses_to_load_without_a_bpe(work, tmp_path):
     """No BPE given and none beside the checkpoint: sample() would return token ids as text."""
     import shutil
 
-    from fairseq_poolingformer.hub import from_pretrained
+    from fairseq_poolingformer.summarization import SummarizerError, from_pretrained
 
     ckpt_dir = tmp_path / "ckpt"
     ckpt_dir.mkdir()
     shutil.copy(work["save"] / "checkpoint_last.pt", ckpt_dir / "checkpoint_last.pt")
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(SummarizerError) as err:
         from_pretrained(str(ckpt_dir), checkpoint_file="checkpoint_last.pt", data_name_or_path=str(work["data"]))
     assert str(err.value) == (
         f"no BPE for the summarizer: none given and none beside the checkpoint in {ckpt_dir} (looked for "
-        "spm.model, sentencepiece.bpe.model, or encoder.json + vocab.bpe); pass sentencepiece_model=PATH, or "
+        "sentencepiece.bpe.model, spm.model, or encoder.json + vocab.bpe); pass sentencepiece_model=PATH, or "
         "gpt2_encoder_json=PATH and gpt2_vocab_bpe=PATH, or bpe='none' if the documents are already BPE tokens")
     # swapped GPT-2 files are named, at load time
     enc, voc = (str(REPO / "tests/data/gpt2_bpe" / f) for f in ("encoder.json", "vocab.bpe"))
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(SummarizerError) as err:
         from_pretrained(str(ckpt_dir), checkpoint_file="checkpoint_last.pt", data_name_or_path=str(work["data"]),
                         gpt2_encoder_json=voc, gpt2_vocab_bpe=enc)
     assert str(err.value) == (
@@ -200,32 +229,35 @@ def test_hub_refuses_to_load_without_a_bpe(work, tmp_path):
     # bpe="none" given explicitly still loads (documents are tokens already)
     summarizer = from_pretrained(str(ckpt_dir), checkpoint_file="checkpoint_last.pt",
                                  data_name_or_path=str(work["data"]), bpe="none")
-    assert set(summarizer.sample("tok1 tok2 tok3", max_len_b=5).split()) <= set(VOCAB)
+    assert set(summarizer.sample("tok1 tok2 tok3", max_len_b=5, min_len=1).split()) <= set(VOCAB)
 
 
 def test_hub_bpe_matches_the_preprocessing(tmp_path):
     """The hub encodes documents exactly as fairseq_poolingformer.preprocess.bpe encoded the training data."""
     import shutil
 
-    from fairseq_poolingformer.hub import _build_bpe
+    from fairseq_poolingformer.inference.errors import CheckpointError
+    from fairseq_poolingformer.summarization import SummarizerError
+    from fairseq_poolingformer.summarization.hub import build_bpe
     from fairseq_poolingformer.preprocess import bpe as prep
 
     text = "Poolingformer summarizes long documents , with w1 = 128 and a 16k-token input ."
     spm = str(REPO / "tests/data/sentencepiece/test_model.model")
     enc, voc = (str(REPO / "tests/data/gpt2_bpe" / f) for f in ("encoder.json", "vocab.bpe"))
     for hub_bpe, backend in (
-        (_build_bpe(str(tmp_path), None, None, None, spm), prep.sentencepiece_backend(spm)),
-        (_build_bpe(str(tmp_path), "gpt2", enc, voc, None), prep.gpt2_backend(enc, voc)),
+        (build_bpe(str(tmp_path), None, None, None, spm), prep.sentencepiece_backend(spm)),
+        (build_bpe(str(tmp_path), "gpt2", enc, voc, None), prep.gpt2_backend(enc, voc)),
     ):
         encoded = hub_bpe.encode(text)
         assert encoded == prep.encode_line(backend, text)
         assert hub_bpe.decode(encoded) == prep.decode_line(backend, encoded)
     shutil.copy(spm, tmp_path / "spm.model")  # found beside the checkpoint
-    assert type(_build_bpe(str(tmp_path), None, None, None, None)).__name__ == "SentencepieceBPE"
-    with pytest.raises(FileNotFoundError, match="gpt2_vocab_bpe not found"):
-        _build_bpe(str(tmp_path), "gpt2", enc, None, None)
-    with pytest.raises(ValueError, match="bpe must be"):
-        _build_bpe(str(tmp_path), "wordpiece", None, None, None)
+    assert type(build_bpe(str(tmp_path), None, None, None, None)).__name__ == "SentencepieceBPE"
+    with pytest.raises(CheckpointError, match=f"GPT-2 BPE file gpt2_vocab_bpe not found: none given, and no "
+                                              f"vocab.bpe beside the checkpoint in {tmp_path}"):
+        build_bpe(str(tmp_path), "gpt2", enc, None, None)
+    with pytest.raises(SummarizerError, match="bpe must be"):
+        build_bpe(str(tmp_path), "wordpiece", None, None, None)
 
 
 def test_bf16_training_on_cpu(work, tmp_path):
@@ -354,8 +386,8 @@ def test_generate_recipe_checkpoint_of_another_dictionary(work, foreign_data, tm
 
 
 def test_hub_checkpoint_of_another_dictionary(work, foreign_data):
-    from fairseq_poolingformer.hub import from_pretrained
-    from fairseq_poolingformer.load import CheckpointError
+    from fairseq_poolingformer.summarization import from_pretrained
+    from fairseq_poolingformer.inference.errors import CheckpointError
 
     data, size = foreign_data
     with pytest.raises(CheckpointError, match=rf"dictionary of {size} symbols .* gives {size + 5}: not the same"):
@@ -364,7 +396,7 @@ def test_hub_checkpoint_of_another_dictionary(work, foreign_data):
 
 
 def test_predict_qa_refuses_a_summarization_checkpoint(work, tmp_path, capsys):
-    from fairseq_poolingformer import predict_qa
+    from fairseq_poolingformer.qa import predict as predict_qa
 
     (tmp_path / "valid.examples.jsonl").write_text('{"example_id": "1", "dataset": "nq"}\n')
     checkpoint = work["save"] / "checkpoint_last.pt"

@@ -11,11 +11,14 @@ import sys
 import pytest
 import torch
 
-from fairseq_poolingformer import answer as pf_answer
-from fairseq_poolingformer import predict_qa
+from fairseq_poolingformer.qa import answer as pf_answer
+from fairseq_poolingformer.qa import predict as predict_qa
 from fairseq_poolingformer.preprocess import qa_binarize
 from fairseq_poolingformer.preprocess import tydi as tydi_pre
-from fairseq_poolingformer.reader import ReaderError, blank_line_paragraphs, load_reader, make_document
+from fairseq_poolingformer.qa.documents import blank_line_paragraphs, make_document
+from fairseq_poolingformer.qa.official import write_predictions
+from fairseq_poolingformer.qa.reader import ReaderError, load_reader
+from fairseq_poolingformer.qa.scores import predict_windows
 from qa_trained import DATA, REPO
 
 BPE = os.path.join(DATA, "gpt2_bpe")
@@ -132,10 +135,10 @@ class SpansFirst(torch.nn.Module):
 
 
 def _predict_qa_spans_first(data_dir, qa_checkpoint, split, out):
-    model, task = predict_qa.load_model(qa_checkpoint, data_dir)
+    model, task, _ = predict_qa.load_model(qa_checkpoint, data_dir, cpu=True)
     task.load_dataset(split)
-    by_example = predict_qa.predict_windows(SpansFirst(model), task, split, max_sentences=16)
-    predict_qa.write_predictions(os.path.join(data_dir, f"{split}.examples.jsonl"), by_example, "tydi", str(out))
+    by_example = predict_windows(SpansFirst(model), task, split, max_sentences=16)
+    write_predictions(os.path.join(data_dir, f"{split}.examples.jsonl"), by_example, "tydi", str(out))
     return [json.loads(line) for line in out.read_text().splitlines()]
 
 
@@ -260,7 +263,7 @@ def test_reader_needs_its_tokenizer_files(model_dir, tmp_path):
 # pf-answer
 
 def _pf_answer(args, stdin=None):
-    return subprocess.run([sys.executable, "-m", "fairseq_poolingformer.answer", *map(str, args)], input=stdin,
+    return subprocess.run([sys.executable, "-m", "fairseq_poolingformer.qa.answer", *map(str, args)], input=stdin,
                           capture_output=True, text=True, timeout=300, cwd=REPO,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
 
@@ -333,7 +336,7 @@ def test_pf_answer_errors_are_one_line_and_write_nothing(model_dir, tmp_path, ca
 def test_windows_are_streamed_through_the_model(qa_data, reader, monkeypatch):
     """A long document's windows are built as the batches need them: when batch i runs, exactly
     (i + 1) * batch_size windows have been built, never the whole document's."""
-    from fairseq_poolingformer import reader as reader_module
+    from fairseq_poolingformer.qa import reader as reader_module
 
     built = []
     real_iter_windows = reader_module.iter_windows

@@ -4,11 +4,11 @@
     cat paper.txt | pf-summarize --checkpoint DIR --beam 4 --lenpen 2.0 --max-len-b 256
 
 The model, dictionaries and BPE come through the summarizer hub
-(``fairseq_poolingformer.hub.from_pretrained``: dictionaries and ``spm.model`` /
-``sentencepiece.bpe.model`` / ``encoder.json`` + ``vocab.bpe`` beside the checkpoint, or given).
-Decoding flags are ``fairseq-generate``'s and default to ``recipes/arxiv/generate.sh``'s (beam
-5, length penalty 2, max length 0 * source + 512, min length 56, no repeated trigram), so the
-same checkpoint gives the same summaries as that recipe. A document longer than the model's
+(``summarization.hub.from_pretrained``: dictionaries and BPE files beside the checkpoint, in
+the order ``inference.files`` documents, or given). Decoding flags are ``fairseq-generate``'s
+and default to ``summarization.decoding.DEFAULTS`` (beam 5, length penalty 2, max length
+0 * source + 512, min length 56, no repeated trigram), the table the hub and
+``recipes/arxiv/generate.sh`` read too, so the same checkpoint gives the same summaries. A document longer than the model's
 source positions is truncated, as in training. Writes one summary per document, one line each,
 in input order, to stdout or ``--output FILE`` (complete or absent). Bad input (an empty
 document, a file that is not UTF-8, a QA checkpoint) is one ``pf-summarize: error:`` line,
@@ -17,19 +17,17 @@ exit status 1, nothing written.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from typing import Sequence
 
-import torch
-
-from fairseq_poolingformer.answer import progress_bar, read_text, write_lines
-from fairseq_poolingformer.load import CheckpointError
-from fairseq_poolingformer.reader import CHECKPOINT_NAMES, ReaderError, resolve_checkpoint
-
-logger = logging.getLogger(__name__)
-
+from fairseq_poolingformer.inference.device import place
+from fairseq_poolingformer.inference.errors import InferenceError
+from fairseq_poolingformer.inference.files import CHECKPOINT_NAMES, resolve_checkpoint
+from fairseq_poolingformer.inference.lines import progress_bar, write_lines
+from fairseq_poolingformer.inference.text import read_text
+from fairseq_poolingformer.summarization.decoding import DEFAULTS
+from fairseq_poolingformer.summarization.errors import SummarizerError
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pf-summarize", description="Summarize long documents with a "
@@ -44,13 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sentencepiece-model", help="sentencepiece model")
     p.add_argument("--gpt2-encoder-json", help="GPT-2 BPE encoder.json")
     p.add_argument("--gpt2-vocab-bpe", help="GPT-2 BPE vocab.bpe")
-    g = p.add_argument_group("decoding (fairseq-generate's flags; defaults: recipes/arxiv/generate.sh)")
-    g.add_argument("--beam", type=int, default=5)
-    g.add_argument("--lenpen", type=float, default=2.0)
-    g.add_argument("--max-len-a", type=float, default=0.0)
-    g.add_argument("--max-len-b", type=int, default=512)
-    g.add_argument("--min-len", type=int, default=56)
-    g.add_argument("--no-repeat-ngram-size", type=int, default=3)
+    g = p.add_argument_group("decoding (fairseq-generate's flags; the defaults of the hub and generate.sh)")
+    g.add_argument("--beam", type=int, default=DEFAULTS.beam)
+    g.add_argument("--lenpen", type=float, default=DEFAULTS.lenpen)
+    g.add_argument("--max-len-a", type=float, default=DEFAULTS.max_len_a)
+    g.add_argument("--max-len-b", type=int, default=DEFAULTS.max_len_b)
+    g.add_argument("--min-len", type=int, default=DEFAULTS.min_len)
+    g.add_argument("--no-repeat-ngram-size", type=int, default=DEFAULTS.no_repeat_ngram_size)
     p.add_argument("--batch-size", type=int, default=4, help="documents per batch")
     p.add_argument("--cpu", action="store_true", help="run on CPU even when CUDA is available")
     p.add_argument("--fp16", action="store_true", help="half precision (CUDA only)")
@@ -60,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from fairseq_poolingformer.hub import from_pretrained
+    from fairseq_poolingformer.summarization.hub import from_pretrained  # (Fairseq: after parsing)
 
     try:
         checkpoint = resolve_checkpoint(args.checkpoint)
@@ -69,22 +67,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in files:  # every file read and checked before the model runs
             text = read_text(path)
             if not text.strip():
-                raise ReaderError(f"{'stdin' if path == '-' else path}: empty document")
+                raise SummarizerError(f"{'stdin' if path == '-' else path}: empty document")
             documents.append(text)
-        try:
-            summarizer = from_pretrained(
-                os.path.dirname(os.path.abspath(checkpoint)), checkpoint_file=os.path.basename(checkpoint),
-                data_name_or_path=args.dict, bpe=args.bpe, gpt2_encoder_json=args.gpt2_encoder_json,
-                gpt2_vocab_bpe=args.gpt2_vocab_bpe, sentencepiece_model=args.sentencepiece_model,
-                batch_size=args.batch_size)
-        except FileNotFoundError as e:
-            raise ReaderError(str(e)) from None
-        if torch.cuda.is_available() and not args.cpu:
-            summarizer = summarizer.cuda()
-            if args.fp16:
-                summarizer = summarizer.half()
-        elif args.fp16:
-            logger.warning("--fp16 needs CUDA; running in fp32 on the CPU")
+        summarizer = from_pretrained(
+            os.path.dirname(os.path.abspath(checkpoint)), checkpoint_file=os.path.basename(checkpoint),
+            data_name_or_path=args.dict, bpe=args.bpe, gpt2_encoder_json=args.gpt2_encoder_json,
+            gpt2_vocab_bpe=args.gpt2_vocab_bpe, sentencepiece_model=args.sentencepiece_model,
+            batch_size=args.batch_size)
+        summarizer, _ = place(summarizer, args.cpu, args.fp16)
         summaries = []
         with progress_bar(len(documents), "pf-summarize") as bar:
             for start in range(0, len(documents), args.batch_size):
@@ -94,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     min_len=args.min_len, no_repeat_ngram_size=args.no_repeat_ngram_size))
                 bar.update(len(batch))
         write_lines([s.replace("\n", " ") for s in summaries], args.output)
-    except (ReaderError, CheckpointError, OSError) as e:
+    except (InferenceError, OSError) as e:
         print(f"pf-summarize: error: {e}; nothing written", file=sys.stderr)
         return 1
     return 0

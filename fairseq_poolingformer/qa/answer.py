@@ -6,7 +6,7 @@
     pf-answer --checkpoint DIR < pairs.jsonl                 # pairs on stdin
 
 Writes one JSON line per question, in input order: ``answer``, ``start``, ``end``, ``score``,
-``kind``, ``paragraph`` (``fairseq_poolingformer.reader``); with ``--top-k K`` > 1 a list of K
+``kind``, ``paragraph`` (``fairseq_poolingformer.qa.reader``); with ``--top-k K`` > 1 a list of K
 such objects. To stdout, or ``--output FILE`` (complete or absent). Bad input (an empty
 question or document, a file that is not UTF-8, a question longer than the window, a
 checkpoint of another task) is one ``pf-answer: error:`` line, exit status 1, nothing written.
@@ -18,7 +18,12 @@ import json
 import sys
 from typing import Iterator, Sequence
 
-from fairseq_poolingformer.reader import FORMATS, ReaderError, load_reader
+from fairseq_poolingformer.inference.errors import InferenceError
+from fairseq_poolingformer.inference.lines import progress_bar, write_lines
+from fairseq_poolingformer.inference.text import read_text
+from fairseq_poolingformer.qa.documents import FORMATS
+from fairseq_poolingformer.qa.errors import ReaderError
+from fairseq_poolingformer.qa.reader import load_reader
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,20 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_text(path: str) -> str:
-    """A UTF-8 file (``-``: stdin) as text; ``ReaderError`` naming it otherwise."""
-    try:
-        if path == "-":
-            return sys.stdin.buffer.read().decode("utf-8")
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ReaderError(f"{'stdin' if path == '-' else path}: not UTF-8 text (byte {e.start}: "
-                          f"{e.object[e.start:e.start + 1]!r})") from None
-    except OSError as e:
-        raise ReaderError(f"{path}: {e.strerror or e}") from None
-
-
 def _pairs_from_jsonl(path: str) -> Iterator[tuple[str, str, str]]:
     name = "stdin" if path == "-" else path
     for i, line in enumerate(read_text(path).splitlines(), start=1):
@@ -94,27 +85,6 @@ def iter_inputs(args: argparse.Namespace) -> tuple[Iterator[tuple[str, str, str]
     return ((("stdin" if f == "-" else f), args.question, read_text(f)) for f in files), len(files)
 
 
-def progress_bar(total: int | None, desc: str):
-    """A progress bar over documents on stderr, shown on a terminal only (``update(n)``)."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="doc", file=sys.stderr, dynamic_ncols=True,
-                disable=not sys.stderr.isatty())
-
-
-def write_lines(lines: Sequence[str], output: str | None) -> None:
-    """All lines to ``output`` atomically (complete or absent), or to stdout."""
-    if output is None:
-        sys.stdout.write("".join(line + "\n" for line in lines))
-        sys.stdout.flush()
-        return
-    from fairseq_poolingformer.preprocess.common import atomic_outputs
-
-    with atomic_outputs([output]) as (tmp,):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(line + "\n" for line in lines)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -137,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lines.append(json.dumps(answer, ensure_ascii=False))
                 bar.update(1)
         write_lines(lines, args.output)
-    except (ReaderError, OSError) as e:
+    except (InferenceError, OSError) as e:
         print(f"pf-answer: error: {e}; nothing written", file=sys.stderr)
         return 1
     return 0

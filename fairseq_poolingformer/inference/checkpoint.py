@@ -1,7 +1,7 @@
 """Open a trained checkpoint for inference, with one readable line for the usual mistakes.
 
-Every place where a checkpoint meets a dictionary (``recipes/arxiv/generate.sh``, the hub,
-``predict_qa``) goes through :func:`read_checkpoint` and :func:`check_dictionaries`, so a
+Every place where a checkpoint meets a dictionary (``recipes/arxiv/generate.sh``, the
+summarization hub, the QA reader and predictions) goes through :func:`read_checkpoint` and :func:`check_dictionaries`, so a
 checkpoint trained with another dictionary is reported as such (both sizes, the data the
 checkpoint was trained on when it records it, what to do) instead of torch's
 ``size mismatch for encoder.embed_tokens.weight`` traceback, and an unreadable file is named
@@ -22,17 +22,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from fairseq_poolingformer.inference.errors import CheckpointError
+
 # (no `import fairseq_poolingformer`: Python loads the package, its registrations and compat's
 # torch.load allow-list, before this module; importing it here would close an import cycle)
-
-
-def find_beside(directory: str, *names: str) -> Optional[str]:
-    """The first of ``names`` that is a file in ``directory`` (the files found beside a checkpoint)."""
-    return next((os.path.join(directory, n) for n in names if os.path.isfile(os.path.join(directory, n))), None)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot serve: unreadable, or built for another dictionary. One line."""
 
 
 def _unreadable_reason(path: str, error: BaseException) -> str:
