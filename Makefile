@@ -9,9 +9,22 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 TORCH  := $(shell grep -E "^torch==" requirements.txt)
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo bench probe probe-quick gpu-check clean distclean
+.PHONY: install help test demo bench probe probe-quick gpu-check clean distclean
 
 install: $(STAMP)
+
+# `make` alone still installs (the first target); `make help` lists the targets and how long
+# each takes on a 2-core CPU machine.
+help:
+	@echo "make install      create .venv/ and install the pinned stack (first time ~5 min, then instant)"
+	@echo "make test         the whole test suite on every core (minutes; install first if needed)"
+	@echo "make demo         arXiv summarization end to end on CPU: binarize, train, summarize, ROUGE (~2 min)"
+	@echo "make bench        attention benchmark, T = 1k..16k, 3 rounds + peak memory (~6 min)"
+	@echo "make probe        long-range probe + the paper's ablation grid, 3 seeds (~3 min, up to ~9 under load)"
+	@echo "make probe-quick  the probe with 1 seed, 60 steps (~1 min)"
+	@echo "make gpu-check    kernels, fp16/bf16 and a short fairseq-train on a CUDA machine (exit 0 without one)"
+	@echo "make clean        build artefacts and caches; make distclean also removes .venv/"
+	@echo "QA and summarization recipes (GPU, hours to days): make nq-* tydi-* arxiv-4k arxiv-16k (see the Makefile)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +51,7 @@ demo: install
 	PYTHON=$(PY) recipes/arxiv/demo.sh
 
 bench: install
+	@echo "make bench: T = 1k..16k, 3 rounds, then peak memory per run: about 6 minutes on 2 CPU cores" >&2
 	$(PY) benchmarks/attention.py
 
 # Long-range probe + the paper's ablation grid on CPU (docs/probe.md): ~10 min on 2 cores.

@@ -319,7 +319,10 @@ def plot(result: dict, path: Path) -> None:
         ax.set_xlabel("sequence length T")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
+        if ax.lines:
+            ax.legend()
+        else:  # --no-memory: nothing measured on this panel
+            ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
     where = (f"{result['gpu']}, {result['dtype']}" if result.get("gpu")
              else f"{result['threads']} CPU threads")
     fig.suptitle(f"BART-base self-attention, batch 1, {where}")

@@ -224,9 +224,6 @@ PANELS = (
 
 
 def plot_png(result: dict) -> bytes:
-    import logging
-
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's import turns on DEBUG
     import matplotlib
 
     matplotlib.use("Agg")

@@ -25,14 +25,32 @@ no environment variable, and is tested in ``tests/test_compat.py``.
    ROUGE/F1 is computed on a subset. :func:`keep_last_partial_batch` wraps it so that the
    final batch is kept (as in Fairseq <= 0.12.2); all other batches are unchanged. Tasks need
    nothing else; :func:`check_every_index_batched` is there for tests of batch samplers.
+
+4. The root logger. Importing Fairseq imports every model, and one of them
+   (``fairseq/models/wav2vec/wav2vec2_classification.py``) calls
+   ``logging.basicConfig(level=logging.DEBUG)``: any program that imports Fairseq before it
+   configures logging itself then prints every library's DEBUG lines (2,000 lines of
+   ``matplotlib.font_manager`` for one plot). :func:`root_logger_kept` puts the root logger's
+   level and handlers back as they were before the import. Under ``fairseq-train`` and the
+   other Fairseq tools, which configure logging before they import a plugin, it changes nothing.
+
+5. Warnings about Fairseq's own code. On this stack every ``fairseq-train`` /
+   ``fairseq-generate`` run prints about 20 lines of warnings that name no input and no option
+   of the user's: Hydra's deprecations of the API Fairseq calls to build its config, torch's
+   ``torch.cuda.amp.autocast`` deprecation in Fairseq's train step, and the DataLoader's
+   ``pin_memory`` warning on a machine without a GPU (Fairseq's iterators always pin).
+   :func:`silence_stack_warnings` filters exactly those (``STACK_WARNINGS``: category and the
+   start of the message); every other warning still shows.
 """
 
 import argparse
+import contextlib
 import functools
 import inspect
 import io
 import logging
-from typing import Any, Callable, List, Sequence
+import warnings
+from typing import Any, Callable, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -161,11 +179,57 @@ def check_every_index_batched(
 # ---------------------------------------------------------------------------------------------
 
 
+# ---------------------------------------------------------------------------------------------
+# 4. the root logger Fairseq's import sets to DEBUG
+# ---------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def root_logger_kept() -> Iterator[None]:
+    """The root logger's level and handlers after the block as they were before it."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        for handler in list(root.handlers):
+            if handler not in handlers:
+                root.removeHandler(handler)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. warnings about Fairseq's code, not the user's input
+# ---------------------------------------------------------------------------------------------
+
+# (category, regular expression matched at the start of the message)
+STACK_WARNINGS: List[Tuple[type, str]] = [
+    (UserWarning, r"hydra\.experimental\.(initialize|compose)\(\) is no longer experimental"),
+    (UserWarning, r"\s*The version_base parameter is not specified"),
+    (UserWarning, r"In '\w+': Usage of deprecated keyword in package header '# @package _group_'"),
+    (UserWarning, r"\s*'config' is validated against ConfigStore schema with the same name"),
+    (UserWarning, r"\s*The strict flag in the compose API is deprecated"),
+    (FutureWarning, r"`torch\.cuda\.amp\.autocast\(args\.\.\.\)` is deprecated"),
+    (UserWarning, r"'pin_memory' argument is set as true but no accelerator is found"),
+]
+
+
+def silence_stack_warnings() -> None:
+    """Ignore the ``STACK_WARNINGS`` (idempotent: ``filterwarnings`` does not add a filter twice)."""
+    for category, message in STACK_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
 def apply() -> None:
     """Apply every fix (idempotent). Fairseq's fixes are skipped when Fairseq is not installed."""
     allow_checkpoint_globals()
+    silence_stack_warnings()
     try:
-        import fairseq  # noqa: F401
+        with root_logger_kept():  # the first import of Fairseq happens here
+            import fairseq  # noqa: F401
     except ImportError:
         logger.debug("fairseq not importable: only the torch.load fix applied")
         return

@@ -18,7 +18,10 @@ API
     its final path; on any exception (``KeyboardInterrupt`` included) every temporary
     is deleted, no final path is touched, and parent directories that the call
     created are removed again. Use one call for all outputs of a step, so that e.g.
-    ``train.source`` and ``train.target`` appear together or not at all.
+    ``train.source`` and ``train.target`` appear together or not at all. A symlink
+    stays a symlink (its target is the file replaced), a replaced file keeps its
+    mode, every temporary is fsync'd before the rename, and an existing final path
+    that is not a regular file (a directory, a device, a FIFO) is refused at entry.
 
 ``iter_lines(path) -> Iterator[tuple[int, bytes]]``
     Streams raw lines (1-based line numbers, trailing newline removed) of a plain
@@ -64,11 +67,13 @@ API
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import json
 import multiprocessing
 import os
 import re
+import stat
 import sys
 import tempfile
 import threading
@@ -134,13 +139,14 @@ FILE_LEVEL_REASONS = frozenset({"bad_gzip", "bad_dict"})  # the whole file is un
 @contextlib.contextmanager
 def atomic_outputs(paths: Sequence[str | os.PathLike]) -> Iterator[list[str]]:
     """Yield temp paths next to ``paths``; replace all on success, delete all on error."""
-    finals = [os.path.abspath(os.fspath(p)) for p in paths]
+    finals = [os.path.realpath(os.fspath(p)) for p in paths]  # a symlink's target is replaced
     if len(set(finals)) != len(finals):
         raise ValueError(f"atomic_outputs: duplicate output paths in {finals}")
+    modes = [_replaced_mode(final) for final in finals]
     created_dirs = _make_parent_dirs(finals)
     temps: list[str] = []
     try:
-        for final in finals:  # every output's place is checked here, before the caller's work
+        for final, mode in zip(finals, modes):  # every output's place is checked here, before the caller's work
             directory, base = os.path.split(final)
             try:
                 fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=directory)
@@ -148,11 +154,16 @@ def atomic_outputs(paths: Sequence[str | os.PathLike]) -> Iterator[list[str]]:
                 raise OSError(e.errno, f"cannot write {final}: {e.strerror}") from None
             os.close(fd)
             temps.append(tmp)
-            os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; outputs get the usual mode
+            os.chmod(tmp, mode)  # mkstemp makes 0600; outputs get the replaced file's or the usual mode
         yield list(temps)
+        for tmp in temps:
+            _fsync(tmp)
         for tmp, final in zip(temps, finals):
             os.replace(tmp, final)
         temps = []
+        for directory in sorted({os.path.dirname(final) for final in finals}):
+            with contextlib.suppress(OSError):  # best effort: not every file system syncs a directory
+                _fsync(directory)  # the renames themselves
     except BaseException:
         for tmp in temps:
             with contextlib.suppress(FileNotFoundError):
@@ -161,6 +172,27 @@ def atomic_outputs(paths: Sequence[str | os.PathLike]) -> Iterator[list[str]]:
             with contextlib.suppress(OSError):
                 os.rmdir(directory)  # only succeeds when empty
         raise
+
+
+def _replaced_mode(final: str) -> int:
+    """The mode a new ``final`` gets: the existing file's, else 0666 less the umask."""
+    try:
+        st = os.stat(final)
+    except (FileNotFoundError, NotADirectoryError):  # a new file (a missing place is reported later)
+        return 0o666 & ~_current_umask()
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise OSError(errno.EEXIST, f"cannot write {final}: it is {kind}, and only a file is replaced")
+    return stat.S_IMODE(st.st_mode)
+
+
+def _fsync(path: str) -> None:
+    """Flush ``path`` (a file, or a directory's entries) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _current_umask() -> int:

@@ -164,7 +164,10 @@ pre_args=(--source-lang source --target-lang target --workers "$WORKERS")
 pre_args+=(--srcdict "$DICT" --tgtdict "$DICT")
 TMP_BIN=$(mktemp -d "$OUT_DIR/.bin.tmp.XXXXXX")
 trap 'rm -rf "$TMP_BIN"' EXIT
-"$PYTHON" -m fairseq_cli.preprocess "${pre_args[@]}" --destdir "$TMP_BIN"
+# pf-preprocess: the package imported before Fairseq, whose import would otherwise set logging to
+# DEBUG; its per-file INFO lines (types, tokens, <unk> share) come back with LOGLEVEL=INFO
+PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" LOGLEVEL=${LOGLEVEL:-WARNING} \
+    "$PYTHON" -m fairseq_poolingformer.cli preprocess "${pre_args[@]}" --destdir "$TMP_BIN"
 if [[ $BPE == gpt2 ]]; then bpe_files="--encoder-json $ENCODER_JSON and --vocab-bpe $VOCAB_BPE"
 else bpe_files="--sentencepiece-model $SPM_MODEL"; fi
 "$PYTHON" -m fairseq_poolingformer.preprocess.unk_rate "$TMP_BIN" --splits "${SPLITS[@]}" \

@@ -107,7 +107,9 @@ for f in dict.source.txt dict.target.txt "$PREFIX.bin" "$PREFIX.idx"; do
 done
 LOG=$OUT_DIR/generate-$SUBSET.log
 echo "generate.sh: $SUBSET of $DATA_BIN with $CHECKPOINT (max source $MAX_SOURCE, beam $BEAM, lenpen $LENPEN)" >&2
-"$PYTHON" -m fairseq_cli.generate "$SOURCES" --user-dir "$REPO/fairseq_poolingformer" \
+# pf-generate (the package imported before Fairseq, so Fairseq's import leaves logging alone):
+# fairseq-generate's INFO lines then go to the log with the hypotheses, not to the terminal
+PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m fairseq_poolingformer.cli generate "$SOURCES" \
     --task translation --source-lang source --target-lang target --gen-subset "$SUBSET" \
     --path "$CHECKPOINT" --max-source-positions "$MAX_SOURCE" --truncate-source \
     --beam "$BEAM" --lenpen "$LENPEN" --max-len-a "$MAX_LEN_A" --max-len-b "$MAX_LEN_B" \
