@@ -180,6 +180,7 @@ def test_hub_pf_summarize_and_generate_recipe_share_the_decoding_defaults(work, 
     none given a decoding option, write the same summaries for the same checkpoint and input."""
     from fairseq_poolingformer.summarization import from_pretrained, summarize
     from fairseq_poolingformer.summarization.decoding import DEFAULTS
+    from tool_main import exit_status
 
     checkpoint = work["save"] / "checkpoint_last.pt"
     docs = (work["text"] / "test.source").read_text().splitlines()
@@ -191,8 +192,8 @@ def test_hub_pf_summarize_and_generate_recipe_share_the_decoding_defaults(work, 
     for i, doc in enumerate(docs[:4]):
         paths.append(tmp_path / f"doc{i}.txt")
         paths[-1].write_text(doc + "\n")
-    assert summarize.main(["--checkpoint", str(checkpoint), "--dict", str(work["data"]), "--bpe", "none", "--cpu",
-                           *map(str, paths)]) == 0
+    assert exit_status(summarize.main, ["--checkpoint", checkpoint, "--dict", work["data"], "--bpe", "none",
+                                        "--cpu", *paths]) == 0
     assert capsys.readouterr().out.splitlines() == hub[:4]
     options = summarize.build_parser().parse_args(["--checkpoint", str(checkpoint)])
     assert {name: getattr(options, name) for name in DEFAULTS.as_kwargs()} == DEFAULTS.as_kwargs()
@@ -207,6 +208,7 @@ def test_hub_refuses_to_load_without_a_bpe(work, tmp_path):
     """No BPE given and none beside the checkpoint: sample() would return token ids as text."""
     import shutil
 
+    from fairseq_poolingformer.inference.errors import CheckpointError
     from fairseq_poolingformer.summarization import SummarizerError, from_pretrained
 
     ckpt_dir = tmp_path / "ckpt"
@@ -220,7 +222,7 @@ def test_hub_refuses_to_load_without_a_bpe(work, tmp_path):
         "gpt2_encoder_json=PATH and gpt2_vocab_bpe=PATH, or bpe='none' if the documents are already BPE tokens")
     # swapped GPT-2 files are named, at load time
     enc, voc = (str(REPO / "tests/data/gpt2_bpe" / f) for f in ("encoder.json", "vocab.bpe"))
-    with pytest.raises(SummarizerError) as err:
+    with pytest.raises(CheckpointError) as err:
         from_pretrained(str(ckpt_dir), checkpoint_file="checkpoint_last.pt", data_name_or_path=str(work["data"]),
                         gpt2_encoder_json=voc, gpt2_vocab_bpe=enc)
     assert str(err.value) == (
@@ -463,3 +465,109 @@ def test_distributed_two_processes_gloo(work, tmp_path):
     updates = [int(r["num_updates"]) for r in _json_logs(outs[0]) if "num_updates" in r and "loss" in r]
     assert updates[-1] == 3  # gradients all-reduced with rank 1 at every update
     assert (save / "checkpoint_last.pt").is_file()
+
+
+# ------------------------------------------------------------------ pf-summarize: inputs and outputs
+
+def _summarize(args, capsys):
+    """pf-summarize's main in this process on the tiny checkpoint: (exit status, stdout, stderr)."""
+    from fairseq_poolingformer.summarization import summarize
+    from tool_main import exit_status
+
+    code = exit_status(summarize.main, ["--bpe", "none", "--cpu", "--min-len", "1", "--max-len-b", "8", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def paper(work, tmp_path):
+    doc = tmp_path / "paper.txt"
+    doc.write_text((work["text"] / "test.source").read_text().splitlines()[0] + "\n")
+    return doc
+
+
+def test_pf_summarize_output_to_a_fifo_and_through_a_symlink_leaves_the_node(work, paper, tmp_path, capsys):
+    import stat
+    import threading
+
+    checkpoint = ["--checkpoint", work["save"] / "checkpoint_last.pt", "--dict", work["data"]]
+    code, expected, _ = _summarize(checkpoint + [paper], capsys)
+    assert code == 0 and len(expected.splitlines()) == 1
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader.start()
+    code, out, err = _summarize(checkpoint + ["--output", fifo, paper], capsys)
+    reader.join(timeout=60)
+    assert (code, out, err) == (0, "", "") and received == [expected]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # still the FIFO, not a regular file
+    target = tmp_path / "summaries.txt"
+    target.write_text("old\n")
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    code, out, err = _summarize(checkpoint + ["--output", link, paper], capsys)
+    assert (code, out, err) == (0, "", "")
+    assert link.is_symlink() and os.readlink(link) == str(target) and target.read_text() == expected
+
+
+def test_pf_summarize_bpe_and_dictionary_files_that_do_not_parse(work, paper, tmp_path, capsys):
+    checkpoint = ["--checkpoint", work["save"] / "checkpoint_last.pt"]
+    corrupt = tmp_path / "spm.model"
+    corrupt.write_bytes(b"\x00not a model\xff" * 10)
+    code, out, err = _summarize(checkpoint + ["--dict", work["data"], "--bpe", "sentencepiece",
+                                              "--sentencepiece-model", corrupt, paper], capsys)
+    assert (code, out) == (1, "")
+    assert err == (f"pf-summarize: error: {corrupt}: not a sentencepiece model (the .model file written by "
+                   "sentencepiece's trainer that the training data was encoded with); nothing written\n")
+    bad_dict = tmp_path / "dict.txt"
+    bad_dict.write_text("tok1 12\nthis line has no count\n")
+    code, out, err = _summarize(checkpoint + ["--dict", bad_dict, paper], capsys)
+    assert (code, out) == (1, "") and err.count("\n") == 1
+    assert err.startswith("pf-summarize: error: ") and "not a Fairseq dictionary" in err and \
+        "give the dict.txt the checkpoint was trained with" in err, err
+
+
+def test_pf_summarize_dict_relative_to_the_working_directory_and_dict_txt_beside(work, paper, tmp_path,
+                                                                                 monkeypatch, capsys):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _summarize(["--checkpoint", work["save"] / "checkpoint_last.pt", "--dict", "x/dict.txt", paper],
+                              capsys)
+    assert code == 1 and err == (f"pf-summarize: error: dictionary not found: {tmp_path / 'x' / 'dict.txt'} (the "
+                                 "binarized data directory or a dict.txt); nothing written\n")
+    shutil.copytree(work["data"], tmp_path / "bin")
+    code, expected, _ = _summarize(["--checkpoint", work["save"] / "checkpoint_last.pt", "--dict", "bin", paper],
+                                   capsys)
+    assert code == 0 and expected
+    model = tmp_path / "model"  # as convert writes it: model.pt with one joined dict.txt beside it
+    model.mkdir()
+    shutil.copy(work["save"] / "checkpoint_last.pt", model / "model.pt")
+    shutil.copy(work["data"] / "dict.source.txt", model / "dict.txt")
+    code, out, err = _summarize(["--checkpoint", model, paper], capsys)
+    assert (code, out, err) == (0, expected, "")
+
+
+def test_pf_summarize_limits_of_the_checkpoint_and_ctrl_c(work, paper, tmp_path, monkeypatch, capsys):
+    from fairseq_poolingformer.summarization import SummarizerError, from_pretrained
+    from fairseq_poolingformer.summarization.hub import PoolingformerSummarizer
+
+    checkpoint = ["--checkpoint", work["save"] / "checkpoint_last.pt", "--dict", work["data"]]
+    code, out, err = _summarize(checkpoint + ["--min-len", "70", "--max-len-b", "100", paper], capsys)
+    assert (code, out) == (1, "") and err == ("pf-summarize: error: --min-len 70 is larger than the 63 tokens the "
+                                              "checkpoint's decoder can write; nothing written\n")
+    summarizer = from_pretrained(str(work["save"] / "checkpoint_last.pt"), data_name_or_path=str(work["data"]),
+                                 bpe="none")
+    with pytest.raises(SummarizerError, match="min_len 30 is larger than max_len_b 20: a summary cannot be both"):
+        summarizer.sample("tok1 tok2", min_len=30, max_len_b=20)
+    with pytest.raises(SummarizerError, match="beam must be at least 1, got 0"):
+        summarizer.sample("tok1 tok2", beam=0)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(PoolingformerSummarizer, "sample", interrupted)
+    out_file = tmp_path / "out.txt"
+    code, out, err = _summarize(checkpoint + ["--output", out_file, paper], capsys)
+    assert (code, out, err) == (130, "", "pf-summarize: interrupted; nothing written\n")
+    assert not out_file.exists() and os.listdir(tmp_path) == ["paper.txt"]  # no temporary left

@@ -158,6 +158,7 @@ def test_pf_summarize_and_pf_answer_refuse_each_others_checkpoints(chain, qa_che
     main in this process."""
     from fairseq_poolingformer.qa import answer
     from fairseq_poolingformer.summarization import summarize
+    from tool_main import exit_status
 
     paper = tmp_path / "paper.txt"
     paper.write_text("a paper about long documents\n", encoding="utf-8")
@@ -183,6 +184,6 @@ def test_pf_summarize_and_pf_answer_refuse_each_others_checkpoints(chain, qa_che
          "not a question answering (long_qa) one: use pf-summarize or generate.sh; nothing written\n"),
     ]
     for tool, args, message in cases:
-        assert tool.main([str(a) for a in args]) == 1
+        assert exit_status(tool.main, args) == 1
         assert capsys.readouterr() == ("", message)
         assert not out.exists()

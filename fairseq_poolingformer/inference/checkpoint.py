@@ -95,9 +95,15 @@ def _dictionary_files(data: str) -> str:
     return ", ".join(os.path.join(data, n) for n in names) or data
 
 
-def check_dictionaries(path: str, state: Dict[str, Any], task: Any, trained_on: Optional[str]) -> None:
+TRAINING_ADVICE = ("Binarize the data with the checkpoint's dictionary (binarize.sh --dict <the dict.txt it was "
+                   "trained with>), or use a checkpoint trained with this one")
+TOOL_ADVICE = "Give the dict.txt the checkpoint was trained with, or a checkpoint trained with this one"
+
+
+def check_dictionaries(path: str, state: Dict[str, Any], task: Any, trained_on: Optional[str],
+                       advice: str = TRAINING_ADVICE) -> None:
     """Raises CheckpointError when the task's dictionaries are not those the checkpoint was
-    trained with (their sizes differ from its embeddings' rows)."""
+    trained with (their sizes differ from its embeddings' rows); ``advice`` ends the message."""
     sides = {"encoder": task.source_dictionary, "decoder": task.target_dictionary}
     data = str(getattr(task.cfg, "data", "") or "")
     for side, rows in embedding_rows(state["model"]).items():
@@ -107,9 +113,8 @@ def check_dictionaries(path: str, state: Dict[str, Any], task: Any, trained_on: 
         trained = f" (trained on {trained_on})" if trained_on else ""
         raise CheckpointError(
             f"checkpoint {path} was trained with a dictionary of {rows} symbols{trained}, but "
-            f"{_dictionary_files(data)} gives {len(dictionary)}: not the same dictionary. Binarize "
-            "the data with the checkpoint's dictionary (binarize.sh --dict <the dict.txt it was "
-            "trained with>), or use a checkpoint trained with this one")
+            f"{_dictionary_files(data)} gives {len(dictionary)}: not the same dictionary. "
+            f"{advice}")
 
 
 # what each task's checkpoints are for, in the words of an error message, and the tools that use them
@@ -128,10 +133,12 @@ def check_task(path: str, state: Dict[str, Any], expected: str) -> None:
 
 
 def open_checkpoint(path: str, arg_overrides: Dict[str, Any], task_name: Optional[str] = None,
-                    state: Optional[Dict[str, Any]] = None) -> Tuple[Dict[str, Any], Any]:
+                    state: Optional[Dict[str, Any]] = None,
+                    advice: str = TRAINING_ADVICE) -> Tuple[Dict[str, Any], Any]:
     """(state, task) for ``path`` with ``arg_overrides`` applied, its dictionaries checked (and,
     with ``task_name``, the task it was trained for). ``state``: what :func:`read_checkpoint`
-    returned for ``path``, when the caller has read it already (it is updated in place)."""
+    returned for ``path``, when the caller has read it already (it is updated in place);
+    ``advice``: what a dictionary of another size should make the user do."""
     from fairseq import tasks
 
     if state is None:
@@ -146,16 +153,22 @@ def open_checkpoint(path: str, arg_overrides: Dict[str, Any], task_name: Optiona
         task = tasks.setup_task(checkpoint_config(state).task, from_checkpoint=True)
     except FileNotFoundError as e:  # the task's dictionary files
         raise CheckpointError(f"{e.filename or e}: not found (the data directory for {path})") from None
-    check_dictionaries(path, state, task, trained_on)
+    except (ValueError, RuntimeError) as e:  # a dictionary that does not parse (or holds a word twice)
+        lines = str(e).strip().splitlines()
+        raise CheckpointError(f"{_dictionary_files(str(checkpoint_config(state).task.data))}: not a Fairseq "
+                              f"dictionary ({lines[0] if lines else type(e).__name__}); give the dict.txt the "
+                              f"checkpoint was trained with (lines '<symbol> <count>')") from None
+    check_dictionaries(path, state, task, trained_on, advice)
     return state, task
 
 
 def load_for_inference(path: str, arg_overrides: Dict[str, Any], task_name: Optional[str] = None,
-                       state: Optional[Dict[str, Any]] = None) -> Tuple[List[Any], Any, Any]:
+                       state: Optional[Dict[str, Any]] = None,
+                       advice: str = TRAINING_ADVICE) -> Tuple[List[Any], Any, Any]:
     """Fairseq's ``load_model_ensemble_and_task`` for one checkpoint, after :func:`open_checkpoint`
     (``state``: the checkpoint as already read, so that it is not read twice)."""
     from fairseq import checkpoint_utils
 
-    state, task = open_checkpoint(path, arg_overrides, task_name, state)
+    state, task = open_checkpoint(path, arg_overrides, task_name, state, advice)
     return checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=arg_overrides,
                                                          task=task, state=state)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
 from fairseq_poolingformer.inference.errors import CheckpointError
+from fairseq_poolingformer.preprocess.bpe import check_gpt2_files
 
 CHECKPOINT_NAMES = ("model.pt", "checkpoint_best.pt", "checkpoint_last.pt")
 DICT_NAME = "dict.txt"
@@ -57,7 +58,8 @@ class BpeFiles:
     vocab_bpe: Optional[str] = None
 
     def check(self, model_dir: str, labels: Mapping[str, str]) -> None:
-        """CheckpointError naming the first file this BPE needs that is missing; ``labels``: how
+        """CheckpointError naming the first file this BPE needs that is missing or is not what it
+        should be (a sentencepiece model; GPT-2's encoder.json and vocab.bpe); ``labels``: how
         the tool calls each field (``--vocab-bpe``, ``gpt2_vocab_bpe``)."""
         fields = ("sentencepiece_model",) if self.kind == "sentencepiece" else ("encoder_json", "vocab_bpe")
         for name in fields:
@@ -67,6 +69,23 @@ class BpeFiles:
                                       f"{' or '.join(beside)} beside the checkpoint in {model_dir}")
             if not os.path.isfile(path):
                 raise CheckpointError(f"{what} {labels[name]} not found: {path} (nothing is downloaded)")
+        if self.kind == "sentencepiece":
+            _check_sentencepiece(self.sentencepiece_model)
+        else:
+            try:
+                check_gpt2_files(self.encoder_json, self.vocab_bpe)
+            except ValueError as e:  # not GPT-2 files, or swapped
+                raise CheckpointError(str(e)) from None
+
+
+def _check_sentencepiece(path: str) -> None:
+    import sentencepiece
+
+    try:
+        sentencepiece.SentencePieceProcessor(model_file=path)
+    except (RuntimeError, OSError, ValueError):
+        raise CheckpointError(f"{path}: not a sentencepiece model (the .model file written by "
+                              "sentencepiece's trainer that the training data was encoded with)") from None
 
 
 def find_bpe(model_dir: str, kind: Optional[str] = None, sentencepiece_model: Optional[str] = None,

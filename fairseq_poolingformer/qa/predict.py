@@ -18,6 +18,8 @@ import sys
 from fairseq_poolingformer.inference.checkpoint import load_for_inference
 from fairseq_poolingformer.inference.device import place
 from fairseq_poolingformer.inference.errors import CheckpointError
+from fairseq_poolingformer.inference.options import positive_int
+from fairseq_poolingformer.inference.output import OutputError, check_output
 from fairseq_poolingformer.qa.official import iter_examples, report_path, write_predictions
 from fairseq_poolingformer.qa.scores import predict_windows
 
@@ -32,16 +34,17 @@ def load_model(checkpoint: str, data_dir: str, cpu: bool = False, fp16: bool = F
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="predict_qa", description="Write NQ / TyDi QA predictions in the official formats.")
+    parser = argparse.ArgumentParser(prog="predict_qa",
+                                     description="Write NQ / TyDi QA predictions in the official formats.")
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--data-dir", required=True, help="directory written by fairseq_poolingformer/preprocess/qa_binarize.py")
     parser.add_argument("--split", default="valid",
                         help="split name given to qa_binarize (recipes: valid, or test for a blind test set)")
     parser.add_argument("--format", choices=("nq", "tydi"), required=True)
     parser.add_argument("--output", required=True, help="NQ: a .json file; TyDi: a .jsonl file")
-    parser.add_argument("--batch-size", type=int, default=8, help="windows per batch")
-    parser.add_argument("--max-tokens", type=int, default=None)
-    parser.add_argument("--max-answer-len", type=int, default=30,
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="windows per batch")
+    parser.add_argument("--max-tokens", type=positive_int, default=None)
+    parser.add_argument("--max-answer-len", type=positive_int, default=30,
                         help="longest short answer, in subwords (the report counts predicted spans of this length)")
     parser.add_argument("--cpu", action="store_true", help="run on CPU even when CUDA is available")
     parser.add_argument("--fp16", action="store_true", help="half precision (CUDA only)")
@@ -51,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     examples_path = os.path.join(args.data_dir, f"{args.split}.examples.jsonl")
     if not os.path.exists(examples_path):
         parser.error(f"{examples_path} not found (run fairseq_poolingformer/preprocess/qa_binarize.py for split {args.split!r})")
+    try:  # before any work: nothing clobbered, no input overwritten, a writable directory
+        for path in (args.output, report_path(args.output)):
+            check_output(path, [examples_path, args.checkpoint])
+    except OutputError as e:
+        parser.exit(1, f"predict_qa: {e}\n")
     first = next(iter_examples(examples_path), {})
     if first.get("dataset", args.format) != args.format:
         parser.error(f"{examples_path} holds {first.get('dataset')!r} examples; use --format {first.get('dataset')}")

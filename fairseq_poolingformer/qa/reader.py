@@ -31,7 +31,7 @@ from typing import Iterable, Iterator, Sequence
 
 import torch
 
-from fairseq_poolingformer.inference.checkpoint import check_task, load_for_inference, read_checkpoint
+from fairseq_poolingformer.inference.checkpoint import TOOL_ADVICE, check_task, load_for_inference, read_checkpoint
 from fairseq_poolingformer.inference.device import place
 from fairseq_poolingformer.inference.dictionary import dictionary_dir
 from fairseq_poolingformer.inference.errors import CheckpointError
@@ -234,19 +234,40 @@ class QAReader:
                        doc.paragraphs[paragraph] if paragraph is not None else None)
 
 
+def check_windows(cfg: WindowConfig) -> None:
+    """ReaderError naming the flag unless every window holds a document part beside the longest
+    question and ``doc_stride`` fits in a window: at most its document part with a one-subword
+    question (``max_length - 4``). (With a longer question the step is the document part, as
+    in the preprocessing: ``qa_windows``.)"""
+    for flag, value in (("--max-length", cfg.max_length), ("--doc-stride", cfg.doc_stride),
+                        ("--max-question-len", cfg.max_question_len)):
+        if value < 1:
+            raise ReaderError(f"{flag} must be at least 1, got {value}")
+    room = cfg.max_length - cfg.max_question_len - 3   # <s> question </s> ... </s>
+    if room < 1:
+        raise ReaderError(f"--max-length {cfg.max_length} leaves no room for the document beside a "
+                          f"--max-question-len {cfg.max_question_len} question (needs at least "
+                          f"{cfg.max_question_len + 4})")
+    if cfg.doc_stride > cfg.max_length - 4:
+        raise ReaderError(f"--doc-stride {cfg.doc_stride} is longer than a --max-length {cfg.max_length} window "
+                          f"holds of a document (at most {cfg.max_length - 4} subwords): give at most that")
+
+
 def window_config(task, max_length: int | None = None, doc_stride: int | None = None,
                   max_question_len: int | None = None) -> WindowConfig:
     """The windows the reader cuts: as given, else the recipes' training windows (the
-    preprocessing defaults) with the length capped at the checkpoint's positions."""
+    preprocessing defaults) fitted to the checkpoint: the length capped at its positions, and
+    the stride scaled with the length (1568 of 4096: windows overlap by the same share)."""
     positions = int(task.max_positions())
-    cfg = WindowConfig(
-        max_length=max_length or min(DEFAULT_WINDOWS.max_length, positions),
-        doc_stride=doc_stride or DEFAULT_WINDOWS.doc_stride,
-        max_question_len=max_question_len or DEFAULT_WINDOWS.max_question_len)
-    try:
-        cfg.check()
-    except ValueError as e:
-        raise ReaderError(f"window settings: {e}") from None
+    if max_length is None:
+        max_length = min(DEFAULT_WINDOWS.max_length, positions)
+    if max_question_len is None:
+        max_question_len = DEFAULT_WINDOWS.max_question_len
+    if doc_stride is None:
+        share = DEFAULT_WINDOWS.doc_stride / DEFAULT_WINDOWS.max_length
+        doc_stride = max(1, min(round(share * max_length), max_length - max_question_len - 3))
+    cfg = WindowConfig(max_length=max_length, doc_stride=doc_stride, max_question_len=max_question_len)
+    check_windows(cfg)
     if cfg.max_length > positions:
         raise ReaderError(f"--max-length {cfg.max_length} is longer than the checkpoint's {positions} positions")
     return cfg
@@ -260,6 +281,8 @@ def load_reader(model_name_or_path: str, checkpoint_file: str | None = None, dic
     """A ``QAReader`` from a ``long_qa`` checkpoint file or directory (``checkpoint_file`` in it,
     else the first of ``CHECKPOINT_NAMES``); the dictionary and BPE files as given or found
     beside it (``tokenizer_spec``). Raises ``ReaderError`` with one line for the user."""
+    if batch_size < 1:
+        raise ReaderError(f"--batch-size must be at least 1, got {batch_size}")
     try:
         if checkpoint_file and os.path.isdir(model_name_or_path):
             checkpoint = resolve_checkpoint(os.path.join(model_name_or_path, checkpoint_file))
@@ -270,7 +293,7 @@ def load_reader(model_name_or_path: str, checkpoint_file: str | None = None, dic
         spec = tokenizer_spec(os.path.dirname(os.path.abspath(checkpoint)), dict_path, sentencepiece_model,
                               encoder_json, vocab_bpe)
         with dictionary_dir(spec.dict_path, [DICT_NAME]) as data:
-            models, _cfg, task = load_for_inference(checkpoint, {"data": data}, "long_qa", state)
+            models, _cfg, task = load_for_inference(checkpoint, {"data": data}, "long_qa", state, TOOL_ADVICE)
     except CheckpointError as e:
         raise ReaderError(str(e)) from None
     model, use_cuda = place(models[0], cpu, fp16)

@@ -8,9 +8,10 @@
 
 ``model_name_or_path`` is a checkpoint directory (with ``checkpoint_file`` in it) or the
 checkpoint file itself. ``data_name_or_path`` is the binarized data directory (its
-``dict.source.txt``/``dict.target.txt``), a single ``dict.txt`` (joined dictionary), or a
-path relative to the checkpoint directory (default ``"."``: the dictionaries lie beside the
-checkpoint, as ``fairseq_poolingformer.convert`` writes them).
+``dict.source.txt``/``dict.target.txt``; else its ``dict.txt``), a single ``dict.txt`` (joined
+dictionary), or a path starting with ``.``, relative to the checkpoint directory (default
+``"."``: the dictionaries lie beside the checkpoint, as ``fairseq_poolingformer.convert``
+writes them).
 
 Text goes through the same steps as the training data: BPE (GPT-2 with
 ``gpt2_encoder_json``/``gpt2_vocab_bpe``, or ``sentencepiece_model``; found beside the
@@ -32,12 +33,11 @@ import torch
 from fairseq.data import encoders
 from fairseq.hub_utils import GeneratorHubInterface
 
-from fairseq_poolingformer.inference.checkpoint import check_task, load_for_inference, read_checkpoint
+from fairseq_poolingformer.inference.checkpoint import TOOL_ADVICE, check_task, load_for_inference, read_checkpoint
 from fairseq_poolingformer.inference.dictionary import dictionary_dir
 from fairseq_poolingformer.inference.errors import CheckpointError
-from fairseq_poolingformer.inference.files import BPE_KINDS, GPT2_NAMES, SPM_NAMES, find_bpe
-from fairseq_poolingformer.preprocess.bpe import check_gpt2_files
-from fairseq_poolingformer.summarization.decoding import DEFAULTS
+from fairseq_poolingformer.inference.files import BPE_KINDS, DICT_NAME, GPT2_NAMES, SPM_NAMES, find_beside, find_bpe
+from fairseq_poolingformer.summarization.decoding import DEFAULTS, check_decoding
 from fairseq_poolingformer.summarization.errors import SummarizerError
 
 # The models are registered (and compat applied) by fairseq_poolingformer/__init__.py, which Python
@@ -57,6 +57,8 @@ class PoolingformerSummarizer(GeneratorHubInterface):
             self.bpe = bpe
         limits = self.max_positions  # (source, target) for translation tasks
         self.max_source_tokens = int(limits[0] if isinstance(limits, (tuple, list)) else limits)
+        # the longest summary the decoder can write (Fairseq's generator keeps one position back)
+        self.max_target_tokens = int(limits[1]) - 1 if isinstance(limits, (tuple, list)) else None
 
     def encode(self, sentence: str) -> torch.LongTensor:
         """Text -> (n,) token ids ending in </s>, at most the model's source length."""
@@ -71,8 +73,11 @@ class PoolingformerSummarizer(GeneratorHubInterface):
     def sample(self, sentences: Union[str, List[str]], verbose: bool = False, **kwargs: Any):
         """Summaries of ``sentences`` (documents), in order. Decoding arguments are those of
         ``fairseq-generate`` (``beam``, ``lenpen``, ``min_len``, ``max_len_b``,
-        ``no_repeat_ngram_size``, ...); those not given are ``decoding.DEFAULTS``."""
-        return super().sample(sentences, verbose=verbose, **{**DEFAULTS.as_kwargs(), **kwargs})
+        ``no_repeat_ngram_size``, ...); those not given are ``decoding.DEFAULTS``. Options that
+        cannot be honoured (``min_len`` above ``max_len_b``, ``beam=0``) raise SummarizerError."""
+        options = {**DEFAULTS.as_kwargs(), **kwargs}
+        check_decoding(options, self.max_target_tokens)
+        return super().sample(sentences, verbose=verbose, **options)
 
 
 HUB_NAMES = {"sentencepiece_model": "sentencepiece_model", "encoder_json": "gpt2_encoder_json",
@@ -94,13 +99,9 @@ def build_bpe(model_dir: str, bpe: Optional[str], gpt2_encoder_json: Optional[st
             f"{', '.join(SPM_NAMES)}, or {' + '.join(GPT2_NAMES)}); pass sentencepiece_model=PATH, or "
             "gpt2_encoder_json=PATH and gpt2_vocab_bpe=PATH, or bpe='none' if the documents are already "
             "BPE tokens")
-    files.check(model_dir, HUB_NAMES)
+    files.check(model_dir, HUB_NAMES)  # present and parsing: CheckpointError naming the file
     if files.kind == "sentencepiece":
         return encoders.build_bpe(Namespace(bpe="sentencepiece", sentencepiece_model=files.sentencepiece_model))
-    try:
-        check_gpt2_files(files.encoder_json, files.vocab_bpe)
-    except ValueError as e:  # swapped or not GPT-2 files
-        raise SummarizerError(str(e)) from None
     return encoders.build_bpe(Namespace(bpe="gpt2", gpt2_encoder_json=files.encoder_json,
                                         gpt2_vocab_bpe=files.vocab_bpe))
 
@@ -134,14 +135,19 @@ def from_pretrained(
     data = data_name_or_path
     if data.startswith("."):
         data = os.path.normpath(os.path.join(model_dir, data))
+    if not os.path.exists(data):
+        raise SummarizerError(f"dictionary not found: {data} (the binarized data directory or a dict.txt)")
     dictionaries = [f"dict.{lang}.txt" for lang in (source_lang, target_lang)]
+    if os.path.isdir(data) and not find_beside(data, *dictionaries):
+        data = find_beside(data, DICT_NAME) or data  # a joined dict.txt (as convert writes it)
     with dictionary_dir(data, dictionaries) if os.path.isfile(data) else nullcontext(data) as data_dir:
         for name in dictionaries:  # a single joined dict.txt is given to both sides
             if not os.path.isfile(os.path.join(data_dir, name)):
                 raise SummarizerError(f"dictionary not found: {os.path.join(data_dir, name)} (pass "
                                       "data_name_or_path: the binarized data directory or a dict.txt)")
         overrides = {"data": data_dir, "source_lang": source_lang, "target_lang": target_lang, **arg_overrides}
-        models, cfg, task = load_for_inference(checkpoint, overrides, "translation", state)  # CheckpointError
+        models, cfg, task = load_for_inference(checkpoint, overrides, "translation", state,
+                                               TOOL_ADVICE)  # CheckpointError: another dictionary
     # the training batch limits may be smaller than one long document: use our own
     cfg.dataset.max_tokens = max_tokens
     cfg.dataset.batch_size = batch_size if batch_size is not None else (None if max_tokens else 4)
