@@ -353,3 +353,53 @@ def test_windows_are_streamed_through_the_model(qa_data, reader, monkeypatch):
     reader.answer(record["question_text"], record["document_text"])
     assert len(built) == 40 and len(seen_at_batch) == 8
     assert seen_at_batch == [5 * (i + 1) for i in range(8)]
+
+
+def test_reader_windows_fit_the_checkpoint(model_dir):
+    """No window flags: the training windows fitted to the checkpoint's 512 positions, the stride
+    scaled with them (1568 of 4096 -> 196 of 512, not 1568 cut to no overlap); values that
+    cannot work are refused naming the flag."""
+    windows = load_reader(str(model_dir), cpu=True).windows
+    assert (windows.max_length, windows.doc_stride, windows.max_question_len) == (512, 196, 64)
+    with pytest.raises(ReaderError, match=r"^--doc-stride 600 is longer than a --max-length 512 window holds"):
+        load_reader(str(model_dir), cpu=True, doc_stride=600)
+    with pytest.raises(ReaderError, match="^--batch-size must be at least 1, got 0$"):
+        load_reader(str(model_dir), cpu=True, batch_size=0)
+    with pytest.raises(ReaderError, match="^--max-question-len must be at least 1, got 0$"):
+        load_reader(str(model_dir), cpu=True, max_question_len=0)
+
+
+def test_crlf_offsets_are_the_same_from_python_and_pf_answer(qa_data, model_dir, reader, tmp_path, monkeypatch,
+                                                             capsys):
+    """The documented Python line reads the file as pf-answer does (bytes decoded, no newline
+    translation), so both give the same offsets into a CRLF file."""
+    from fairseq_poolingformer.inference.text import read_text
+
+    record = qa_data["tydi_yn"][1]
+    text = record["document_plaintext"].replace("\n", "\r\n")
+    assert "\r\n" in text
+    doc = tmp_path / "crlf.txt"
+    doc.write_bytes(text.encode("utf-8"))
+    assert read_text(str(doc)) == open(doc, encoding="utf-8", newline="").read() == text
+    assert len(open(doc, encoding="utf-8").read()) < len(text)  # what newline translation would change
+    expected = reader.answer(record["question_text"], open(doc, encoding="utf-8", newline="").read(), top_k=3)
+    code, out = _pf_answer_here(["--checkpoint", model_dir, "--cpu", *sum(([f"--{k.replace('_', '-')}", v]
+                                 for k, v in WINDOWS.items()), []), "--batch-size", 5, "--top-k", 3,
+                                 "--question", record["question_text"], doc], monkeypatch, capsys)
+    got = json.loads(out)
+    assert code == 0 and [(a["start"], a["end"], a["answer"]) for a in got] == \
+        [(a["start"], a["end"], a["answer"]) for a in expected]
+    spans = [a for a in got if a["kind"] == "span"]
+    assert spans and all(text[a["start"]:a["end"]] == a["answer"] for a in spans)
+
+
+def test_pf_answer_names_a_sentencepiece_model_that_does_not_parse(model_dir, tmp_path, capsys):
+    corrupt = tmp_path / "x.model"
+    corrupt.write_bytes(b"\x00\x01 not a model")
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Seoul is the capital of Korea.", encoding="utf-8")
+    assert exit_status(pf_answer.main, ["--checkpoint", model_dir, "--cpu", "--sentencepiece-model", corrupt,
+                                        "--question", "what?", doc]) == 1
+    assert capsys.readouterr().err == (f"pf-answer: error: {corrupt}: not a sentencepiece model (the .model file "
+                                       "written by sentencepiece's trainer that the training data was encoded "
+                                       "with); nothing written\n")

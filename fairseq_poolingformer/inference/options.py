@@ -1,8 +1,13 @@
 """Command-line values checked when they are parsed: argparse prints ``argument --flag: ...``
-naming the flag and the value, before any file is read or model loaded."""
+naming the flag and the value, before any file is read or model loaded; and a tool's run from
+parsed options to its exit status (``run_tool``)."""
 from __future__ import annotations
 
 import argparse
+from typing import Callable, NoReturn, Optional, Sequence
+
+from fairseq_poolingformer.inference.console import quiet, run
+from fairseq_poolingformer.inference.errors import InferenceError
 
 
 def _number(kind: type, text: str):
@@ -41,3 +46,12 @@ def add_verbose(parser: argparse.ArgumentParser) -> None:
     """``--verbose``: Fairseq's own log lines (dictionaries, model, task) on stderr."""
     parser.add_argument("--verbose", action="store_true",
                         help="print Fairseq's log lines (dictionaries, model, task) on stderr")
+
+
+def run_tool(prog: str, parse: Callable[[Optional[Sequence[str]]], argparse.Namespace],
+             work: Callable[[argparse.Namespace], int], argv: Optional[Sequence[str]] = None) -> NoReturn:
+    """Parse ``argv`` (exit 2 on a usage error), quiet the logs (``--verbose``: Fairseq's), run
+    ``work`` and exit: 0, 1 with one error line, 130 on Ctrl-C (``console.run``)."""
+    args = parse(argv)
+    quiet(args.verbose)
+    run(prog, lambda: work(args), errors=(InferenceError,))

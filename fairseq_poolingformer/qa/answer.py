@@ -23,9 +23,8 @@ import json
 import os
 from typing import Iterator, NoReturn, Sequence
 
-from fairseq_poolingformer.inference.console import progress_bar, quiet, run
-from fairseq_poolingformer.inference.errors import InferenceError
-from fairseq_poolingformer.inference.options import add_verbose, positive_int
+from fairseq_poolingformer.inference.console import progress_bar
+from fairseq_poolingformer.inference.options import add_verbose, positive_int, run_tool
 from fairseq_poolingformer.inference.output import check_output, open_output
 from fairseq_poolingformer.inference.text import read_text
 from fairseq_poolingformer.preprocess.qa_windows import WindowConfig
@@ -155,14 +154,10 @@ def answer(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Parse, then answer; exits with 0, 1 (one error line), 2 (usage) or 130 (Ctrl-C)."""
-    args = parse_args(argv)
-    quiet(args.verbose)
-    run("pf-answer", lambda: answer(args), errors=(InferenceError,))
+    run_tool("pf-answer", parse_args, answer, argv)
 
 
-def cli_main() -> None:
-    main()
-
+cli_main = main  # the console script's entry point (setup.py)
 
 if __name__ == "__main__":
-    cli_main()
+    main()

@@ -2,7 +2,7 @@
 
     from fairseq_poolingformer.qa import load_reader
     reader = load_reader("checkpoints/nq")            # model.pt / checkpoint_best.pt + dict.txt + BPE
-    reader.answer("who is the mother?", open("doc.txt").read())
+    reader.answer("who is the mother?", open("doc.txt", encoding="utf-8", newline="").read())
     # {'answer': 'Tracy McConnell', 'start': 1412, 'end': 1427, 'score': 7.3, 'kind': 'span',
     #  'paragraph': [1302, 1788]}
 

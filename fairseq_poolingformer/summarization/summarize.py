@@ -24,11 +24,11 @@ import argparse
 import os
 from typing import NoReturn, Sequence
 
-from fairseq_poolingformer.inference.console import progress_bar, quiet, run
+from fairseq_poolingformer.inference.console import progress_bar
 from fairseq_poolingformer.inference.device import place
-from fairseq_poolingformer.inference.errors import InferenceError
 from fairseq_poolingformer.inference.files import CHECKPOINT_NAMES, resolve_checkpoint
-from fairseq_poolingformer.inference.options import add_verbose, nonnegative_float, nonnegative_int, positive_int
+from fairseq_poolingformer.inference.options import (add_verbose, nonnegative_float, nonnegative_int, positive_int,
+                                                     run_tool)
 from fairseq_poolingformer.inference.output import check_output, open_output
 from fairseq_poolingformer.inference.text import read_text
 from fairseq_poolingformer.summarization.decoding import DEFAULTS, check_decoding
@@ -115,14 +115,10 @@ def summarize(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Parse, then summarize; exits with 0, 1 (one error line), 2 (usage) or 130 (Ctrl-C)."""
-    args = parse_args(argv)
-    quiet(args.verbose)
-    run("pf-summarize", lambda: summarize(args), errors=(InferenceError,))
+    run_tool("pf-summarize", parse_args, summarize, argv)
 
 
-def cli_main() -> None:
-    main()
-
+cli_main = main  # the console script's entry point (setup.py)
 
 if __name__ == "__main__":
-    cli_main()
+    main()
