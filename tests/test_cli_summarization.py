@@ -571,3 +571,27 @@ def test_pf_summarize_limits_of_the_checkpoint_and_ctrl_c(work, paper, tmp_path,
     code, out, err = _summarize(checkpoint + ["--output", out_file, paper], capsys)
     assert (code, out, err) == (130, "", "pf-summarize: interrupted; nothing written\n")
     assert not out_file.exists() and os.listdir(tmp_path) == ["paper.txt"]  # no temporary left
+
+
+def test_pf_summarize_errors_name_its_flags(work, paper, tmp_path, capsys):
+    """What the hub names by its parameters, pf-summarize names by its flags."""
+    import shutil
+
+    from fairseq_poolingformer.summarization import summarize
+    from tool_main import exit_status
+
+    model = tmp_path / "model"
+    model.mkdir()
+    shutil.copy(work["save"] / "checkpoint_last.pt", model / "model.pt")
+    assert exit_status(summarize.main, ["--checkpoint", model, "--dict", work["data"], "--cpu", paper]) == 1
+    assert capsys.readouterr().err == (
+        f"pf-summarize: error: no BPE for the summarizer: none given and none beside the checkpoint in {model} "
+        "(looked for sentencepiece.bpe.model, spm.model, or encoder.json + vocab.bpe); pass --sentencepiece-model "
+        "PATH, or --gpt2-encoder-json PATH and --gpt2-vocab-bpe PATH, or --bpe none if the documents are already "
+        "BPE tokens; nothing written\n")
+    enc = str(REPO / "tests/data/gpt2_bpe/encoder.json")
+    assert exit_status(summarize.main, ["--checkpoint", model, "--dict", work["data"], "--cpu", "--bpe", "gpt2",
+                                        "--gpt2-encoder-json", enc, paper]) == 1
+    assert capsys.readouterr().err == (
+        f"pf-summarize: error: GPT-2 BPE file --gpt2-vocab-bpe not found: none given, and no vocab.bpe beside the "
+        f"checkpoint in {model}; nothing written\n")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 from argparse import Namespace
+from dataclasses import asdict, dataclass
 from contextlib import nullcontext
 from typing import Any, List, Optional, Union
 
@@ -80,12 +81,23 @@ class PoolingformerSummarizer(GeneratorHubInterface):
         return super().sample(sentences, verbose=verbose, **options)
 
 
-HUB_NAMES = {"sentencepiece_model": "sentencepiece_model", "encoder_json": "gpt2_encoder_json",
-             "vocab_bpe": "gpt2_vocab_bpe"}  # the BPE files' parameters, as errors name them
+@dataclass(frozen=True)
+class Names:
+    """How errors name the summarizer's options: the hub's parameters, or pf-summarize's flags."""
+    sentencepiece_model: str = "sentencepiece_model"
+    encoder_json: str = "gpt2_encoder_json"
+    vocab_bpe: str = "gpt2_vocab_bpe"
+    data: str = "data_name_or_path"
+    given: str = "{}=PATH"        # an option with a path
+    no_bpe: str = "bpe='none'"
+
+
+PARAMETERS = Names()
+FLAGS = Names("--sentencepiece-model", "--gpt2-encoder-json", "--gpt2-vocab-bpe", "--dict", "{} PATH", "--bpe none")
 
 
 def build_bpe(model_dir: str, bpe: Optional[str], gpt2_encoder_json: Optional[str],
-              gpt2_vocab_bpe: Optional[str], sentencepiece_model: Optional[str]):
+              gpt2_vocab_bpe: Optional[str], sentencepiece_model: Optional[str], names: Names = PARAMETERS):
     """Fairseq's BPE object for the files given or beside the checkpoint (``inference.files``);
     None for ``bpe="none"``."""
     if bpe not in (None, "none", *BPE_KINDS):
@@ -96,10 +108,10 @@ def build_bpe(model_dir: str, bpe: Optional[str], gpt2_encoder_json: Optional[st
     if files is None:  # token ids would come back as text ('732 732 732'): refuse
         raise SummarizerError(
             f"no BPE for the summarizer: none given and none beside the checkpoint in {model_dir} (looked for "
-            f"{', '.join(SPM_NAMES)}, or {' + '.join(GPT2_NAMES)}); pass sentencepiece_model=PATH, or "
-            "gpt2_encoder_json=PATH and gpt2_vocab_bpe=PATH, or bpe='none' if the documents are already "
-            "BPE tokens")
-    files.check(model_dir, HUB_NAMES)  # present and parsing: CheckpointError naming the file
+            f"{', '.join(SPM_NAMES)}, or {' + '.join(GPT2_NAMES)}); pass "
+            f"{names.given.format(names.sentencepiece_model)}, or {names.given.format(names.encoder_json)} and "
+            f"{names.given.format(names.vocab_bpe)}, or {names.no_bpe} if the documents are already BPE tokens")
+    files.check(model_dir, asdict(names))  # present and parsing: CheckpointError naming the file
     if files.kind == "sentencepiece":
         return encoders.build_bpe(Namespace(bpe="sentencepiece", sentencepiece_model=files.sentencepiece_model))
     return encoders.build_bpe(Namespace(bpe="gpt2", gpt2_encoder_json=files.encoder_json,
@@ -118,6 +130,7 @@ def from_pretrained(
     target_lang: str = "target",
     batch_size: Optional[int] = None,  # documents per batch (default 4)
     max_tokens: Optional[int] = None,  # or source tokens per batch
+    names: Names = PARAMETERS,  # how errors name the options (pf-summarize: its flags)
     **arg_overrides: Any,
 ) -> PoolingformerSummarizer:
     """Load a Poolingformer-BART checkpoint as a summarizer (see the module docstring)."""
@@ -130,7 +143,7 @@ def from_pretrained(
     state = read_checkpoint(checkpoint)
     check_task(checkpoint, state, "translation")  # before looking for its files
     model_dir = os.path.dirname(os.path.abspath(checkpoint))
-    bpe_model = build_bpe(model_dir, bpe, gpt2_encoder_json, gpt2_vocab_bpe, sentencepiece_model)  # before any work
+    bpe_model = build_bpe(model_dir, bpe, gpt2_encoder_json, gpt2_vocab_bpe, sentencepiece_model, names)  # first
 
     data = data_name_or_path
     if data.startswith("."):
@@ -144,7 +157,7 @@ def from_pretrained(
         for name in dictionaries:  # a single joined dict.txt is given to both sides
             if not os.path.isfile(os.path.join(data_dir, name)):
                 raise SummarizerError(f"dictionary not found: {os.path.join(data_dir, name)} (pass "
-                                      "data_name_or_path: the binarized data directory or a dict.txt)")
+                                      f"{names.data}: the binarized data directory or a dict.txt)")
         overrides = {"data": data_dir, "source_lang": source_lang, "target_lang": target_lang, **arg_overrides}
         models, cfg, task = load_for_inference(checkpoint, overrides, "translation", state,
                                                TOOL_ADVICE)  # CheckpointError: another dictionary

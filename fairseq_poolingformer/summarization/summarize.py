@@ -85,7 +85,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def summarize(args: argparse.Namespace) -> int:
     """pf-summarize's work, after parsing: raises the errors ``run`` reports in one line."""
-    from fairseq_poolingformer.summarization.hub import from_pretrained  # (Fairseq: after parsing)
+    from fairseq_poolingformer.summarization.hub import FLAGS, from_pretrained  # (Fairseq: after parsing)
 
     files = args.files or ["-"]
     check_output(args.output, files)  # before any work
@@ -100,7 +100,7 @@ def summarize(args: argparse.Namespace) -> int:
         os.path.dirname(os.path.abspath(checkpoint)), checkpoint_file=os.path.basename(checkpoint),
         data_name_or_path=os.path.abspath(args.dict) if args.dict else ".", bpe=args.bpe,
         gpt2_encoder_json=args.gpt2_encoder_json, gpt2_vocab_bpe=args.gpt2_vocab_bpe,
-        sentencepiece_model=args.sentencepiece_model, batch_size=args.batch_size)
+        sentencepiece_model=args.sentencepiece_model, batch_size=args.batch_size, names=FLAGS)
     options = decoding_options(args)
     check_decoding(options, summarizer.max_target_tokens, name=flag)
     summarizer, _ = place(summarizer, args.cpu, args.fp16)
