@@ -524,8 +524,15 @@ def test_pf_summarize_bpe_and_dictionary_files_that_do_not_parse(work, paper, tm
     bad_dict.write_text("tok1 12\nthis line has no count\n")
     code, out, err = _summarize(checkpoint + ["--dict", bad_dict, paper], capsys)
     assert (code, out) == (1, "") and err.count("\n") == 1
-    assert err.startswith("pf-summarize: error: ") and "not a Fairseq dictionary" in err and \
-        "give the dict.txt the checkpoint was trained with" in err, err
+    assert err.startswith(f"pf-summarize: error: {bad_dict}: not a Fairseq dictionary (") and \
+        err.endswith("give the dict.txt the checkpoint was trained with (lines '<symbol> <count>'); nothing written\n")
+    data = tmp_path / "bin"  # a binarized data directory whose dictionaries do not parse: both named
+    data.mkdir()
+    for side in ("source", "target"):
+        (data / f"dict.{side}.txt").write_text("tok1 12\nthis line has no count\n")
+    code, out, err = _summarize(checkpoint + ["--dict", data, paper], capsys)
+    assert (code, out) == (1, "") and err.startswith(
+        f"pf-summarize: error: {data / 'dict.source.txt'}, {data / 'dict.target.txt'}: not a Fairseq dictionary (")
 
 
 def test_pf_summarize_dict_relative_to_the_working_directory_and_dict_txt_beside(work, paper, tmp_path,

@@ -403,3 +403,15 @@ def test_pf_answer_names_a_sentencepiece_model_that_does_not_parse(model_dir, tm
     assert capsys.readouterr().err == (f"pf-answer: error: {corrupt}: not a sentencepiece model (the .model file "
                                        "written by sentencepiece's trainer that the training data was encoded "
                                        "with); nothing written\n")
+
+
+def test_pf_answer_names_a_dictionary_that_does_not_parse(model_dir, tmp_path, capsys):
+    bad = tmp_path / "vocab.txt"
+    bad.write_text("hello 3\nno-count-here\n", encoding="utf-8")
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Seoul is the capital of Korea.", encoding="utf-8")
+    assert exit_status(pf_answer.main, ["--checkpoint", model_dir, "--cpu", "--dict", bad, "--question", "what?",
+                                        doc]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"pf-answer: error: {bad}: not a Fairseq dictionary (") and err.endswith(
+        "give the dict.txt the checkpoint was trained with (lines '<symbol> <count>'); nothing written\n"), err

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from fairseq_poolingformer.inference.errors import CheckpointError
+from fairseq_poolingformer.inference.files import not_a_dictionary
 
 # (no `import fairseq_poolingformer`: Python loads the package, its registrations and compat's
 # torch.load allow-list, before this module; importing it here would close an import cycle)
@@ -154,10 +155,7 @@ def open_checkpoint(path: str, arg_overrides: Dict[str, Any], task_name: Optiona
     except FileNotFoundError as e:  # the task's dictionary files
         raise CheckpointError(f"{e.filename or e}: not found (the data directory for {path})") from None
     except (ValueError, RuntimeError) as e:  # a dictionary that does not parse (or holds a word twice)
-        lines = str(e).strip().splitlines()
-        raise CheckpointError(f"{_dictionary_files(str(checkpoint_config(state).task.data))}: not a Fairseq "
-                              f"dictionary ({lines[0] if lines else type(e).__name__}); give the dict.txt the "
-                              f"checkpoint was trained with (lines '<symbol> <count>')") from None
+        raise not_a_dictionary(_dictionary_files(str(checkpoint_config(state).task.data)), e) from None
     check_dictionaries(path, state, task, trained_on, advice)
     return state, task
 

@@ -78,6 +78,23 @@ class BpeFiles:
                 raise CheckpointError(str(e)) from None
 
 
+def not_a_dictionary(path: str, error: BaseException) -> CheckpointError:
+    """The error for dictionary file(s) ``path`` that Fairseq cannot read (``error``)."""
+    lines = str(error).strip().splitlines()
+    return CheckpointError(f"{path}: not a Fairseq dictionary ({lines[0] if lines else type(error).__name__}); "
+                           "give the dict.txt the checkpoint was trained with (lines '<symbol> <count>')")
+
+
+def check_dictionary(path: str) -> None:
+    """CheckpointError naming ``path`` unless Fairseq reads it as a dictionary."""
+    from fairseq.data import Dictionary
+
+    try:
+        Dictionary.load(path)
+    except (ValueError, RuntimeError) as e:  # a line without a count, a word twice, not UTF-8
+        raise not_a_dictionary(path, e) from None
+
+
 def _check_sentencepiece(path: str) -> None:
     import sentencepiece
 

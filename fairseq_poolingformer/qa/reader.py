@@ -35,7 +35,8 @@ from fairseq_poolingformer.inference.checkpoint import TOOL_ADVICE, check_task, 
 from fairseq_poolingformer.inference.device import place
 from fairseq_poolingformer.inference.dictionary import dictionary_dir
 from fairseq_poolingformer.inference.errors import CheckpointError
-from fairseq_poolingformer.inference.files import CHECKPOINT_NAMES, DICT_NAME, SPM_NAMES, find_bpe, resolve_checkpoint
+from fairseq_poolingformer.inference.files import (CHECKPOINT_NAMES, DICT_NAME, SPM_NAMES, check_dictionary, find_bpe,
+                                                   resolve_checkpoint)
 from fairseq_poolingformer.preprocess.common import MAX_UNK_RATE, InputError
 from fairseq_poolingformer.preprocess.qa_tokenize import TokenizerSpec, build_tokenizer
 from fairseq_poolingformer.preprocess.qa_windows import WindowConfig, iter_windows, prepare_example
@@ -60,6 +61,10 @@ def tokenizer_spec(model_dir: str, dict_path: str | None = None, sentencepiece_m
     dict_path = dict_path or os.path.join(model_dir, DICT_NAME)
     if not os.path.isfile(dict_path):
         raise ReaderError(f"dictionary not found: {dict_path} (pass --dict / dict_path=)")
+    try:
+        check_dictionary(dict_path)
+    except CheckpointError as e:
+        raise ReaderError(str(e)) from None
     bpe = find_bpe(model_dir, None, sentencepiece_model, encoder_json, vocab_bpe)
     if bpe is None:
         raise ReaderError(

@@ -37,7 +37,8 @@ from fairseq.hub_utils import GeneratorHubInterface
 from fairseq_poolingformer.inference.checkpoint import TOOL_ADVICE, check_task, load_for_inference, read_checkpoint
 from fairseq_poolingformer.inference.dictionary import dictionary_dir
 from fairseq_poolingformer.inference.errors import CheckpointError
-from fairseq_poolingformer.inference.files import BPE_KINDS, DICT_NAME, GPT2_NAMES, SPM_NAMES, find_beside, find_bpe
+from fairseq_poolingformer.inference.files import (BPE_KINDS, DICT_NAME, GPT2_NAMES, SPM_NAMES, check_dictionary,
+                                                   find_beside, find_bpe)
 from fairseq_poolingformer.summarization.decoding import DEFAULTS, check_decoding
 from fairseq_poolingformer.summarization.errors import SummarizerError
 
@@ -153,6 +154,8 @@ def from_pretrained(
     dictionaries = [f"dict.{lang}.txt" for lang in (source_lang, target_lang)]
     if os.path.isdir(data) and not find_beside(data, *dictionaries):
         data = find_beside(data, DICT_NAME) or data  # a joined dict.txt (as convert writes it)
+    if os.path.isfile(data):
+        check_dictionary(data)  # named as given, not as the temporary copy the task reads
     with dictionary_dir(data, dictionaries) if os.path.isfile(data) else nullcontext(data) as data_dir:
         for name in dictionaries:  # a single joined dict.txt is given to both sides
             if not os.path.isfile(os.path.join(data_dir, name)):
