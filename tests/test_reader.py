@@ -1,4 +1,4 @@
-"""The QA reader and pf-answer (issue 16): on the bundled NQ and TyDi samples, the reader on the
+"""The QA reader and pf-answer: on the bundled NQ and TyDi samples, the reader on the
 raw document text gives predict_qa's answer on the preprocessed split (same bytes, same score,
 same kind), with character offsets into the document as given (Korean, Thai, Arabic); top-k,
 "no answer", paragraphs; pf-answer's inputs, outputs and one-line errors."""

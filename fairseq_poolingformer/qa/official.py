@@ -42,7 +42,8 @@ def _int_id(example_id: str) -> int | str:
 
 def unit_offsets(example: dict, pred: ExamplePrediction) -> tuple[int, int]:
     """Source offsets ``[start, end)`` of the predicted units ``unit_start..unit_end``: NQ token
-    offsets, TyDi byte offsets (either form of the example's units, see ``fairseq_poolingformer.preprocess.qa_units``)."""
+    offsets, TyDi byte offsets (either form of the example's units, see
+    ``fairseq_poolingformer.preprocess.qa_units``)."""
     units = example_units(example)
     return units[pred.unit_start][0], units[pred.unit_end][1]
 

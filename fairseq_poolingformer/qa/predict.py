@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="predict_qa",
                                      description="Write NQ / TyDi QA predictions in the official formats.")
     parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--data-dir", required=True, help="directory written by fairseq_poolingformer/preprocess/qa_binarize.py")
+    parser.add_argument("--data-dir", required=True,
+                        help="directory written by fairseq_poolingformer/preprocess/qa_binarize.py")
     parser.add_argument("--split", default="valid",
                         help="split name given to qa_binarize (recipes: valid, or test for a blind test set)")
     parser.add_argument("--format", choices=("nq", "tydi"), required=True)
@@ -53,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
     examples_path = os.path.join(args.data_dir, f"{args.split}.examples.jsonl")
     if not os.path.exists(examples_path):
-        parser.error(f"{examples_path} not found (run fairseq_poolingformer/preprocess/qa_binarize.py for split {args.split!r})")
+        parser.error(f"{examples_path} not found (run fairseq_poolingformer/preprocess/qa_binarize.py "
+                     f"for split {args.split!r})")
     try:  # before any work: nothing clobbered, no input overwritten, a writable directory
         for path in (args.output, report_path(args.output)):
             check_output(path, [examples_path, args.checkpoint])
