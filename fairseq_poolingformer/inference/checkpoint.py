@@ -2,8 +2,9 @@
 
 Every place where a checkpoint meets a dictionary (``recipes/arxiv/generate.sh``, the
 summarization hub, the QA reader and predictions) goes through :func:`read_checkpoint` and
-:func:`check_dictionaries`, so a checkpoint trained with another dictionary is reported as such (both sizes, the data the
-checkpoint was trained on when it records it, what to do) instead of torch's
+:func:`check_dictionaries`, so a checkpoint trained with another dictionary is reported as
+such (both sizes, the data the checkpoint was trained on when it records it, what to do)
+instead of torch's
 ``size mismatch for encoder.embed_tokens.weight`` traceback, and an unreadable file is named
 with the reason instead of an unpickling traceback.
 
