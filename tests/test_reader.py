@@ -415,3 +415,44 @@ def test_pf_answer_names_a_dictionary_that_does_not_parse(model_dir, tmp_path, c
     err = capsys.readouterr().err
     assert err.startswith(f"pf-answer: error: {bad}: not a Fairseq dictionary (") and err.endswith(
         "give the dict.txt the checkpoint was trained with (lines '<symbol> <count>'); nothing written\n"), err
+
+
+def test_pf_answer_outputs_fifo_symlink_ctrl_c_and_verbose(model_dir, tmp_path, monkeypatch, capsys):
+    """--output at a FIFO is streamed and at a symlink writes its target: both nodes stay; Ctrl-C
+    is one line, exit 130, nothing written; quiet unless --verbose."""
+    import stat
+    import threading
+
+    from fairseq_poolingformer.qa.reader import QAReader
+
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Seoul is the capital of Korea.\n\nBusan is a port.", encoding="utf-8")
+    common = ["--checkpoint", model_dir, "--cpu", *sum(([f"--{k.replace('_', '-')}", v] for k, v in WINDOWS.items()),
+                                                        []), "--question", "what is the capital?", doc]
+    assert exit_status(pf_answer.main, common) == 0
+    expected, err = capsys.readouterr()
+    assert len(expected.splitlines()) == 1 and err == ""
+    assert exit_status(pf_answer.main, common + ["--verbose"]) == 0
+    assert "| INFO | fairseq" in capsys.readouterr().err  # Fairseq's log lines, on request only
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    received = []
+    reader_thread = threading.Thread(target=lambda: received.append(fifo.read_text(encoding="utf-8")))
+    reader_thread.start()
+    assert exit_status(pf_answer.main, common + ["--output", fifo]) == 0
+    reader_thread.join(timeout=60)
+    assert received == [expected] and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    target, link = tmp_path / "answers.jsonl", tmp_path / "link.jsonl"
+    target.write_text("old\n")
+    link.symlink_to(target)
+    assert exit_status(pf_answer.main, common + ["--output", link]) == 0
+    assert link.is_symlink() and target.read_text(encoding="utf-8") == expected
+    capsys.readouterr()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+        yield
+    monkeypatch.setattr(QAReader, "iter_answers", interrupted)
+    out = tmp_path / "out.jsonl"
+    assert exit_status(pf_answer.main, common + ["--output", out]) == 130
+    assert capsys.readouterr() == ("", "pf-answer: interrupted; nothing written\n") and not out.exists()
