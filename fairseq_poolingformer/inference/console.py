@@ -48,7 +48,6 @@ TOOL_LOGGERS = ("fairseq", "fairseq_cli", "fairseq_poolingformer")
 LOG_FORMAT = "%(asctime)s | %(levelname)s | %(name)s | %(message)s"  # Fairseq's own
 
 
-
 class ProgressBarHandler(logging.Handler):
     """Writes each record to stderr with ``tqdm.write``, above a progress bar when one is shown."""
 
