@@ -1,6 +1,6 @@
 """Command-line values checked when they are parsed: argparse prints ``argument --flag: ...``
 naming the flag and the value, before any file is read or model loaded; and a tool's run from
-parsed options to its exit status (``run_tool``)."""
+parsed options to its exit status (``tool_main``)."""
 from __future__ import annotations
 
 import argparse
@@ -42,16 +42,23 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
-def add_verbose(parser: argparse.ArgumentParser) -> None:
-    """``--verbose``: Fairseq's own log lines (dictionaries, model, task) on stderr."""
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options every tool shares: the device and dtype, where the output goes, the logs."""
+    parser.add_argument("--cpu", action="store_true", help="run on CPU even when CUDA is available")
+    parser.add_argument("--fp16", action="store_true", help="half precision (CUDA only)")
+    parser.add_argument("--output", help="write here instead of stdout: a file complete or absent, a FIFO or "
+                        "device streamed, a symlink followed, never one of the inputs")
     parser.add_argument("--verbose", action="store_true",
                         help="print Fairseq's log lines (dictionaries, model, task) on stderr")
 
 
-def run_tool(prog: str, parse: Callable[[Optional[Sequence[str]]], argparse.Namespace],
-             work: Callable[[argparse.Namespace], int], argv: Optional[Sequence[str]] = None) -> NoReturn:
-    """Parse ``argv`` (exit 2 on a usage error), quiet the logs (``--verbose``: Fairseq's), run
-    ``work`` and exit: 0, 1 with one error line, 130 on Ctrl-C (``console.run``)."""
-    args = parse(argv)
-    quiet(args.verbose)
-    run(prog, lambda: work(args), errors=(InferenceError,))
+def tool_main(prog: str, parse: Callable[[Optional[Sequence[str]]], argparse.Namespace],
+              work: Callable[[argparse.Namespace], int]) -> Callable[[Optional[Sequence[str]]], NoReturn]:
+    """A tool's ``main(argv=None)``: parse ``argv`` (exit 2 on a usage error), quiet the logs
+    (``--verbose``: Fairseq's), run ``work`` and exit: 0, 1 with one error line, 130 on Ctrl-C
+    (``console.run``)."""
+    def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
+        args = parse(argv)
+        quiet(args.verbose)
+        run(prog, lambda: work(args), errors=(InferenceError,))
+    return main

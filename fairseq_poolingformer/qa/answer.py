@@ -21,10 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Iterator, NoReturn, Sequence
+from typing import Iterator, Sequence
 
 from fairseq_poolingformer.inference.console import progress_bar
-from fairseq_poolingformer.inference.options import add_verbose, positive_int, run_tool
+from fairseq_poolingformer.inference.options import add_run_options, positive_int, tool_main
 from fairseq_poolingformer.inference.output import check_output, open_output
 from fairseq_poolingformer.inference.text import read_text
 from fairseq_poolingformer.preprocess.qa_windows import WindowConfig
@@ -61,10 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-json", help="GPT-2 BPE encoder.json (default: beside the checkpoint)")
     p.add_argument("--vocab-bpe", help="GPT-2 BPE vocab.bpe (default: beside the checkpoint)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="windows per batch")
-    p.add_argument("--cpu", action="store_true", help="run on CPU even when CUDA is available")
-    p.add_argument("--fp16", action="store_true", help="half precision (CUDA only)")
-    p.add_argument("--output", help="write here instead of stdout: a file complete or absent, a FIFO streamed")
-    add_verbose(p)
+    add_run_options(p)
     return p
 
 
@@ -152,12 +149,8 @@ def answer(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """Parse, then answer; exits with 0, 1 (one error line), 2 (usage) or 130 (Ctrl-C)."""
-    run_tool("pf-answer", parse_args, answer, argv)
-
-
-cli_main = main  # the console script's entry point (setup.py)
+# parse, then answer; exits with 0, 1 (one error line), 2 (usage) or 130 (Ctrl-C); cli_main: setup.py's
+main = cli_main = tool_main("pf-answer", parse_args, answer)
 
 if __name__ == "__main__":
     main()

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import NoReturn, Sequence
+from typing import Sequence
 
 from fairseq_poolingformer.inference.console import progress_bar
 from fairseq_poolingformer.inference.device import place
 from fairseq_poolingformer.inference.files import CHECKPOINT_NAMES, resolve_checkpoint
-from fairseq_poolingformer.inference.options import (add_verbose, nonnegative_float, nonnegative_int, positive_int,
-                                                     run_tool)
+from fairseq_poolingformer.inference.options import (add_run_options, nonnegative_float, nonnegative_int, positive_int,
+                                                     tool_main)
 from fairseq_poolingformer.inference.output import check_output, open_output
 from fairseq_poolingformer.inference.text import read_text
 from fairseq_poolingformer.summarization.decoding import DEFAULTS, check_decoding
@@ -61,10 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--min-len", type=nonnegative_int, default=DEFAULTS.min_len)
     g.add_argument("--no-repeat-ngram-size", type=nonnegative_int, default=DEFAULTS.no_repeat_ngram_size)
     p.add_argument("--batch-size", type=positive_int, default=4, help="documents per batch")
-    p.add_argument("--cpu", action="store_true", help="run on CPU even when CUDA is available")
-    p.add_argument("--fp16", action="store_true", help="half precision (CUDA only)")
-    p.add_argument("--output", help="write here instead of stdout: a file complete or absent, a FIFO streamed")
-    add_verbose(p)
+    add_run_options(p)
     return p
 
 
@@ -113,12 +110,8 @@ def summarize(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """Parse, then summarize; exits with 0, 1 (one error line), 2 (usage) or 130 (Ctrl-C)."""
-    run_tool("pf-summarize", parse_args, summarize, argv)
-
-
-cli_main = main  # the console script's entry point (setup.py)
+# parse, then summarize; exits with 0, 1 (one error line), 2 (usage) or 130 (Ctrl-C); cli_main: setup.py's
+main = cli_main = tool_main("pf-summarize", parse_args, summarize)
 
 if __name__ == "__main__":
     main()
