@@ -83,3 +83,22 @@ def test_an_output_that_is_an_input_is_refused_before_any_work(tmp_path, monkeyp
                                            doc]) == 1
     assert f"output {tmp_path / 'no' / 'out.txt'}: directory {tmp_path / 'no'} does not exist" in \
         capsys.readouterr().err
+
+
+def test_predict_qa_checks_its_outputs_before_the_model(tmp_path, capsys):
+    """An output that is the examples file, or a FIFO (predictions and report are files): one line,
+    exit 1, before the checkpoint (here: none) is opened."""
+    import os
+
+    from fairseq_poolingformer.qa import predict
+
+    examples = tmp_path / "valid.examples.jsonl"
+    examples.write_text('{"example_id": "1", "dataset": "nq"}\n')
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    for output, problem in ((examples, "is one of the inputs; writing it would destroy it"),
+                            (fifo, "a FIFO or device: the predictions and their report are written as files")):
+        assert exit_status(predict.main, ["--checkpoint", tmp_path / "none.pt", "--data-dir", tmp_path, "--format",
+                                          "nq", "--output", output]) == 1
+        assert capsys.readouterr().err == f"predict_qa: output {output}: {problem}\n"
+    assert examples.read_text() == '{"example_id": "1", "dataset": "nq"}\n' and os.path.exists(fifo)

@@ -19,7 +19,7 @@ from fairseq_poolingformer.inference.checkpoint import load_for_inference
 from fairseq_poolingformer.inference.device import place
 from fairseq_poolingformer.inference.errors import CheckpointError
 from fairseq_poolingformer.inference.options import positive_int
-from fairseq_poolingformer.inference.output import OutputError, check_output
+from fairseq_poolingformer.inference.output import OutputError, check_output, is_stream
 from fairseq_poolingformer.qa.official import iter_examples, report_path, write_predictions
 from fairseq_poolingformer.qa.scores import predict_windows
 
@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     try:  # before any work: nothing clobbered, no input overwritten, a writable directory
         for path in (args.output, report_path(args.output)):
             check_output(path, [examples_path, args.checkpoint])
+            if is_stream(path):
+                raise OutputError(path, "a FIFO or device: the predictions and their report are written as files")
     except OutputError as e:
         parser.exit(1, f"predict_qa: {e}\n")
     first = next(iter_examples(examples_path), {})
