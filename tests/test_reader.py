@@ -288,7 +288,7 @@ def test_pf_answer_files_pairs_and_stdin(qa_data, model_dir, reader, tmp_path, m
     out = tmp_path / "answers.jsonl"
     proc = _pf_answer(common + ["--question", question, *files, "--output", out])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout == ""
+    assert proc.stdout == "" and proc.stderr == ""  # quiet: no Fairseq log line, no warning, no bar off a terminal
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(lines) == 3
     for got, exp in zip(lines, expected):
