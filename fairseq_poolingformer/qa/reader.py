@@ -60,7 +60,7 @@ def tokenizer_spec(model_dir: str, dict_path: str | None = None, sentencepiece_m
     """The QA tokenizer's files: as given, else beside the checkpoint (``inference.files``)."""
     dict_path = dict_path or os.path.join(model_dir, DICT_NAME)
     if not os.path.isfile(dict_path):
-        raise ReaderError(f"dictionary not found: {dict_path} (pass --dict / dict_path=)")
+        raise ReaderError(f"dictionary not found: {dict_path} (pass --dict)")
     try:
         check_dictionary(dict_path)
     except CheckpointError as e:
