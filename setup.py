@@ -47,8 +47,8 @@ setup(
             "pf-interactive = fairseq_poolingformer.cli:interactive",
             "pf-preprocess = fairseq_poolingformer.cli:preprocess",
             "pf-validate = fairseq_poolingformer.cli:validate",
-            "pf-answer = fairseq_poolingformer.answer:cli_main",
-            "pf-summarize = fairseq_poolingformer.summarize:cli_main",
+            "pf-answer = fairseq_poolingformer.qa.answer:cli_main",
+            "pf-summarize = fairseq_poolingformer.summarization.summarize:cli_main",
         ]
     },
     classifiers=[

@@ -53,7 +53,7 @@ def measure(n_chars: int) -> dict:
     import fairseq_poolingformer  # noqa: F401
     from fairseq_poolingformer.preprocess.qa_tokenize import TokenizerSpec, tokenize_text
     from fairseq_poolingformer.preprocess.qa_windows import window_spans
-    from fairseq_poolingformer.reader import QAReader, window_config
+    from fairseq_poolingformer.qa.reader import QAReader, window_config
 
     torch.manual_seed(0)
     torch.set_num_threads(1)

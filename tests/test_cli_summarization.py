@@ -159,39 +159,70 @@ def test_interactive(work):
 
 
 def test_hub_sample_matches_generate(work):
-    from fairseq_poolingformer.hub import from_pretrained
+    from fairseq_poolingformer.summarization import from_pretrained
 
     generated = work["generated"]
     summarizer = from_pretrained(str(work["save"]), checkpoint_file="checkpoint_last.pt",
                                  data_name_or_path=str(work["data"]), bpe="none", batch_size=3)
     docs = (work["text"] / "test.source").read_text().splitlines()
-    out = summarizer.sample(docs, beam=5, lenpen=2.0, max_len_b=20)
+    # fairseq-generate's own defaults for the options the hub sets otherwise (decoding.DEFAULTS)
+    out = summarizer.sample(docs, beam=5, lenpen=2.0, max_len_b=20, min_len=1, no_repeat_ngram_size=0)
     assert out == [generated[i] for i in range(N_TEST)]
     # a document longer than the model's 256 source positions is truncated, not rejected
     long_doc = " ".join(VOCAB * 20)  # 800 words
-    assert isinstance(summarizer.sample(long_doc, max_len_b=5), str)
+    assert isinstance(summarizer.sample(long_doc, max_len_b=5, min_len=1), str)
     with pytest.raises(ValueError, match="empty document"):
         summarizer.sample(["   "])
+
+
+def test_hub_pf_summarize_and_generate_recipe_share_the_decoding_defaults(work, tmp_path, capsys):
+    """One table (summarization.decoding): the hub's sample(), pf-summarize and generate.sh,
+    none given a decoding option, write the same summaries for the same checkpoint and input."""
+    from fairseq_poolingformer.summarization import from_pretrained, summarize
+    from fairseq_poolingformer.summarization.decoding import DEFAULTS
+    from tool_main import exit_status
+
+    checkpoint = work["save"] / "checkpoint_last.pt"
+    docs = (work["text"] / "test.source").read_text().splitlines()
+    summarizer = from_pretrained(str(checkpoint), data_name_or_path=str(work["data"]), bpe="none")
+    hub = summarizer.sample(docs)
+    assert hub == summarizer.sample(docs, **DEFAULTS.as_kwargs())
+    assert all(len(h.split()) >= DEFAULTS.min_len for h in hub)  # min_len reached the generator
+    paths = []
+    for i, doc in enumerate(docs[:4]):
+        paths.append(tmp_path / f"doc{i}.txt")
+        paths[-1].write_text(doc + "\n")
+    assert exit_status(summarize.main, ["--checkpoint", checkpoint, "--dict", work["data"], "--bpe", "none",
+                                        "--cpu", *paths]) == 0
+    assert capsys.readouterr().out.splitlines() == hub[:4]
+    options = summarize.build_parser().parse_args(["--checkpoint", str(checkpoint)])
+    assert {name: getattr(options, name) for name in DEFAULTS.as_kwargs()} == DEFAULTS.as_kwargs()
+    env = {k: v for k, v in _env(PYTHON=sys.executable).items()
+           if k not in ("BEAM", "LENPEN", "MAX_LEN_A", "MAX_LEN_B", "MIN_LEN", "NO_REPEAT")}
+    _run(["bash", str(REPO / "recipes/arxiv/generate.sh"), str(work["data"]), str(checkpoint), str(tmp_path / "gen"),
+          "--subset", "test", "--batch-size", "8"], env=env)
+    assert (tmp_path / "gen" / "test.hypotheses").read_text().splitlines() == hub
 
 
 def test_hub_refuses_to_load_without_a_bpe(work, tmp_path):
     """No BPE given and none beside the checkpoint: sample() would return token ids as text."""
     import shutil
 
-    from fairseq_poolingformer.hub import from_pretrained
+    from fairseq_poolingformer.inference.errors import CheckpointError
+    from fairseq_poolingformer.summarization import SummarizerError, from_pretrained
 
     ckpt_dir = tmp_path / "ckpt"
     ckpt_dir.mkdir()
     shutil.copy(work["save"] / "checkpoint_last.pt", ckpt_dir / "checkpoint_last.pt")
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(SummarizerError) as err:
         from_pretrained(str(ckpt_dir), checkpoint_file="checkpoint_last.pt", data_name_or_path=str(work["data"]))
     assert str(err.value) == (
         f"no BPE for the summarizer: none given and none beside the checkpoint in {ckpt_dir} (looked for "
-        "spm.model, sentencepiece.bpe.model, or encoder.json + vocab.bpe); pass sentencepiece_model=PATH, or "
+        "sentencepiece.bpe.model, spm.model, or encoder.json + vocab.bpe); pass sentencepiece_model=PATH, or "
         "gpt2_encoder_json=PATH and gpt2_vocab_bpe=PATH, or bpe='none' if the documents are already BPE tokens")
     # swapped GPT-2 files are named, at load time
     enc, voc = (str(REPO / "tests/data/gpt2_bpe" / f) for f in ("encoder.json", "vocab.bpe"))
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(CheckpointError) as err:
         from_pretrained(str(ckpt_dir), checkpoint_file="checkpoint_last.pt", data_name_or_path=str(work["data"]),
                         gpt2_encoder_json=voc, gpt2_vocab_bpe=enc)
     assert str(err.value) == (
@@ -200,32 +231,35 @@ def test_hub_refuses_to_load_without_a_bpe(work, tmp_path):
     # bpe="none" given explicitly still loads (documents are tokens already)
     summarizer = from_pretrained(str(ckpt_dir), checkpoint_file="checkpoint_last.pt",
                                  data_name_or_path=str(work["data"]), bpe="none")
-    assert set(summarizer.sample("tok1 tok2 tok3", max_len_b=5).split()) <= set(VOCAB)
+    assert set(summarizer.sample("tok1 tok2 tok3", max_len_b=5, min_len=1).split()) <= set(VOCAB)
 
 
 def test_hub_bpe_matches_the_preprocessing(tmp_path):
     """The hub encodes documents exactly as fairseq_poolingformer.preprocess.bpe encoded the training data."""
     import shutil
 
-    from fairseq_poolingformer.hub import _build_bpe
+    from fairseq_poolingformer.inference.errors import CheckpointError
+    from fairseq_poolingformer.summarization import SummarizerError
+    from fairseq_poolingformer.summarization.hub import build_bpe
     from fairseq_poolingformer.preprocess import bpe as prep
 
     text = "Poolingformer summarizes long documents , with w1 = 128 and a 16k-token input ."
     spm = str(REPO / "tests/data/sentencepiece/test_model.model")
     enc, voc = (str(REPO / "tests/data/gpt2_bpe" / f) for f in ("encoder.json", "vocab.bpe"))
     for hub_bpe, backend in (
-        (_build_bpe(str(tmp_path), None, None, None, spm), prep.sentencepiece_backend(spm)),
-        (_build_bpe(str(tmp_path), "gpt2", enc, voc, None), prep.gpt2_backend(enc, voc)),
+        (build_bpe(str(tmp_path), None, None, None, spm), prep.sentencepiece_backend(spm)),
+        (build_bpe(str(tmp_path), "gpt2", enc, voc, None), prep.gpt2_backend(enc, voc)),
     ):
         encoded = hub_bpe.encode(text)
         assert encoded == prep.encode_line(backend, text)
         assert hub_bpe.decode(encoded) == prep.decode_line(backend, encoded)
     shutil.copy(spm, tmp_path / "spm.model")  # found beside the checkpoint
-    assert type(_build_bpe(str(tmp_path), None, None, None, None)).__name__ == "SentencepieceBPE"
-    with pytest.raises(FileNotFoundError, match="gpt2_vocab_bpe not found"):
-        _build_bpe(str(tmp_path), "gpt2", enc, None, None)
-    with pytest.raises(ValueError, match="bpe must be"):
-        _build_bpe(str(tmp_path), "wordpiece", None, None, None)
+    assert type(build_bpe(str(tmp_path), None, None, None, None)).__name__ == "SentencepieceBPE"
+    with pytest.raises(CheckpointError, match=f"GPT-2 BPE file gpt2_vocab_bpe not found: none given, and no "
+                                              f"vocab.bpe beside the checkpoint in {tmp_path}"):
+        build_bpe(str(tmp_path), "gpt2", enc, None, None)
+    with pytest.raises(SummarizerError, match="bpe must be"):
+        build_bpe(str(tmp_path), "wordpiece", None, None, None)
 
 
 def test_bf16_training_on_cpu(work, tmp_path):
@@ -354,8 +388,8 @@ def test_generate_recipe_checkpoint_of_another_dictionary(work, foreign_data, tm
 
 
 def test_hub_checkpoint_of_another_dictionary(work, foreign_data):
-    from fairseq_poolingformer.hub import from_pretrained
-    from fairseq_poolingformer.load import CheckpointError
+    from fairseq_poolingformer.summarization import from_pretrained
+    from fairseq_poolingformer.inference.errors import CheckpointError
 
     data, size = foreign_data
     with pytest.raises(CheckpointError, match=rf"dictionary of {size} symbols .* gives {size + 5}: not the same"):
@@ -364,7 +398,7 @@ def test_hub_checkpoint_of_another_dictionary(work, foreign_data):
 
 
 def test_predict_qa_refuses_a_summarization_checkpoint(work, tmp_path, capsys):
-    from fairseq_poolingformer import predict_qa
+    from fairseq_poolingformer.qa import predict as predict_qa
 
     (tmp_path / "valid.examples.jsonl").write_text('{"example_id": "1", "dataset": "nq"}\n')
     checkpoint = work["save"] / "checkpoint_last.pt"
@@ -431,3 +465,140 @@ def test_distributed_two_processes_gloo(work, tmp_path):
     updates = [int(r["num_updates"]) for r in _json_logs(outs[0]) if "num_updates" in r and "loss" in r]
     assert updates[-1] == 3  # gradients all-reduced with rank 1 at every update
     assert (save / "checkpoint_last.pt").is_file()
+
+
+# ------------------------------------------------------------------ pf-summarize: inputs and outputs
+
+def _summarize(args, capsys):
+    """pf-summarize's main in this process on the tiny checkpoint: (exit status, stdout, stderr)."""
+    from fairseq_poolingformer.summarization import summarize
+    from tool_main import exit_status
+
+    code = exit_status(summarize.main, ["--bpe", "none", "--cpu", "--min-len", "1", "--max-len-b", "8", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def paper(work, tmp_path):
+    doc = tmp_path / "paper.txt"
+    doc.write_text((work["text"] / "test.source").read_text().splitlines()[0] + "\n")
+    return doc
+
+
+def test_pf_summarize_output_to_a_fifo_and_through_a_symlink_leaves_the_node(work, paper, tmp_path, capsys):
+    import stat
+    import threading
+
+    checkpoint = ["--checkpoint", work["save"] / "checkpoint_last.pt", "--dict", work["data"]]
+    code, expected, _ = _summarize(checkpoint + [paper], capsys)
+    assert code == 0 and len(expected.splitlines()) == 1
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader.start()
+    code, out, err = _summarize(checkpoint + ["--output", fifo, paper], capsys)
+    reader.join(timeout=60)
+    assert (code, out, err) == (0, "", "") and received == [expected]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # still the FIFO, not a regular file
+    target = tmp_path / "summaries.txt"
+    target.write_text("old\n")
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    code, out, err = _summarize(checkpoint + ["--output", link, paper], capsys)
+    assert (code, out, err) == (0, "", "")
+    assert link.is_symlink() and os.readlink(link) == str(target) and target.read_text() == expected
+
+
+def test_pf_summarize_bpe_and_dictionary_files_that_do_not_parse(work, paper, tmp_path, capsys):
+    checkpoint = ["--checkpoint", work["save"] / "checkpoint_last.pt"]
+    corrupt = tmp_path / "spm.model"
+    corrupt.write_bytes(b"\x00not a model\xff" * 10)
+    code, out, err = _summarize(checkpoint + ["--dict", work["data"], "--bpe", "sentencepiece",
+                                              "--sentencepiece-model", corrupt, paper], capsys)
+    assert (code, out) == (1, "")
+    assert err == (f"pf-summarize: error: {corrupt}: not a sentencepiece model (the .model file written by "
+                   "sentencepiece's trainer that the training data was encoded with); nothing written\n")
+    bad_dict = tmp_path / "dict.txt"
+    bad_dict.write_text("tok1 12\nthis line has no count\n")
+    code, out, err = _summarize(checkpoint + ["--dict", bad_dict, paper], capsys)
+    assert (code, out) == (1, "") and err.count("\n") == 1
+    assert err.startswith(f"pf-summarize: error: {bad_dict}: not a Fairseq dictionary (") and \
+        err.endswith("give the dict.txt the checkpoint was trained with (lines '<symbol> <count>'); nothing written\n")
+    data = tmp_path / "bin"  # a binarized data directory whose dictionaries do not parse: both named
+    data.mkdir()
+    for side in ("source", "target"):
+        (data / f"dict.{side}.txt").write_text("tok1 12\nthis line has no count\n")
+    code, out, err = _summarize(checkpoint + ["--dict", data, paper], capsys)
+    assert (code, out) == (1, "") and err.startswith(
+        f"pf-summarize: error: {data / 'dict.source.txt'}, {data / 'dict.target.txt'}: not a Fairseq dictionary (")
+
+
+def test_pf_summarize_dict_relative_to_the_working_directory_and_dict_txt_beside(work, paper, tmp_path,
+                                                                                 monkeypatch, capsys):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _summarize(["--checkpoint", work["save"] / "checkpoint_last.pt", "--dict", "x/dict.txt", paper],
+                              capsys)
+    assert code == 1 and err == (f"pf-summarize: error: dictionary not found: {tmp_path / 'x' / 'dict.txt'} (the "
+                                 "binarized data directory or a dict.txt); nothing written\n")
+    shutil.copytree(work["data"], tmp_path / "bin")
+    code, expected, _ = _summarize(["--checkpoint", work["save"] / "checkpoint_last.pt", "--dict", "bin", paper],
+                                   capsys)
+    assert code == 0 and expected
+    model = tmp_path / "model"  # as convert writes it: model.pt with one joined dict.txt beside it
+    model.mkdir()
+    shutil.copy(work["save"] / "checkpoint_last.pt", model / "model.pt")
+    shutil.copy(work["data"] / "dict.source.txt", model / "dict.txt")
+    code, out, err = _summarize(["--checkpoint", model, paper], capsys)
+    assert (code, out, err) == (0, expected, "")
+
+
+def test_pf_summarize_limits_of_the_checkpoint_and_ctrl_c(work, paper, tmp_path, monkeypatch, capsys):
+    from fairseq_poolingformer.summarization import SummarizerError, from_pretrained
+    from fairseq_poolingformer.summarization.hub import PoolingformerSummarizer
+
+    checkpoint = ["--checkpoint", work["save"] / "checkpoint_last.pt", "--dict", work["data"]]
+    code, out, err = _summarize(checkpoint + ["--min-len", "70", "--max-len-b", "100", paper], capsys)
+    assert (code, out) == (1, "") and err == ("pf-summarize: error: --min-len 70 is larger than the 63 tokens the "
+                                              "checkpoint's decoder can write; nothing written\n")
+    summarizer = from_pretrained(str(work["save"] / "checkpoint_last.pt"), data_name_or_path=str(work["data"]),
+                                 bpe="none")
+    with pytest.raises(SummarizerError, match="min_len 30 is larger than max_len_b 20: a summary cannot be both"):
+        summarizer.sample("tok1 tok2", min_len=30, max_len_b=20)
+    with pytest.raises(SummarizerError, match="beam must be at least 1, got 0"):
+        summarizer.sample("tok1 tok2", beam=0)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(PoolingformerSummarizer, "sample", interrupted)
+    out_file = tmp_path / "out.txt"
+    code, out, err = _summarize(checkpoint + ["--output", out_file, paper], capsys)
+    assert (code, out, err) == (130, "", "pf-summarize: interrupted; nothing written\n")
+    assert not out_file.exists() and os.listdir(tmp_path) == ["paper.txt"]  # no temporary left
+
+
+def test_pf_summarize_errors_name_its_flags(work, paper, tmp_path, capsys):
+    """What the hub names by its parameters, pf-summarize names by its flags."""
+    import shutil
+
+    from fairseq_poolingformer.summarization import summarize
+    from tool_main import exit_status
+
+    model = tmp_path / "model"
+    model.mkdir()
+    shutil.copy(work["save"] / "checkpoint_last.pt", model / "model.pt")
+    assert exit_status(summarize.main, ["--checkpoint", model, "--dict", work["data"], "--cpu", paper]) == 1
+    assert capsys.readouterr().err == (
+        f"pf-summarize: error: no BPE for the summarizer: none given and none beside the checkpoint in {model} "
+        "(looked for sentencepiece.bpe.model, spm.model, or encoder.json + vocab.bpe); pass --sentencepiece-model "
+        "PATH, or --gpt2-encoder-json PATH and --gpt2-vocab-bpe PATH, or --bpe none if the documents are already "
+        "BPE tokens; nothing written\n")
+    enc = str(REPO / "tests/data/gpt2_bpe/encoder.json")
+    assert exit_status(summarize.main, ["--checkpoint", model, "--dict", work["data"], "--cpu", "--bpe", "gpt2",
+                                        "--gpt2-encoder-json", enc, paper]) == 1
+    assert capsys.readouterr().err == (
+        f"pf-summarize: error: GPT-2 BPE file --gpt2-vocab-bpe not found: none given, and no vocab.bpe beside the "
+        f"checkpoint in {model}; nothing written\n")

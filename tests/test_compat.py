@@ -273,8 +273,8 @@ def test_console_scripts_run_the_fairseq_mains():
     from fairseq_poolingformer import cli
 
     # The Fairseq tools run through cli; the two document tools have their own modules.
-    own = {"pf-answer": "fairseq_poolingformer.answer:cli_main",
-           "pf-summarize": "fairseq_poolingformer.summarize:cli_main"}
+    own = {"pf-answer": "fairseq_poolingformer.qa.answer:cli_main",
+           "pf-summarize": "fairseq_poolingformer.summarization.summarize:cli_main"}
     eps = {ep.name: ep for ep in importlib.metadata.entry_points(group="console_scripts")
            if ep.name.startswith("pf-")}
     assert set(eps) == {f"pf-{tool}" for tool in cli.TOOLS} | set(own), "reinstall: pip install -e ."

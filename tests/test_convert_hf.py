@@ -476,7 +476,7 @@ def test_reader_runs_a_converted_checkpoint_with_its_random_qa_head(converted, r
     """Straight from convert (no QA fine-tuning: random head, meaningless answers): the reader finds
     model.pt, dict.txt and the BPE files beside it (GPT-2 / sentencepiece), cuts windows within
     the converted positions and returns spans whose offsets select them in the document as given."""
-    from fairseq_poolingformer.reader import load_reader
+    from fairseq_poolingformer.qa import load_reader
 
     directory = os.path.dirname(request.getfixturevalue(converted))
     reader = load_reader(directory, cpu=True, max_length=64, doc_stride=16, max_question_len=24)

@@ -205,6 +205,40 @@ def test_no_private_name_crosses_a_convert_module(package):
     assert not found, "private names read from another module:\n" + "\n".join(found)
 
 
+INFERENCE, QA, SUMMARIZATION, PREPROCESS = (f"{PACKAGE}.{name}" for name in
+                                            ("inference", "qa", "summarization", "preprocess"))
+
+
+def _in(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def test_qa_and_summarization_sit_on_inference(package):
+    """The tools that use a trained model: ``qa`` and ``summarization`` never import each other;
+    both build on ``inference``, which imports neither: only itself, ``preprocess`` and ``compat``
+    (the fixes to the stack)."""
+    modules, graph, _ = package
+    tools = (QA, SUMMARIZATION)
+    crossing = [f"{m} -> {t}" for m in graph for t in sorted(graph[m])
+                for a, b in (tools, tools[::-1]) if _in(m, a) and _in(t, b)]
+    assert not crossing, "qa and summarization import each other:\n" + "\n".join(crossing)
+    upward = [f"{m} -> {t}" for m in graph if _in(m, INFERENCE) for t in sorted(graph[m])
+              if not any(_in(t, floor) for floor in (INFERENCE, PREPROCESS, f"{PACKAGE}.compat"))]
+    assert not upward, "inference imports above its floor:\n" + "\n".join(upward)
+    for tool in tools:  # the rule is checked on real edges
+        assert any(_in(t, INFERENCE) for m in graph if _in(m, tool) for t in graph[m]), tool
+    assert {f"{QA}.reader", f"{SUMMARIZATION}.hub", f"{INFERENCE}.files"} <= set(modules)
+
+
+def test_preprocess_imports_only_preprocess(package):
+    """Data flows one way: ``preprocess`` (raw data -> binarized) reaches nothing downstream of
+    it (models, tasks, the tools); what it shares with them (``MAX_UNK_RATE``) lives in it."""
+    _, graph, _ = package
+    outside = [f"{m} -> {t}" for m in graph if _in(m, PREPROCESS) for t in sorted(graph[m]) if not _in(t, PREPROCESS)]
+    assert not outside, "preprocess imports outside itself:\n" + "\n".join(outside)
+    assert f"{PREPROCESS}.common" in graph[f"{PREPROCESS}.qa_windows"]
+
+
 # ----------------------------------------------------------------------------- the checks themselves
 
 

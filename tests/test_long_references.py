@@ -97,7 +97,7 @@ def test_generate_summarizes_documents_whose_reference_is_too_long(chain, tmp_pa
         papers[-1].parent.mkdir(exist_ok=True)
         papers[-1].write_text(source + "\n", encoding="utf-8")
     summaries = tmp_path / "papers" / "summaries.txt"
-    _run([sys.executable, "-m", "fairseq_poolingformer.summarize", "--checkpoint", chain["checkpoint"],
+    _run([sys.executable, "-m", "fairseq_poolingformer.summarization.summarize", "--checkpoint", chain["checkpoint"],
           "--dict", data / "bpe" / "dict.txt", "--sentencepiece-model", data / "bpe" / "spm.model", "--cpu",
           "--beam", "2", "--min-len", "5", "--max-len-b", "10", "--no-repeat-ngram-size", "0", "--batch-size", "2",
           *papers, "--output", summaries])
@@ -156,7 +156,9 @@ def test_pf_summarize_and_pf_answer_refuse_each_others_checkpoints(chain, qa_che
     summarization checkpoint given to pf-answer; and pf-summarize's input errors. The first
     runs as a command (nothing else on stderr, not even logging); the rest call each tool's
     main in this process."""
-    from fairseq_poolingformer import answer, summarize
+    from fairseq_poolingformer.qa import answer
+    from fairseq_poolingformer.summarization import summarize
+    from tool_main import exit_status
 
     paper = tmp_path / "paper.txt"
     paper.write_text("a paper about long documents\n", encoding="utf-8")
@@ -166,7 +168,7 @@ def test_pf_summarize_and_pf_answer_refuse_each_others_checkpoints(chain, qa_che
     empty.write_text("\n \n", encoding="utf-8")
     out = tmp_path / "out.txt"
     options = ["--output", out, "--cpu"]
-    proc = _run([sys.executable, "-m", "fairseq_poolingformer.summarize", *options, "--checkpoint", qa_checkpoint,
+    proc = _run([sys.executable, "-m", "fairseq_poolingformer.summarization.summarize", *options, "--checkpoint", qa_checkpoint,
                  paper], ok=False)
     assert (proc.returncode, proc.stderr, proc.stdout) == (1, (
         f"pf-summarize: error: checkpoint {qa_checkpoint} is a question answering (long_qa) checkpoint, not a "
@@ -182,6 +184,6 @@ def test_pf_summarize_and_pf_answer_refuse_each_others_checkpoints(chain, qa_che
          "not a question answering (long_qa) one: use pf-summarize or generate.sh; nothing written\n"),
     ]
     for tool, args, message in cases:
-        assert tool.main([str(a) for a in args]) == 1
+        assert exit_status(tool.main, args) == 1
         assert capsys.readouterr() == ("", message)
         assert not out.exists()

@@ -18,10 +18,11 @@ ENTRY_POINTS = [  # run as `python -m <module>` by the recipes and docs
     "fairseq_poolingformer.preprocess.tydi",
     "fairseq_poolingformer.preprocess.qa_binarize",
     "fairseq_poolingformer.preprocess.unk_rate",
-    "fairseq_poolingformer.predict_qa",
+    "fairseq_poolingformer.predict_qa",  # the old name, kept for users' scripts
+    "fairseq_poolingformer.qa.predict",
     "fairseq_poolingformer.convert",
-    "fairseq_poolingformer.answer",
-    "fairseq_poolingformer.summarize",
+    "fairseq_poolingformer.qa.answer",
+    "fairseq_poolingformer.summarization.summarize",
 ]
 CONSOLE_SCRIPTS = {  # setup.py's console_scripts
     "pf-train": "fairseq_poolingformer.cli:train",
@@ -29,8 +30,8 @@ CONSOLE_SCRIPTS = {  # setup.py's console_scripts
     "pf-interactive": "fairseq_poolingformer.cli:interactive",
     "pf-preprocess": "fairseq_poolingformer.cli:preprocess",
     "pf-validate": "fairseq_poolingformer.cli:validate",
-    "pf-answer": "fairseq_poolingformer.answer:cli_main",
-    "pf-summarize": "fairseq_poolingformer.summarize:cli_main",
+    "pf-answer": "fairseq_poolingformer.qa.answer:cli_main",
+    "pf-summarize": "fairseq_poolingformer.summarization.summarize:cli_main",
 }
 
 # One interpreter runs every module exactly as `python -m <module> --help` would (runpy, as

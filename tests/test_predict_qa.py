@@ -16,8 +16,10 @@ import pytest
 import torch
 
 import fairseq_poolingformer  # noqa: F401
-from fairseq_poolingformer import predict_qa
-from fairseq_poolingformer.predict_qa import ExamplePrediction, WindowResult, combine_windows, nq_entry, tydi_entry
+from fairseq_poolingformer.qa import predict as predict_qa
+from fairseq_poolingformer.qa.combine import NULL_SCORE, ExamplePrediction, combine_windows
+from fairseq_poolingformer.qa.official import nq_entry, tydi_entry, write_predictions
+from fairseq_poolingformer.qa.scores import WindowResult, predict_windows
 from fairseq_poolingformer.tasks.long_qa import LongQAConfig, LongQATask
 from qa_trained import BPE, DATA, REPO, gold_nq, gold_tydi
 
@@ -39,7 +41,7 @@ def checkpoint(qa_checkpoint):
 
 
 def _predict_cli(checkpoint, data_dir, split, fmt, output):
-    """recipes/<fmt>/predict.sh (python -m fairseq_poolingformer.predict_qa --format <fmt>)."""
+    """recipes/<fmt>/predict.sh (python -m fairseq_poolingformer.qa.predict --format <fmt>)."""
     cmd = [os.path.join(REPO, "recipes", fmt, "predict.sh"), checkpoint, data_dir, str(output), "--split", split,
            "--cpu", "--batch-size", "16"]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO,
@@ -159,8 +161,8 @@ def test_predict_cli_checkpoint_of_another_dictionary(data, checkpoint, tmp_path
 
 
 def test_summarization_hub_refuses_a_qa_checkpoint(checkpoint):
-    from fairseq_poolingformer.hub import from_pretrained
-    from fairseq_poolingformer.load import CheckpointError
+    from fairseq_poolingformer.summarization import from_pretrained
+    from fairseq_poolingformer.inference.errors import CheckpointError
 
     with pytest.raises(CheckpointError, match=r"is a question answering \(long_qa\) checkpoint, not a summarization"):
         from_pretrained(checkpoint, data_name_or_path=os.path.join(BPE, "dict.txt"), bpe="none")
@@ -201,10 +203,10 @@ class Oracle(torch.nn.Module):
 def _oracle_predictions(data, split, fmt, out, max_answer_len=30, max_sentences=5):
     task = LongQATask.setup_task(LongQAConfig(data=data["bin"], seed=1))
     ds = task.load_dataset(split)
-    by_example = predict_qa.predict_windows(Oracle(ds, task.dictionary.pad()), task, split,
+    by_example = predict_windows(Oracle(ds, task.dictionary.pad()), task, split,
                                             max_answer_len=max_answer_len, max_sentences=max_sentences or len(ds))
     assert sum(len(v) for v in by_example.values()) == len(ds)  # every window, none dropped
-    predict_qa.write_predictions(os.path.join(data["bin"], f"{split}.examples.jsonl"), by_example, fmt, str(out),
+    write_predictions(os.path.join(data["bin"], f"{split}.examples.jsonl"), by_example, fmt, str(out),
                                  max_answer_len)
     return by_example
 
@@ -261,7 +263,7 @@ def test_oracle_nq_compact_and_explicit_units_give_identical_offsets(data, tmp_p
     del explicit["num_units"]
     explicit_path = tmp_path / "explicit.examples.jsonl"
     explicit_path.write_text(json.dumps(explicit) + "\n", encoding="utf-8")
-    predict_qa.write_predictions(str(explicit_path), by_example, "nq", str(tmp_path / "explicit.json"))
+    write_predictions(str(explicit_path), by_example, "nq", str(tmp_path / "explicit.json"))
     compact = (tmp_path / "compact.json").read_bytes()
     assert compact == (tmp_path / "explicit.json").read_bytes()
     [p] = json.loads(compact)["predictions"]
@@ -450,7 +452,7 @@ def test_report_counts_answer_kinds_and_spans_cut_at_max_answer_len(tmp_path):
         1: [(0, _w(9.0, 2, 5, span_len=4))],                              # a short span
         2: [(1, _w(-5.0, 2, 2, (0, 0, 0, 3, 0))), (0, _w(-5.0, 1, 1, NULL_WINDOW))],  # YES
     }                                                                     # 3: no window at all
-    report = predict_qa.write_predictions(str(examples), by_example, "tydi", str(tmp_path / "p.jsonl"), 30)
+    report = write_predictions(str(examples), by_example, "tydi", str(tmp_path / "p.jsonl"), 30)
     saved = json.loads((tmp_path / "p.report.json").read_text())
     assert saved == {"predictions": str(tmp_path / "p.jsonl"), "format": "tydi", **report.to_dict()}
     assert saved["short_answers"] == {"span": 2, "YES": 1, "NO": 0, "null": 1}
@@ -460,9 +462,9 @@ def test_report_counts_answer_kinds_and_spans_cut_at_max_answer_len(tmp_path):
     assert "1 predicted spans are --max-answer-len 30 subwords long" in report.summary()
     lines = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert [p["example_id"] for p in lines] == [0, 1, 2, 3]
-    assert lines[3]["minimal_answer_score"] == lines[3]["passage_answer_score"] == predict_qa.NULL_SCORE
+    assert lines[3]["minimal_answer_score"] == lines[3]["passage_answer_score"] == NULL_SCORE
     with pytest.raises(ValueError, match="example rows \\[7\\]"):
-        predict_qa.write_predictions(str(examples), {7: by_example[0]}, "tydi", str(tmp_path / "q.jsonl"))
+        write_predictions(str(examples), {7: by_example[0]}, "tydi", str(tmp_path / "q.jsonl"))
     assert not (tmp_path / "q.jsonl").exists()
 
 
@@ -473,5 +475,5 @@ def test_non_finite_logits_are_an_error_not_a_score(tmp_path, logits):
     examples.write_text(json.dumps({"example_id": "3", "dataset": "tydi", "language": "thai", "units": [[0, 1]],
                                     "candidates": []}) + "\n")
     with pytest.raises(ValueError, match="x.examples.jsonl:1: example 3: the model's logits are not finite"):
-        predict_qa.write_predictions(str(examples), {0: [(0, _w(1.0, 0, 0, logits))]}, "tydi", str(tmp_path / "p.jsonl"))
+        write_predictions(str(examples), {0: [(0, _w(1.0, 0, 0, logits))]}, "tydi", str(tmp_path / "p.jsonl"))
     assert not (tmp_path / "p.jsonl").exists() and not (tmp_path / "p.report.json").exists()

@@ -1,4 +1,4 @@
-"""The QA reader and pf-answer (issue 16): on the bundled NQ and TyDi samples, the reader on the
+"""The QA reader and pf-answer: on the bundled NQ and TyDi samples, the reader on the
 raw document text gives predict_qa's answer on the preprocessed split (same bytes, same score,
 same kind), with character offsets into the document as given (Korean, Thai, Arabic); top-k,
 "no answer", paragraphs; pf-answer's inputs, outputs and one-line errors."""
@@ -11,12 +11,16 @@ import sys
 import pytest
 import torch
 
-from fairseq_poolingformer import answer as pf_answer
-from fairseq_poolingformer import predict_qa
+from fairseq_poolingformer.qa import answer as pf_answer
+from fairseq_poolingformer.qa import predict as predict_qa
 from fairseq_poolingformer.preprocess import qa_binarize
 from fairseq_poolingformer.preprocess import tydi as tydi_pre
-from fairseq_poolingformer.reader import ReaderError, blank_line_paragraphs, load_reader, make_document
+from fairseq_poolingformer.qa.documents import blank_line_paragraphs, make_document
+from fairseq_poolingformer.qa.official import write_predictions
+from fairseq_poolingformer.qa.reader import ReaderError, load_reader
+from fairseq_poolingformer.qa.scores import predict_windows
 from qa_trained import DATA, REPO
+from tool_main import exit_status
 
 BPE = os.path.join(DATA, "gpt2_bpe")
 WINDOWS = dict(max_length=192, doc_stride=96)   # what qa_trained preprocessed with
@@ -132,10 +136,10 @@ class SpansFirst(torch.nn.Module):
 
 
 def _predict_qa_spans_first(data_dir, qa_checkpoint, split, out):
-    model, task = predict_qa.load_model(qa_checkpoint, data_dir)
+    model, task, _ = predict_qa.load_model(qa_checkpoint, data_dir, cpu=True)
     task.load_dataset(split)
-    by_example = predict_qa.predict_windows(SpansFirst(model), task, split, max_sentences=16)
-    predict_qa.write_predictions(os.path.join(data_dir, f"{split}.examples.jsonl"), by_example, "tydi", str(out))
+    by_example = predict_windows(SpansFirst(model), task, split, max_sentences=16)
+    write_predictions(os.path.join(data_dir, f"{split}.examples.jsonl"), by_example, "tydi", str(out))
     return [json.loads(line) for line in out.read_text().splitlines()]
 
 
@@ -260,7 +264,7 @@ def test_reader_needs_its_tokenizer_files(model_dir, tmp_path):
 # pf-answer
 
 def _pf_answer(args, stdin=None):
-    return subprocess.run([sys.executable, "-m", "fairseq_poolingformer.answer", *map(str, args)], input=stdin,
+    return subprocess.run([sys.executable, "-m", "fairseq_poolingformer.qa.answer", *map(str, args)], input=stdin,
                           capture_output=True, text=True, timeout=300, cwd=REPO,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
 
@@ -268,7 +272,7 @@ def _pf_answer(args, stdin=None):
 def _pf_answer_here(args, monkeypatch, capsys, stdin: str = ""):
     """pf-answer's main in this process (saves a Fairseq import per call): (exit code, stdout)."""
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode("utf-8")), encoding="utf-8"))
-    code = pf_answer.main([str(a) for a in args])
+    code = exit_status(pf_answer.main, args)
     return code, capsys.readouterr().out
 
 
@@ -284,7 +288,7 @@ def test_pf_answer_files_pairs_and_stdin(qa_data, model_dir, reader, tmp_path, m
     out = tmp_path / "answers.jsonl"
     proc = _pf_answer(common + ["--question", question, *files, "--output", out])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout == ""
+    assert proc.stdout == "" and proc.stderr == ""  # quiet: no Fairseq log line, no warning, no bar off a terminal
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(lines) == 3
     for got, exp in zip(lines, expected):
@@ -318,12 +322,11 @@ def test_pf_answer_errors_are_one_line_and_write_nothing(model_dir, tmp_path, ca
     cases = [
         (["--question", "what?", str(good), str(bad)], f"{bad}: not UTF-8 text (byte 3: b'\\xe9')"),
         (["--question", "what?", str(good), str(empty)], f"{empty}: empty document"),
-        (["--question", " ", str(good)], f"{good}: empty question"),
         (["--question", " ".join(["word"] * 80), str(good)], "the question is 80 subwords, longer than the 64"),
         (["--checkpoint", str(tmp_path / "nowhere"), "--question", "q", str(good)], "checkpoint not found"),
     ]
     for args, message in cases:
-        assert pf_answer.main(common + args) == 1
+        assert exit_status(pf_answer.main, common + args) == 1
         err = capsys.readouterr().err
         assert err.startswith("pf-answer: error: ") and message in err and err.count("\n") == 1, err
         assert "Traceback" not in err and not out.exists()
@@ -333,7 +336,7 @@ def test_pf_answer_errors_are_one_line_and_write_nothing(model_dir, tmp_path, ca
 def test_windows_are_streamed_through_the_model(qa_data, reader, monkeypatch):
     """A long document's windows are built as the batches need them: when batch i runs, exactly
     (i + 1) * batch_size windows have been built, never the whole document's."""
-    from fairseq_poolingformer import reader as reader_module
+    from fairseq_poolingformer.qa import reader as reader_module
 
     built = []
     real_iter_windows = reader_module.iter_windows
@@ -350,3 +353,106 @@ def test_windows_are_streamed_through_the_model(qa_data, reader, monkeypatch):
     reader.answer(record["question_text"], record["document_text"])
     assert len(built) == 40 and len(seen_at_batch) == 8
     assert seen_at_batch == [5 * (i + 1) for i in range(8)]
+
+
+def test_reader_windows_fit_the_checkpoint(model_dir):
+    """No window flags: the training windows fitted to the checkpoint's 512 positions, the stride
+    scaled with them (1568 of 4096 -> 196 of 512, not 1568 cut to no overlap); values that
+    cannot work are refused naming the flag."""
+    windows = load_reader(str(model_dir), cpu=True).windows
+    assert (windows.max_length, windows.doc_stride, windows.max_question_len) == (512, 196, 64)
+    with pytest.raises(ReaderError, match=r"^--doc-stride 600 is longer than a --max-length 512 window holds"):
+        load_reader(str(model_dir), cpu=True, doc_stride=600)
+    with pytest.raises(ReaderError, match="^--batch-size must be at least 1, got 0$"):
+        load_reader(str(model_dir), cpu=True, batch_size=0)
+    with pytest.raises(ReaderError, match="^--max-question-len must be at least 1, got 0$"):
+        load_reader(str(model_dir), cpu=True, max_question_len=0)
+
+
+def test_crlf_offsets_are_the_same_from_python_and_pf_answer(qa_data, model_dir, reader, tmp_path, monkeypatch,
+                                                             capsys):
+    """The documented Python line reads the file as pf-answer does (bytes decoded, no newline
+    translation), so both give the same offsets into a CRLF file."""
+    from fairseq_poolingformer.inference.text import read_text
+
+    record = qa_data["tydi_yn"][1]
+    text = record["document_plaintext"].replace("\n", "\r\n")
+    assert "\r\n" in text
+    doc = tmp_path / "crlf.txt"
+    doc.write_bytes(text.encode("utf-8"))
+    assert read_text(str(doc)) == open(doc, encoding="utf-8", newline="").read() == text
+    assert len(open(doc, encoding="utf-8").read()) < len(text)  # what newline translation would change
+    expected = reader.answer(record["question_text"], open(doc, encoding="utf-8", newline="").read(), top_k=3)
+    code, out = _pf_answer_here(["--checkpoint", model_dir, "--cpu", *sum(([f"--{k.replace('_', '-')}", v]
+                                 for k, v in WINDOWS.items()), []), "--batch-size", 5, "--top-k", 3,
+                                 "--question", record["question_text"], doc], monkeypatch, capsys)
+    got = json.loads(out)
+    assert code == 0 and [(a["start"], a["end"], a["answer"]) for a in got] == \
+        [(a["start"], a["end"], a["answer"]) for a in expected]
+    spans = [a for a in got if a["kind"] == "span"]
+    assert spans and all(text[a["start"]:a["end"]] == a["answer"] for a in spans)
+
+
+def test_pf_answer_names_a_sentencepiece_model_that_does_not_parse(model_dir, tmp_path, capsys):
+    corrupt = tmp_path / "x.model"
+    corrupt.write_bytes(b"\x00\x01 not a model")
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Seoul is the capital of Korea.", encoding="utf-8")
+    assert exit_status(pf_answer.main, ["--checkpoint", model_dir, "--cpu", "--sentencepiece-model", corrupt,
+                                        "--question", "what?", doc]) == 1
+    assert capsys.readouterr().err == (f"pf-answer: error: {corrupt}: not a sentencepiece model (the .model file "
+                                       "written by sentencepiece's trainer that the training data was encoded "
+                                       "with); nothing written\n")
+
+
+def test_pf_answer_names_a_dictionary_that_does_not_parse(model_dir, tmp_path, capsys):
+    bad = tmp_path / "vocab.txt"
+    bad.write_text("hello 3\nno-count-here\n", encoding="utf-8")
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Seoul is the capital of Korea.", encoding="utf-8")
+    assert exit_status(pf_answer.main, ["--checkpoint", model_dir, "--cpu", "--dict", bad, "--question", "what?",
+                                        doc]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"pf-answer: error: {bad}: not a Fairseq dictionary (") and err.endswith(
+        "give the dict.txt the checkpoint was trained with (lines '<symbol> <count>'); nothing written\n"), err
+
+
+def test_pf_answer_outputs_fifo_symlink_ctrl_c_and_verbose(model_dir, tmp_path, monkeypatch, capsys):
+    """--output at a FIFO is streamed and at a symlink writes its target: both nodes stay; Ctrl-C
+    is one line, exit 130, nothing written; quiet unless --verbose."""
+    import stat
+    import threading
+
+    from fairseq_poolingformer.qa.reader import QAReader
+
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Seoul is the capital of Korea.\n\nBusan is a port.", encoding="utf-8")
+    common = ["--checkpoint", model_dir, "--cpu", *sum(([f"--{k.replace('_', '-')}", v] for k, v in WINDOWS.items()),
+                                                        []), "--question", "what is the capital?", doc]
+    assert exit_status(pf_answer.main, common) == 0
+    expected, err = capsys.readouterr()
+    assert len(expected.splitlines()) == 1 and err == ""
+    assert exit_status(pf_answer.main, common + ["--verbose"]) == 0
+    assert "| INFO | fairseq" in capsys.readouterr().err  # Fairseq's log lines, on request only
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    received = []
+    reader_thread = threading.Thread(target=lambda: received.append(fifo.read_text(encoding="utf-8")))
+    reader_thread.start()
+    assert exit_status(pf_answer.main, common + ["--output", fifo]) == 0
+    reader_thread.join(timeout=60)
+    assert received == [expected] and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    target, link = tmp_path / "answers.jsonl", tmp_path / "link.jsonl"
+    target.write_text("old\n")
+    link.symlink_to(target)
+    assert exit_status(pf_answer.main, common + ["--output", link]) == 0
+    assert link.is_symlink() and target.read_text(encoding="utf-8") == expected
+    capsys.readouterr()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+        yield
+    monkeypatch.setattr(QAReader, "iter_answers", interrupted)
+    out = tmp_path / "out.jsonl"
+    assert exit_status(pf_answer.main, common + ["--output", out]) == 130
+    assert capsys.readouterr() == ("", "pf-answer: interrupted; nothing written\n") and not out.exists()

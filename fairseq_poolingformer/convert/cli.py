@@ -7,7 +7,7 @@ BART (a Fairseq ``model.pt`` and its ``dict.txt``)::
         [--pf-w1 128 --pf-w2 512 --pf-kernel 5 --pf-stride 4 --pf-pooling ldconv --pf-layers 5-10 ...]
 
 writes ``OUTPUT_DIR/model.pt`` (a Fairseq checkpoint of ``poolingformer_bart``, loadable by
-``fairseq-train --restore-file``, ``fairseq-generate`` and ``fairseq_poolingformer.hub``) and
+``fairseq-train --restore-file``, ``fairseq-generate`` and ``fairseq_poolingformer.summarization``) and
 ``OUTPUT_DIR/dict.txt`` (plus ``dict.source.txt`` / ``dict.target.txt``). ``roberta`` does the
 same for RoBERTa / XLM-R (``--max-positions``; a ``poolingformer_roberta`` for ``long_qa``);
 ``--hf DIR`` reads a Hugging Face directory instead (and ``led`` reads only those).

@@ -85,7 +85,7 @@ class LongQACriterion(FairseqCriterion):
             raise ValueError(
                 f"long_qa: {unlabelled} of {target['answer_type'].numel()} windows in this batch have no labels "
                 f"(a split preprocessed from records without annotations, e.g. a blind test set): it can be "
-                f"predicted with python -m fairseq_poolingformer.predict_qa, not trained or validated on")
+                f"predicted with python -m fairseq_poolingformer.qa.predict, not trained or validated on")
         logits = model(**sample["net_input"], qa_head=QA_HEAD_NAME)[0]
         losses = {
             name: F.cross_entropy(logits[name].float(), target[key], reduction="sum")

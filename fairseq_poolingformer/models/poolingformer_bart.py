@@ -49,8 +49,8 @@ class PoolingformerBARTModel(BARTModel):
     @classmethod
     def from_pretrained(cls, checkpoint_dir, checkpoint_file="model.pt", data_name_or_path=".",
                         **kwargs):
-        """Load a checkpoint directory as a summarizer; see ``fairseq_poolingformer.hub``."""
-        from fairseq_poolingformer.hub import from_pretrained
+        """Load a checkpoint directory as a summarizer; see ``fairseq_poolingformer.summarization``."""
+        from fairseq_poolingformer.summarization import from_pretrained
 
         return from_pretrained(checkpoint_dir, checkpoint_file=checkpoint_file,
                                data_name_or_path=data_name_or_path, **kwargs)

@@ -102,6 +102,11 @@ LINE_FIELD = "<line>"  # field name used for errors about a whole line
 # ---------------------------------------------------------------------------
 # errors
 
+# The largest fraction of subwords that may be the dictionary's <unk>: above it, a run (and the
+# QA reader) treats the dictionary as one that does not belong to the BPE.
+MAX_UNK_RATE = 0.01
+
+
 class InputError(ValueError):
     """Bad input record; ``str(e)`` names file, line and field."""
 

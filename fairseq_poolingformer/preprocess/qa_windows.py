@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
 from fairseq_poolingformer.preprocess.common import (
-    InputError, Report, atomic_outputs, iter_lines, parallel_map, parse_jsonl_line, require,
+    MAX_UNK_RATE, InputError, Report, atomic_outputs, iter_lines, parallel_map, parse_jsonl_line, require,
 )
 from fairseq_poolingformer.preprocess.qa_tokenize import TokenizedDoc, TokenizerSpec, get_tokenizer, tokenize_text, tokenize_tokens
 from fairseq_poolingformer.preprocess.qa_units import units_to_json
@@ -389,7 +389,7 @@ def _open_text(path: str, compress: bool):
 def run_pipeline(reader: Reader, inputs: Sequence[str], output_dir: str, split: str,
                  spec: TokenizerSpec, cfg: WindowConfig, workers: int = 1, on_error: str = "fail",
                  progress: bool = True, name: str = "qa", compress: bool = False,
-                 max_unk_rate: float = 0.01) -> tuple[Report, WindowStats]:
+                 max_unk_rate: float = MAX_UNK_RATE) -> tuple[Report, WindowStats]:
     """Stream every input line through ``reader`` and the windowing; write the examples and
     windows of the split together (or nothing), then the JSON report. Raises ``InputError``
     on the first bad record (``on_error="fail"``) or when no record is kept, and
@@ -526,9 +526,9 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
                         "skip: skip bad records and count them by reason")
     p.add_argument("--compress", action="store_true",
                    help="write <split>.examples.jsonl.gz / <split>.windows.jsonl.gz (gzip)")
-    p.add_argument("--max-unk-rate", type=float, default=0.01,
+    p.add_argument("--max-unk-rate", type=float, default=MAX_UNK_RATE,
                    help="largest fraction of document subwords allowed to be the dictionary's <unk> "
-                        "(default 0.01); above it the run fails and writes nothing, as a dictionary "
+                        "(default %(default)s); above it the run fails and writes nothing, as a dictionary "
                         "that does not belong to the BPE would make almost every subword <unk>")
     p.add_argument("--no-progress", action="store_true")
 

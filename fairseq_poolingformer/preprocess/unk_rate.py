@@ -24,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from fairseq_poolingformer.preprocess.common import MAX_UNK_RATE
 from fairseq_poolingformer.preprocess.mmap_index import read_index
 
 SIDES = ("source", "target")
@@ -60,8 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("data_bin", help="fairseq-preprocess output directory")
     p.add_argument("--splits", nargs="+", required=True)
-    p.add_argument("--max-unk-rate", type=float, default=0.01,
-                   help="largest fraction of <unk> tokens allowed per split side (default 0.01)")
+    p.add_argument("--max-unk-rate", type=float, default=MAX_UNK_RATE,
+                   help="largest fraction of <unk> tokens allowed per split side (default %(default)s)")
     p.add_argument("--dict", default=None, help="the dictionary used (named in the error)")
     p.add_argument("--bpe-files", default=None, help="the BPE files used (named in the error)")
     args = p.parse_args(argv)

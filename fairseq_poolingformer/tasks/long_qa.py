@@ -125,7 +125,7 @@ class LongQADataset(FairseqDataset):
 
 def collate_windows(samples: list[dict[str, Any]], pad_idx: int, global_tokens: str = "question") -> dict[str, Any]:
     """A batch of windows (items as ``LongQADataset.__getitem__`` returns them; layout in the
-    module docstring). Shared by the dataset and the reader (``fairseq_poolingformer.reader``)."""
+    module docstring). Shared by the dataset and the reader (``fairseq_poolingformer.qa.reader``)."""
     if len(samples) == 0:
         return {}
     bsz = len(samples)

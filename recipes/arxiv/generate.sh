@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Summarize a binarized split with a Poolingformer-BART checkpoint (beam 5, length penalty 2).
+# Summarize a binarized split with a Poolingformer-BART checkpoint (the decoding of pf-summarize and the hub).
 #
 # Usage:
 #   recipes/arxiv/generate.sh DATA_BIN CHECKPOINT OUT_DIR [options] [-- extra fairseq-generate args]
@@ -11,15 +11,15 @@
 #   --bpe none                      write the hypotheses as they are (default)
 #   --batch-size N                  documents per batch (default 4)
 #
-# Environment: BEAM=5 LENPEN=2 MAX_LEN_B=512 MIN_LEN=56 NO_REPEAT=3 (decoding, the paper's beam
-# and length penalty; BART's arXiv-style min length and trigram blocking), MAX_SOURCE
+# Environment: BEAM LENPEN MAX_LEN_A MAX_LEN_B MIN_LEN NO_REPEAT (decoding; defaults: the table in
+# fairseq_poolingformer/summarization/decoding.py that pf-summarize and the hub use), MAX_SOURCE
 # (default: the checkpoint's --max-source-positions; longer sources are truncated, as in
 # training), CPU=1 to force the CPU (default: CPU when no GPU is visible).
 #
 # Writes OUT_DIR/generate-S.log (fairseq-generate's full output) and OUT_DIR/S.hypotheses:
 # one summary per line in the order of the split (line i = example i, the same order as
 # binarize.sh's text/S.target and text/S.id). Every example comes out: the script fails if
-# any id is missing (Fairseq drops partial batches unless told not to: see STACK.md).
+# any id is missing (Fairseq drops partial batches unless told not to).
 # Generation reads the sources only (fairseq-generate gets a view of DATA_BIN without the
 # S targets): a reference longer than the model's target positions is neither a reason to
 # fail nor to skip a document. Score against the whole references, binarize.sh's text/S.target.
@@ -66,10 +66,12 @@ esac
 
 # read the checkpoint's config here (memory-mapped: not its weights): an unreadable file, or one
 # trained with another dictionary than DATA_BIN's, is one line naming both, not a traceback;
-# MAX_SOURCE defaults to the positions the model was trained with
-CKPT_SOURCE=$("$PYTHON" - "$CHECKPOINT" "$DATA_BIN" <<'EOF'
+# MAX_SOURCE defaults to the positions the model was trained with, the decoding to the shared table
+SETTINGS=$("$PYTHON" - "$CHECKPOINT" "$DATA_BIN" <<'EOF'
 import logging, sys
-from fairseq_poolingformer.load import CheckpointError, checkpoint_config, open_checkpoint
+from fairseq_poolingformer.inference.checkpoint import checkpoint_config, open_checkpoint
+from fairseq_poolingformer.inference.errors import CheckpointError
+from fairseq_poolingformer.summarization.decoding import shell_defaults
 logging.disable(logging.INFO)  # the task's "dictionary: N types" lines: fairseq-generate prints them
 path, data = sys.argv[1:]
 try:
@@ -78,10 +80,14 @@ try:
 except CheckpointError as e:
     sys.exit(f"generate.sh: {e}")
 cfg = checkpoint_config(state)
-print(int(getattr(cfg.model, "max_source_positions", None) or cfg.task.max_source_positions))
+print(f"CKPT_SOURCE={int(getattr(cfg.model, 'max_source_positions', None) or cfg.task.max_source_positions)}")
+print(shell_defaults(prefix="DEFAULT_"), end="")
 EOF
 ) || exit 1
+eval "$SETTINGS"
 MAX_SOURCE=${MAX_SOURCE:-$CKPT_SOURCE}
+BEAM=${BEAM:-$DEFAULT_BEAM}; LENPEN=${LENPEN:-$DEFAULT_LENPEN}; MAX_LEN_A=${MAX_LEN_A:-$DEFAULT_MAX_LEN_A}
+MAX_LEN_B=${MAX_LEN_B:-$DEFAULT_MAX_LEN_B}; MIN_LEN=${MIN_LEN:-$DEFAULT_MIN_LEN}; NO_REPEAT=${NO_REPEAT:-$DEFAULT_NO_REPEAT}
 DEVICE_ARGS=()
 if [[ -n ${CPU:-} ]] || ! "$PYTHON" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
     DEVICE_ARGS=(--cpu)
@@ -100,14 +106,14 @@ for f in dict.source.txt dict.target.txt "$PREFIX.bin" "$PREFIX.idx"; do
     ln -s "$(cd "$DATA_BIN" && pwd)/$f" "$SOURCES/$f"
 done
 LOG=$OUT_DIR/generate-$SUBSET.log
-echo "generate.sh: $SUBSET of $DATA_BIN with $CHECKPOINT (max source $MAX_SOURCE, beam ${BEAM:-5}, lenpen ${LENPEN:-2})" >&2
+echo "generate.sh: $SUBSET of $DATA_BIN with $CHECKPOINT (max source $MAX_SOURCE, beam $BEAM, lenpen $LENPEN)" >&2
 # pf-generate (the package imported before Fairseq, so Fairseq's import leaves logging alone):
 # fairseq-generate's INFO lines then go to the log with the hypotheses, not to the terminal
 PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m fairseq_poolingformer.cli generate "$SOURCES" \
     --task translation --source-lang source --target-lang target --gen-subset "$SUBSET" \
     --path "$CHECKPOINT" --max-source-positions "$MAX_SOURCE" --truncate-source \
-    --beam "${BEAM:-5}" --lenpen "${LENPEN:-2}" --max-len-b "${MAX_LEN_B:-512}" \
-    --min-len "${MIN_LEN:-56}" --no-repeat-ngram-size "${NO_REPEAT:-3}" \
+    --beam "$BEAM" --lenpen "$LENPEN" --max-len-a "$MAX_LEN_A" --max-len-b "$MAX_LEN_B" \
+    --min-len "$MIN_LEN" --no-repeat-ngram-size "$NO_REPEAT" \
     --batch-size "$BATCH_SIZE" --required-batch-size-multiple 1 \
     "${BPE_ARGS[@]}" "${DEVICE_ARGS[@]}" "${EXTRA[@]}" > "$LOG"
 

@@ -9,7 +9,7 @@
 #   DATA_BIN    OUT_DIR/bin of recipes/nq/binarize.sh
 #   OUTPUT      NQ: one JSON file {"predictions": [...]}; TyDi: a JSONL file; the counts by
 #               answer kind go to OUTPUT's stem + .report.json
-# Other options go to python -m fairseq_poolingformer.predict_qa (--batch-size, --max-answer-len,
+# Other options go to python -m fairseq_poolingformer.qa.predict (--batch-size, --max-answer-len,
 # --fp16, --cpu, ...). Environment: PYTHON.
 #
 # Final numbers come from the official evaluation scripts, never from the training logs
@@ -38,5 +38,5 @@ for a in "$@"; do [[ $a == --split ]] && HAS_SPLIT=1; done
 EXTRA=("$@")
 [[ $HAS_SPLIT == 1 ]] || EXTRA+=(--split valid)
 mkdir -p "$(dirname "$OUTPUT")"
-exec "$PYTHON" -m fairseq_poolingformer.predict_qa --checkpoint "$CHECKPOINT" --data-dir "$DATA_BIN" \
+exec "$PYTHON" -m fairseq_poolingformer.qa.predict --checkpoint "$CHECKPOINT" --data-dir "$DATA_BIN" \
     --format "$DATASET" --output "$OUTPUT" "${EXTRA[@]}"

@@ -1,9 +1,10 @@
 """Open a trained checkpoint for inference, with one readable line for the usual mistakes.
 
-Every place where a checkpoint meets a dictionary (``recipes/arxiv/generate.sh``, the hub,
-``predict_qa``) goes through :func:`read_checkpoint` and :func:`check_dictionaries`, so a
-checkpoint trained with another dictionary is reported as such (both sizes, the data the
-checkpoint was trained on when it records it, what to do) instead of torch's
+Every place where a checkpoint meets a dictionary (``recipes/arxiv/generate.sh``, the
+summarization hub, the QA reader and predictions) goes through :func:`read_checkpoint` and
+:func:`check_dictionaries`, so a checkpoint trained with another dictionary is reported as
+such (both sizes, the data the checkpoint was trained on when it records it, what to do)
+instead of torch's
 ``size mismatch for encoder.embed_tokens.weight`` traceback, and an unreadable file is named
 with the reason instead of an unpickling traceback.
 
@@ -22,17 +23,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from fairseq_poolingformer.inference.errors import CheckpointError
+from fairseq_poolingformer.inference.files import not_a_dictionary
+
 # (no `import fairseq_poolingformer`: Python loads the package, its registrations and compat's
 # torch.load allow-list, before this module; importing it here would close an import cycle)
-
-
-def find_beside(directory: str, *names: str) -> Optional[str]:
-    """The first of ``names`` that is a file in ``directory`` (the files found beside a checkpoint)."""
-    return next((os.path.join(directory, n) for n in names if os.path.isfile(os.path.join(directory, n))), None)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot serve: unreadable, or built for another dictionary. One line."""
 
 
 def _unreadable_reason(path: str, error: BaseException) -> str:
@@ -102,9 +97,15 @@ def _dictionary_files(data: str) -> str:
     return ", ".join(os.path.join(data, n) for n in names) or data
 
 
-def check_dictionaries(path: str, state: Dict[str, Any], task: Any, trained_on: Optional[str]) -> None:
+TRAINING_ADVICE = ("Binarize the data with the checkpoint's dictionary (binarize.sh --dict <the dict.txt it was "
+                   "trained with>), or use a checkpoint trained with this one")
+TOOL_ADVICE = "Give the dict.txt the checkpoint was trained with, or a checkpoint trained with this one"
+
+
+def check_dictionaries(path: str, state: Dict[str, Any], task: Any, trained_on: Optional[str],
+                       advice: str = TRAINING_ADVICE) -> None:
     """Raises CheckpointError when the task's dictionaries are not those the checkpoint was
-    trained with (their sizes differ from its embeddings' rows)."""
+    trained with (their sizes differ from its embeddings' rows); ``advice`` ends the message."""
     sides = {"encoder": task.source_dictionary, "decoder": task.target_dictionary}
     data = str(getattr(task.cfg, "data", "") or "")
     for side, rows in embedding_rows(state["model"]).items():
@@ -114,9 +115,8 @@ def check_dictionaries(path: str, state: Dict[str, Any], task: Any, trained_on: 
         trained = f" (trained on {trained_on})" if trained_on else ""
         raise CheckpointError(
             f"checkpoint {path} was trained with a dictionary of {rows} symbols{trained}, but "
-            f"{_dictionary_files(data)} gives {len(dictionary)}: not the same dictionary. Binarize "
-            "the data with the checkpoint's dictionary (binarize.sh --dict <the dict.txt it was "
-            "trained with>), or use a checkpoint trained with this one")
+            f"{_dictionary_files(data)} gives {len(dictionary)}: not the same dictionary. "
+            f"{advice}")
 
 
 # what each task's checkpoints are for, in the words of an error message, and the tools that use them
@@ -135,10 +135,12 @@ def check_task(path: str, state: Dict[str, Any], expected: str) -> None:
 
 
 def open_checkpoint(path: str, arg_overrides: Dict[str, Any], task_name: Optional[str] = None,
-                    state: Optional[Dict[str, Any]] = None) -> Tuple[Dict[str, Any], Any]:
+                    state: Optional[Dict[str, Any]] = None,
+                    advice: str = TRAINING_ADVICE) -> Tuple[Dict[str, Any], Any]:
     """(state, task) for ``path`` with ``arg_overrides`` applied, its dictionaries checked (and,
     with ``task_name``, the task it was trained for). ``state``: what :func:`read_checkpoint`
-    returned for ``path``, when the caller has read it already (it is updated in place)."""
+    returned for ``path``, when the caller has read it already (it is updated in place);
+    ``advice``: what a dictionary of another size should make the user do."""
     from fairseq import tasks
 
     if state is None:
@@ -153,16 +155,19 @@ def open_checkpoint(path: str, arg_overrides: Dict[str, Any], task_name: Optiona
         task = tasks.setup_task(checkpoint_config(state).task, from_checkpoint=True)
     except FileNotFoundError as e:  # the task's dictionary files
         raise CheckpointError(f"{e.filename or e}: not found (the data directory for {path})") from None
-    check_dictionaries(path, state, task, trained_on)
+    except (ValueError, RuntimeError) as e:  # a dictionary that does not parse (or holds a word twice)
+        raise not_a_dictionary(_dictionary_files(str(checkpoint_config(state).task.data)), e) from None
+    check_dictionaries(path, state, task, trained_on, advice)
     return state, task
 
 
 def load_for_inference(path: str, arg_overrides: Dict[str, Any], task_name: Optional[str] = None,
-                       state: Optional[Dict[str, Any]] = None) -> Tuple[List[Any], Any, Any]:
+                       state: Optional[Dict[str, Any]] = None,
+                       advice: str = TRAINING_ADVICE) -> Tuple[List[Any], Any, Any]:
     """Fairseq's ``load_model_ensemble_and_task`` for one checkpoint, after :func:`open_checkpoint`
     (``state``: the checkpoint as already read, so that it is not read twice)."""
     from fairseq import checkpoint_utils
 
-    state, task = open_checkpoint(path, arg_overrides, task_name, state)
+    state, task = open_checkpoint(path, arg_overrides, task_name, state, advice)
     return checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=arg_overrides,
                                                          task=task, state=state)

@@ -1,276 +1,82 @@
 """Ask a long document a question: a ``long_qa`` checkpoint as a reader (docs/qa.md).
 
-    from fairseq_poolingformer.hub import load_reader
+    from fairseq_poolingformer.qa import load_reader
     reader = load_reader("checkpoints/nq")            # model.pt / checkpoint_best.pt + dict.txt + BPE
-    reader.answer("who is the mother?", open("doc.txt").read())
+    reader.answer("who is the mother?", open("doc.txt", encoding="utf-8", newline="").read())
     # {'answer': 'Tracy McConnell', 'start': 1412, 'end': 1427, 'score': 7.3, 'kind': 'span',
     #  'paragraph': [1302, 1788]}
 
 A document goes through the QA preprocessing's own steps (``fairseq_poolingformer.preprocess``:
-``qa_tokenize``, ``qa_windows``) and ``predict_qa``'s own window decoding and document-level
-combination: the answer and its score are those ``predict_qa`` writes for the same document
+``qa_tokenize``, ``qa_windows``) and the predictions' own window decoding (``qa.scores``) and document-level
+combination (``qa.combine``): the answer and its score are those ``qa.predict`` writes for the same document
 preprocessed as an NQ / TyDi record. Windows are built one at a time and run in batches of
 ``batch_size``, so a document of any length needs memory for its subwords, not its windows.
 
-Documents:
-
-* plain text (``format="text"``): paragraphs are the blocks between blank lines (none when the
-  text has no blank line), tokenized as TyDi QA plain text (the paragraphs are the passages);
-* NQ-style HTML (``format="nq-html"``): the simplified Natural Questions ``document_text``
-  (tokens separated by single spaces, tags as tokens: ``<P>``, ``</Table>``, ...); HTML tokens
-  get no subwords, and the paragraphs are NQ's long-answer candidates (``<P>``, ``<Table>``,
-  ``<Tr>``, lists and list items) found from the tags;
-* ``format="auto"`` (default): NQ-style HTML when the document has no newline and holds one of
-  those tags, plain text otherwise.
-
+Documents (``qa.documents``): plain text, NQ-style HTML, or ``format="auto"``;
 ``paragraphs=[(start, end), ...]`` (character offsets) gives the paragraphs instead.
 
 Every answer is a dict: ``answer`` (the text; ``"yes"`` / ``"no"`` / ``""`` for the other kinds),
 ``start`` / ``end`` (character offsets into the document as given, ``document[start:end] ==
-answer``; ``None`` unless a span), ``score`` (log-odds against no answer, ``predict_qa``'s
+answer``; ``None`` unless a span), ``score`` (log-odds against no answer, the predictions'
 scale: above 0 the model prefers this answer to none), ``kind`` (``span``, ``yes``, ``no``,
 ``none``) and ``paragraph`` (``[start, end]`` of the paragraph it lies in, or of the chosen
 paragraph for yes / no; ``None`` when the document has none).
 """
 from __future__ import annotations
 
-import bisect
-import contextlib
 import logging
 import math
 import os
-import re
-import shutil
-import tempfile
-from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
 
 import torch
 
-from fairseq_poolingformer.load import CheckpointError, check_task, find_beside, load_for_inference, read_checkpoint
-from fairseq_poolingformer.predict_qa import (
-    ExamplePrediction, WindowResult, candidate_best_scores, combine_windows, logits_finite,
-    run_batch,
-)
-from fairseq_poolingformer.preprocess.common import InputError
-from fairseq_poolingformer.preprocess.nq import is_html
-from fairseq_poolingformer.preprocess.qa_tokenize import TokenizerSpec, TokenizedDoc, build_tokenizer
-from fairseq_poolingformer.preprocess.qa_windows import (
-    Candidate, QAExample, WindowConfig, WindowStats, check_text, iter_windows, prepare_example,
-)
+from fairseq_poolingformer.inference.checkpoint import TOOL_ADVICE, check_task, load_for_inference, read_checkpoint
+from fairseq_poolingformer.inference.device import place
+from fairseq_poolingformer.inference.dictionary import dictionary_dir
+from fairseq_poolingformer.inference.errors import CheckpointError
+from fairseq_poolingformer.inference.files import (CHECKPOINT_NAMES, DICT_NAME, SPM_NAMES, check_dictionary, find_bpe,
+                                                   resolve_checkpoint)
+from fairseq_poolingformer.preprocess.common import MAX_UNK_RATE, InputError
+from fairseq_poolingformer.preprocess.qa_tokenize import TokenizerSpec, build_tokenizer
+from fairseq_poolingformer.preprocess.qa_windows import WindowConfig, iter_windows, prepare_example
+from fairseq_poolingformer.qa.combine import ExamplePrediction, candidate_best_scores, combine_windows, logits_finite
+from fairseq_poolingformer.qa.documents import FORMATS, Document, make_document
+from fairseq_poolingformer.qa.errors import ReaderError
+from fairseq_poolingformer.qa.scores import WindowResult, run_batch
 from fairseq_poolingformer.tasks.long_qa import collate_windows
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ReaderError", "QAReader", "load_reader", "FORMATS", "CHECKPOINT_NAMES"]
 
-FORMATS = ("auto", "text", "nq-html")
-CHECKPOINT_NAMES = ("model.pt", "checkpoint_best.pt", "checkpoint_last.pt")  # looked for in a directory
-SPM_NAMES = ("sentencepiece.bpe.model", "spm.model")
 DEFAULT_WINDOWS = WindowConfig()   # what the recipes preprocess (and train) with: 4096 / 1568 / 64
-# NQ's long-answer candidates: paragraphs, tables, table rows, lists and list items
-NQ_CANDIDATE_TAGS = frozenset({"P", "Table", "Tr", "Ul", "Ol", "Dl", "Li", "Dd", "Dt"})
-_BLANK_LINES = re.compile(r"\n[^\S\n]*\n\s*")
-_NQ_TAG_NAME = re.compile(r"^</?([A-Za-z]+)")
-
-
-class ReaderError(ValueError):
-    """Bad input or a checkpoint the reader cannot use; ``str(e)`` is one line for the user."""
-
-
-# ---------------------------------------------------------------------------
-# checkpoint and tokenizer files
-
-def resolve_checkpoint(path: str, names: Sequence[str] = CHECKPOINT_NAMES) -> str:
-    """A checkpoint file, or the first of ``names`` in a directory."""
-    if os.path.isfile(path):
-        return path
-    if os.path.isdir(path):
-        found = find_beside(path, *names)
-        if found:
-            return found
-        raise ReaderError(f"{path}: no checkpoint in this directory (looked for {', '.join(names)})")
-    raise ReaderError(f"checkpoint not found: {path}")
+BPE_FLAGS = {"sentencepiece_model": "--sentencepiece-model", "encoder_json": "--encoder-json",
+             "vocab_bpe": "--vocab-bpe"}
 
 
 def tokenizer_spec(model_dir: str, dict_path: str | None = None, sentencepiece_model: str | None = None,
                    encoder_json: str | None = None, vocab_bpe: str | None = None) -> TokenizerSpec:
-    """The QA tokenizer's files: as given, else beside the checkpoint as ``convert`` writes
-    them (``dict.txt`` with ``sentencepiece.bpe.model``, or ``encoder.json`` + ``vocab.bpe``)."""
-    dict_path = dict_path or os.path.join(model_dir, "dict.txt")
+    """The QA tokenizer's files: as given, else beside the checkpoint (``inference.files``)."""
+    dict_path = dict_path or os.path.join(model_dir, DICT_NAME)
     if not os.path.isfile(dict_path):
-        raise ReaderError(f"dictionary not found: {dict_path} (pass --dict / dict_path=)")
-    if not (encoder_json or vocab_bpe):
-        sentencepiece_model = sentencepiece_model or find_beside(model_dir, *SPM_NAMES)
-    if sentencepiece_model:
-        if not os.path.isfile(sentencepiece_model):
-            raise ReaderError(f"sentencepiece model not found: {sentencepiece_model}")
-        return TokenizerSpec("sentencepiece", dict_path, sentencepiece_model=sentencepiece_model)
-    encoder_json = encoder_json or find_beside(model_dir, "encoder.json")
-    vocab_bpe = vocab_bpe or find_beside(model_dir, "vocab.bpe")
-    if not (encoder_json and vocab_bpe):
+        raise ReaderError(f"dictionary not found: {dict_path} (pass --dict)")
+    try:
+        check_dictionary(dict_path)
+    except CheckpointError as e:
+        raise ReaderError(str(e)) from None
+    bpe = find_bpe(model_dir, None, sentencepiece_model, encoder_json, vocab_bpe)
+    if bpe is None:
         raise ReaderError(
             f"no BPE for the reader: none given and none beside the checkpoint in {model_dir} (looked for "
             f"{' or '.join(SPM_NAMES)}, or encoder.json + vocab.bpe); pass --sentencepiece-model, or "
             f"--encoder-json and --vocab-bpe")
-    for path in (encoder_json, vocab_bpe):
-        if not os.path.isfile(path):
-            raise ReaderError(f"GPT-2 BPE file not found: {path} (nothing is downloaded)")
-    return TokenizerSpec("gpt2", dict_path, encoder_json=encoder_json, vocab_bpe=vocab_bpe)
-
-
-# ---------------------------------------------------------------------------
-# documents -> examples (the preprocessing's QAExample), and offsets back to characters
-
-def _char_to_byte(text: str, chars: Sequence[int]) -> list[int]:
-    """UTF-8 byte offsets of the (sorted) character offsets ``chars``."""
-    out, char, byte = [], 0, 0
-    for c in chars:
-        byte += len(text[char:c].encode("utf-8"))
-        char = c
-        out.append(byte)
-    return out
-
-
-def _byte_to_char(raw: bytes, byte: int) -> int:
-    return len(raw[:byte].decode("utf-8"))
-
-
-def blank_line_paragraphs(text: str) -> list[tuple[int, int]]:
-    """Character ranges of the blocks between blank lines, without their outer whitespace;
-    none when the text is a single block."""
-    blocks, start = [], 0
-    for m in _BLANK_LINES.finditer(text):
-        blocks.append((start, m.start()))
-        start = m.end()
-    blocks.append((start, len(text)))
-    out = []
-    for s, e in blocks:
-        block = text[s:e]
-        if block.strip():
-            lead = len(block) - len(block.lstrip())
-            out.append((s + lead, s + len(block.rstrip())))
-    return out if len(out) > 1 else []
-
-
-def nq_candidates(tokens: Sequence[str]) -> list[tuple[int, int, bool]]:
-    """NQ long-answer candidates ``(start_token, end_token, top_level)`` of a simplified-format
-    document: every ``<P>``, ``<Table>``, ``<Tr>``, list or list item element, from its opening
-    to its closing tag (inclusive, end exclusive), in document order; top level when no other
-    candidate contains it."""
-    open_tags: list[tuple[str, int]] = []
-    found = []
-    for i, token in enumerate(tokens):
-        if not is_html(token):
-            continue
-        name = _NQ_TAG_NAME.match(token).group(1)
-        if name not in NQ_CANDIDATE_TAGS:
-            continue
-        if not token.startswith("</"):
-            open_tags.append((name, i))
-            continue
-        for depth in range(len(open_tags) - 1, -1, -1):  # the innermost open element of that name
-            if open_tags[depth][0] == name:
-                found.append((open_tags[depth][1], i + 1))
-                del open_tags[depth:]
-                break
-    found.sort()
-    out, outer_end = [], -1
-    for s, e in found:
-        out.append((s, e, s >= outer_end))
-        outer_end = max(outer_end, e) if s < outer_end else e
-    return out
-
-
-def detect_format(document: str) -> str:
-    """``nq-html`` for a one-line document holding an NQ candidate tag, else ``text``."""
-    if "\n" in document:
-        return "text"
-    tags = {f"<{t}>" for t in NQ_CANDIDATE_TAGS}
-    return "nq-html" if any(token in tags for token in document.split(" ")) else "text"
-
-
-@dataclass
-class Document:
-    """One (question, document) pair made into the preprocessing's ``QAExample``, with what maps
-    its units and candidates back to character offsets of the document as given."""
-    text: str
-    example: QAExample
-    paragraphs: list[tuple[int, int]]        # character range of each candidate
-    token_starts: list[int] | None = None    # NQ-style HTML: character offset of each token (unit)
-    tokens: TokenizedDoc | None = None       # set by the reader
-    question_ids: list[int] = field(default_factory=list)
-    stats: WindowStats | None = None
-    results: list[tuple[int, WindowResult]] = field(default_factory=list)
-    windows_left: int = 0
-    _raw: bytes | None = None
-
-    def unit_chars(self, first: int, last: int) -> tuple[int, int]:
-        """Character range ``[start, end)`` of units ``first..last`` (inclusive)."""
-        if self.token_starts is not None:  # units are the tokens
-            return self.token_starts[first], self.token_starts[last] + len(self.example.tokens[last])
-        if self._raw is None:               # units are UTF-8 byte spans
-            self._raw = self.text.encode("utf-8")
-        units = self.tokens.units
-        return _byte_to_char(self._raw, units[first][0]), _byte_to_char(self._raw, units[last][1])
-
-
-def make_document(question: str, document: str, fmt: str = "auto",
-                  paragraphs: Sequence[Sequence[int]] | None = None, name: str = "document") -> Document:
-    """The ``QAExample`` of a question on a document (``format`` and ``paragraphs`` as in the
-    module docstring); raises ``ReaderError`` for an empty question or document."""
-    if not isinstance(question, str) or not question.strip():
-        raise ReaderError(f"{name}: empty question")
-    if not isinstance(document, str) or not document.strip():
-        raise ReaderError(f"{name}: empty document")
     try:
-        check_text(question, name, 0, "question")
-        check_text(document, name, 0, "document")
-    except InputError as e:
-        raise ReaderError(f"{name}: the {e.field} is {e.message}") from None
-    if fmt not in FORMATS:
-        raise ReaderError(f"format must be one of {FORMATS}, got {fmt!r}")
-    if fmt == "auto":
-        fmt = detect_format(document)
-    if fmt == "nq-html":
-        return _nq_document(question, document, paragraphs, name)
-    return _text_document(question, document, paragraphs, name)
-
-
-def _checked_paragraphs(paragraphs: Sequence[Sequence[int]], n: int, name: str) -> list[tuple[int, int]]:
-    out = []
-    for i, p in enumerate(paragraphs):
-        if len(p) != 2 or not 0 <= p[0] < p[1] <= n:
-            raise ReaderError(f"{name}: paragraph {i} {list(p)} is not a character range inside the document "
-                              f"of {n} characters")
-        out.append((int(p[0]), int(p[1])))
-    return out
-
-
-def _text_document(question: str, text: str, paragraphs, name: str) -> Document:
-    paras = blank_line_paragraphs(text) if paragraphs is None else _checked_paragraphs(paragraphs, len(text), name)
-    bounds = sorted({c for p in paras for c in p})
-    byte_of = dict(zip(bounds, _char_to_byte(text, bounds)))
-    cands = [Candidate(i, -1, -1, byte_of[s], byte_of[e]) for i, (s, e) in enumerate(paras)]
-    return Document(text, QAExample(name, "tydi", "", question, cands, None, text=text), paras)
-
-
-def _nq_document(question: str, text: str, paragraphs, name: str) -> Document:
-    tokens = text.split(" ")
-    starts, pos = [], 0
-    for t in tokens:
-        starts.append(pos)
-        pos += len(t) + 1
-    if paragraphs is None:
-        cands = [Candidate(i, s, e, -1, -1, top) for i, (s, e, top) in enumerate(nq_candidates(tokens))]
-        paras = [(starts[c.start_token], starts[c.end_token - 1] + len(tokens[c.end_token - 1])) for c in cands]
-    else:  # whole tokens only: the units of an NQ document are its tokens
-        paras = _checked_paragraphs(paragraphs, len(text), name)
-        cands = [Candidate(i, bisect.bisect_right(starts, s) - 1, bisect.bisect_left(starts, e), -1, -1)
-                 for i, (s, e) in enumerate(paras)]
-    example = QAExample(name, "nq", "english", question, cands, None, tokens=tokens,
-                        html=[is_html(t) for t in tokens])
-    return Document(text, example, paras, token_starts=starts)
+        bpe.check(model_dir, BPE_FLAGS)
+    except CheckpointError as e:
+        raise ReaderError(str(e)) from None
+    return TokenizerSpec(bpe.kind, dict_path, sentencepiece_model=bpe.sentencepiece_model,
+                         encoder_json=bpe.encoder_json, vocab_bpe=bpe.vocab_bpe)
 
 
 # ---------------------------------------------------------------------------
@@ -357,7 +163,7 @@ class QAReader:
                 doc.tokens, doc.stats = prepare_example(doc.example, self.tokenizer, self.windows, name, 0, "document")
             except InputError as e:
                 raise ReaderError(f"{name}: {e.message}") from None
-            if doc.stats.unk_rate > 0.01:  # the preprocessing's --max-unk-rate default
+            if doc.stats.unk_rate > MAX_UNK_RATE:  # the preprocessing's --max-unk-rate default
                 logger.warning(f"{name}: {100 * doc.stats.unk_rate:.1f}% of the document's subwords are <unk>: "
                                f"does {self.spec.dict_path} belong to the BPE?")
             doc.question_ids = question_ids
@@ -433,37 +239,43 @@ class QAReader:
                        doc.paragraphs[paragraph] if paragraph is not None else None)
 
 
+def check_windows(cfg: WindowConfig) -> None:
+    """ReaderError naming the flag unless every window holds a document part beside the longest
+    question and ``doc_stride`` fits in a window: at most its document part with a one-subword
+    question (``max_length - 4``). (With a longer question the step is the document part, as
+    in the preprocessing: ``qa_windows``.)"""
+    for flag, value in (("--max-length", cfg.max_length), ("--doc-stride", cfg.doc_stride),
+                        ("--max-question-len", cfg.max_question_len)):
+        if value < 1:
+            raise ReaderError(f"{flag} must be at least 1, got {value}")
+    room = cfg.max_length - cfg.max_question_len - 3   # <s> question </s> ... </s>
+    if room < 1:
+        raise ReaderError(f"--max-length {cfg.max_length} leaves no room for the document beside a "
+                          f"--max-question-len {cfg.max_question_len} question (needs at least "
+                          f"{cfg.max_question_len + 4})")
+    if cfg.doc_stride > cfg.max_length - 4:
+        raise ReaderError(f"--doc-stride {cfg.doc_stride} is longer than a --max-length {cfg.max_length} window "
+                          f"holds of a document (at most {cfg.max_length - 4} subwords): give at most that")
+
+
 def window_config(task, max_length: int | None = None, doc_stride: int | None = None,
                   max_question_len: int | None = None) -> WindowConfig:
     """The windows the reader cuts: as given, else the recipes' training windows (the
-    preprocessing defaults) with the length capped at the checkpoint's positions."""
+    preprocessing defaults) fitted to the checkpoint: the length capped at its positions, and
+    the stride scaled with the length (1568 of 4096: windows overlap by the same share)."""
     positions = int(task.max_positions())
-    cfg = WindowConfig(
-        max_length=max_length or min(DEFAULT_WINDOWS.max_length, positions),
-        doc_stride=doc_stride or DEFAULT_WINDOWS.doc_stride,
-        max_question_len=max_question_len or DEFAULT_WINDOWS.max_question_len)
-    try:
-        cfg.check()
-    except ValueError as e:
-        raise ReaderError(f"window settings: {e}") from None
+    if max_length is None:
+        max_length = min(DEFAULT_WINDOWS.max_length, positions)
+    if max_question_len is None:
+        max_question_len = DEFAULT_WINDOWS.max_question_len
+    if doc_stride is None:
+        share = DEFAULT_WINDOWS.doc_stride / DEFAULT_WINDOWS.max_length
+        doc_stride = max(1, min(round(share * max_length), max_length - max_question_len - 3))
+    cfg = WindowConfig(max_length=max_length, doc_stride=doc_stride, max_question_len=max_question_len)
+    check_windows(cfg)
     if cfg.max_length > positions:
         raise ReaderError(f"--max-length {cfg.max_length} is longer than the checkpoint's {positions} positions")
     return cfg
-
-
-@contextlib.contextmanager
-def _dictionary_dir(dict_path: str) -> Iterator[str]:
-    """A directory with ``dict.txt`` (what the ``long_qa`` task loads): the file's own when it is
-    named so, else a temporary one."""
-    if os.path.basename(dict_path) == "dict.txt":
-        yield os.path.dirname(os.path.abspath(dict_path))
-        return
-    tmp = tempfile.mkdtemp(prefix="pf_reader_dict.")
-    try:
-        shutil.copyfile(dict_path, os.path.join(tmp, "dict.txt"))
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_reader(model_name_or_path: str, checkpoint_file: str | None = None, dict_path: str | None = None,
@@ -474,26 +286,21 @@ def load_reader(model_name_or_path: str, checkpoint_file: str | None = None, dic
     """A ``QAReader`` from a ``long_qa`` checkpoint file or directory (``checkpoint_file`` in it,
     else the first of ``CHECKPOINT_NAMES``); the dictionary and BPE files as given or found
     beside it (``tokenizer_spec``). Raises ``ReaderError`` with one line for the user."""
-    if checkpoint_file and os.path.isdir(model_name_or_path):
-        checkpoint = resolve_checkpoint(os.path.join(model_name_or_path, checkpoint_file))
-    else:
-        checkpoint = resolve_checkpoint(model_name_or_path)
+    if batch_size < 1:
+        raise ReaderError(f"--batch-size must be at least 1, got {batch_size}")
     try:
+        if checkpoint_file and os.path.isdir(model_name_or_path):
+            checkpoint = resolve_checkpoint(os.path.join(model_name_or_path, checkpoint_file))
+        else:
+            checkpoint = resolve_checkpoint(model_name_or_path)
         state = read_checkpoint(checkpoint)
         check_task(checkpoint, state, "long_qa")  # before looking for its files
         spec = tokenizer_spec(os.path.dirname(os.path.abspath(checkpoint)), dict_path, sentencepiece_model,
                               encoder_json, vocab_bpe)
-        with _dictionary_dir(spec.dict_path) as data:
-            models, _cfg, task = load_for_inference(checkpoint, {"data": data}, "long_qa", state)
+        with dictionary_dir(spec.dict_path, [DICT_NAME]) as data:
+            models, _cfg, task = load_for_inference(checkpoint, {"data": data}, "long_qa", state, TOOL_ADVICE)
     except CheckpointError as e:
         raise ReaderError(str(e)) from None
-    model = models[0]
-    use_cuda = torch.cuda.is_available() and not cpu
-    if use_cuda:
-        model = model.cuda()
-        if fp16:
-            model = model.half()
-    elif fp16:
-        logger.warning("--fp16 needs CUDA; running in fp32 on the CPU")
+    model, use_cuda = place(models[0], cpu, fp16)
     windows = window_config(task, max_length, doc_stride, max_question_len)
     return QAReader(model, task, spec, windows, batch_size, use_cuda)

@@ -1,0 +1,62 @@
+"""The decoding defaults of every summarizer: the hub's ``sample``, ``pf-summarize`` and
+``recipes/arxiv/generate.sh`` all read this one table.
+
+The paper's beam search (beam 5, length penalty 2) with BART's arXiv-style length limits and
+trigram blocking. ``python -m fairseq_poolingformer.summarization.decoding`` prints the table
+as shell assignments (``BEAM=5``, ...); ``generate.sh`` reads them through
+:func:`shell_defaults`.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable, Optional
+
+from fairseq_poolingformer.summarization.errors import SummarizerError
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Fairseq's generation options (``fairseq-generate``'s flags without the dashes)."""
+    beam: int = 5
+    lenpen: float = 2.0
+    max_len_a: float = 0.0             # max length = max_len_a * source length + max_len_b
+    max_len_b: int = 512
+    min_len: int = 56
+    no_repeat_ngram_size: int = 3
+
+    def as_kwargs(self) -> dict:
+        return asdict(self)
+
+
+DEFAULTS = Decoding()
+# generate.sh's environment variable for each option
+SHELL_NAMES = {"beam": "BEAM", "lenpen": "LENPEN", "max_len_a": "MAX_LEN_A", "max_len_b": "MAX_LEN_B",
+               "min_len": "MIN_LEN", "no_repeat_ngram_size": "NO_REPEAT"}
+
+
+def check_decoding(options: dict, max_target: Optional[int] = None,
+                   name: Callable[[str], str] = str) -> None:
+    """SummarizerError naming the option (``name(option)``: ``--min-len`` on a command line)
+    unless Fairseq's generator can honour ``options``: a beam of at least 1, a positive maximum
+    length, ``min_len`` within it (``max_len_a`` 0) and within the model's ``max_target``
+    target positions, non-negative ``min_len``, ``max_len_a`` and n-gram size."""
+    value = {**DEFAULTS.as_kwargs(), **options}
+    for option, least in (("beam", 1), ("max_len_b", 1), ("min_len", 0), ("no_repeat_ngram_size", 0),
+                          ("max_len_a", 0)):
+        if value[option] < least:
+            raise SummarizerError(f"{name(option)} must be at least {least}, got {value[option]}")
+    if value["max_len_a"] == 0 and value["min_len"] > value["max_len_b"]:
+        raise SummarizerError(f"{name('min_len')} {value['min_len']} is larger than {name('max_len_b')} "
+                              f"{value['max_len_b']}: a summary cannot be both")
+    if max_target is not None and value["min_len"] > max_target:
+        raise SummarizerError(f"{name('min_len')} {value['min_len']} is larger than the {max_target} tokens "
+                              "the checkpoint's decoder can write")
+
+
+def shell_defaults(decoding: Decoding = DEFAULTS, prefix: str = "") -> str:
+    """``<prefix>NAME=value`` lines for a shell (``generate.sh``)."""
+    return "".join(f"{prefix}{SHELL_NAMES[k]}={v:g}\n" for k, v in decoding.as_kwargs().items())
+
+
+if __name__ == "__main__":
+    print(shell_defaults(), end="")
