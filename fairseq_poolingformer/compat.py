@@ -41,6 +41,13 @@ no environment variable, and is tested in ``tests/test_compat.py``.
    ``pin_memory`` warning on a machine without a GPU (Fairseq's iterators always pin).
    :func:`silence_stack_warnings` filters exactly those (``STACK_WARNINGS``: category and the
    start of the message); every other warning still shows.
+
+6. Repeated n-grams (facebookresearch/fairseq issues #4709 and #5206). ``--no-repeat-ngram-size``
+   is done by a CUDA extension when it is built, else by ``NGramRepeatBlock._no_repeat_ngram``,
+   which takes the n-gram to match from the *end of the token buffer*: at every step but the
+   last that is padding, so nothing is ever blocked and summaries repeat trigrams the option
+   was meant to forbid. :func:`block_repeated_ngrams` hands it only the tokens generated so far
+   (``tokens[:, :step + 1]``); the CUDA extension, which reads ``step`` itself, is untouched.
 """
 
 import argparse
@@ -177,9 +184,6 @@ def check_every_index_batched(
 
 
 # ---------------------------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------------------------
 # 4. the root logger Fairseq's import sets to DEBUG
 # ---------------------------------------------------------------------------------------------
 
@@ -221,6 +225,31 @@ def silence_stack_warnings() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# 6. --no-repeat-ngram-size without the CUDA extension
+# ---------------------------------------------------------------------------------------------
+
+
+def _generated_only(no_repeat_ngram: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    @functools.wraps(no_repeat_ngram)
+    def no_repeat_ngram_in_generated(self: Any, tokens: torch.Tensor, lprobs: torch.Tensor, bsz: int,
+                                     beam_size: int, step: int) -> torch.Tensor:
+        # tokens: (bsz * beam, max_len + 2), of which the first step + 1 are generated (bos first)
+        return no_repeat_ngram(self, tokens[:, : step + 1], lprobs, bsz, beam_size, step)
+
+    setattr(no_repeat_ngram_in_generated, _PATCH_MARK, True)
+    return no_repeat_ngram_in_generated
+
+
+def block_repeated_ngrams() -> None:
+    """Make ``NGramRepeatBlock``'s Python path match n-grams in the generated tokens only."""
+    from fairseq.ngram_repeat_block import NGramRepeatBlock
+
+    if getattr(NGramRepeatBlock._no_repeat_ngram, _PATCH_MARK, False):
+        return
+    NGramRepeatBlock._no_repeat_ngram = _generated_only(NGramRepeatBlock._no_repeat_ngram)
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def apply() -> None:
@@ -235,6 +264,7 @@ def apply() -> None:
         return
     trust_rank_zero_broadcasts()
     keep_last_partial_batch()
+    block_repeated_ngrams()
 
 
 apply()

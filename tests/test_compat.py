@@ -137,11 +137,16 @@ def test_compat_is_idempotent_and_keeps_the_stock_functions_reachable():
     from fairseq.data import data_utils
     from fairseq.distributed import utils as dist_utils
 
+    from fairseq.ngram_repeat_block import NGramRepeatBlock
+
     batch_fn, broadcast_fn = data_utils.batch_by_size, dist_utils._broadcast_object_slow
+    ngram_fn = NGramRepeatBlock._no_repeat_ngram
     compat.apply()
     importlib.reload(compat)  # a second import of the module applies again
     assert data_utils.batch_by_size is batch_fn
     assert dist_utils._broadcast_object_slow is broadcast_fn
+    assert NGramRepeatBlock._no_repeat_ngram is ngram_fn
+    assert not hasattr(ngram_fn.__wrapped__, "__wrapped__")
     stock = data_utils.batch_by_size.__wrapped__
     assert not hasattr(stock, "__wrapped__") and stock.__module__ == "fairseq.data.data_utils"
     assert dist_utils._broadcast_object_slow.__wrapped__.__module__ == "fairseq.distributed.utils"
@@ -305,3 +310,46 @@ def test_cli_main_usage_and_help(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "usage: pf-train" in out and "--user-dir" in out
+
+
+# ------------------------------------------------------------------ 6. repeated n-grams
+
+PAD, BOS = 1, 2  # Fairseq's dictionary indices
+
+
+def _beam_buffer(generated, max_len=12):
+    """Fairseq's token buffer at step len(generated): bos, the generated tokens, then padding."""
+    # (1, max_len + 2)
+    tokens = torch.full((1, max_len + 2), PAD, dtype=torch.long)
+    tokens[0, : len(generated) + 1] = torch.tensor([BOS, *generated])
+    return tokens
+
+
+def _banned(no_repeat_ngram, n, generated, vocab=20):
+    from fairseq.ngram_repeat_block import NGramRepeatBlock
+
+    blocker = NGramRepeatBlock(n, use_extension=False)
+    lprobs = torch.zeros(1, vocab)
+    out = no_repeat_ngram(blocker, _beam_buffer(generated), lprobs, 1, 1, len(generated))
+    return sorted(torch.nonzero(torch.isinf(out[0])).flatten().tolist())
+
+
+@pytest.mark.parametrize("n, generated, banned", [
+    (3, [5, 6, 7, 5, 6], [7]),            # "5 6 7" seen: after "5 6", 7 would repeat it
+    (3, [5, 6, 7, 8, 5, 6, 9, 5, 6], [7, 9]),
+    (2, [4, 4], [4]),                      # a bigram repeated in place
+    (2, [5, 6, 7], []),                    # nothing to repeat yet
+    (3, [5, 6], []),                       # shorter than an n-gram
+])
+def test_no_repeat_ngram_bans_what_would_repeat_an_ngram(n, generated, banned):
+    """compat's blocker bans exactly the tokens that would complete an n-gram already generated
+    (checked against a direct count over the hypothesis); stock Fairseq, reading the buffer's
+    padded end, bans nothing."""
+    from fairseq.ngram_repeat_block import NGramRepeatBlock
+
+    seen = {tuple(generated[i:i + n]) for i in range(len(generated) - n + 1)}
+    expected = sorted({t for t in range(20) if tuple([*generated, t][-n:]) in seen})
+    assert expected == banned
+    assert _banned(NGramRepeatBlock._no_repeat_ngram, n, generated) == banned
+    stock = NGramRepeatBlock._no_repeat_ngram.__wrapped__
+    assert _banned(stock, n, generated) == []
