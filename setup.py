@@ -26,7 +26,7 @@ setup(
     description="Poolingformer (two-level sliding-window + pooling attention) as a Fairseq plugin",
     long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
-    python_requires=">=3.10",
+    python_requires=">=3.11",  # the pinned numpy and scipy need it
     packages=find_packages(include=["fairseq_poolingformer", "fairseq_poolingformer.*"]),
     install_requires=[
         "torch>=2.1",
