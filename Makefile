@@ -78,7 +78,7 @@ distclean: clean
 	rm -rf $(VENV)
 
 # ---------------------------------------------------------------------------------------
-# Long-document QA (issue 4): Natural Questions with Poolingformer RoBERTa-large, TyDi QA with
+# Long-document QA: Natural Questions with Poolingformer RoBERTa-large, TyDi QA with
 # Poolingformer XLM-R-large. convert -> binarize -> train (GPU, the paper's settings) ->
 # predict (official formats; score with the official scripts, see recipes/*/predict.sh).
 # Every path is a variable, e.g.
@@ -147,7 +147,7 @@ tydi-test: install
 	    $(TYDI_OUT)/test_predictions.jsonl --split test
 
 # ---------------------------------------------------------------------------------------
-# Long-document summarization (issue 3): the paper's arXiv table at 4k and 16k source tokens
+# Long-document summarization: the paper's arXiv table at 4k and 16k source tokens
 # (GPU). Binarize (GPT-2 BPE) -> convert BART (positions loop-copied, level 2 from level 1) ->
 # fine-tune (batch 128, 10 epochs, lr 2e-4) -> generate (beam 5, lenpen 2) -> ROUGE.
 #   make arxiv-16k BART=pretrained/bart.large ARXIV=data/arxiv-dataset

@@ -1,4 +1,4 @@
-"""fairseq-train killed at any moment resumes (fairseq_poolingformer.checkpoints, issue 8.1).
+"""fairseq-train killed at any moment resumes (fairseq_poolingformer.checkpoints).
 
 A tiny Poolingformer-BART (the model and data of test_cli_summarization) trains with a save
 every 2 updates, epoch checkpoints and checkpoint_best/last copies. The run is killed with

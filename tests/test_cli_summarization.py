@@ -263,7 +263,7 @@ def test_hub_bpe_matches_the_preprocessing(tmp_path):
 
 
 def test_bf16_training_on_cpu(work, tmp_path):
-    """--bf16 (Fairseq forces --tpu with it: STACK.md pitfall 3) trains, in bf16."""
+    """--bf16 (Fairseq's option parsing turns it into --tpu) trains, in bf16."""
     import torch
 
     # through the installed package's console script (no --user-dir) when it is installed

@@ -139,7 +139,7 @@ def test_convert_errors_leave_nothing(roberta, tmp_path):
 
 
 def test_reconverting_a_poolingformer_checkpoint_is_refused_unless_keep_level2(converted, tmp_path):
-    """Issue 8: a converted / fine-tuned poolingformer_roberta checkpoint is refused (it used to be
+    """A converted / fine-tuned poolingformer_roberta checkpoint is refused (it used to be
     converted again with level 2 silently reset); --keep-level2 keeps level 2 and the QA head."""
     model = converted["model"]
     with torch.no_grad():  # as after fine-tuning: level 2 and the QA head trained

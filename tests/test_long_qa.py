@@ -378,7 +378,7 @@ def test_train_recipe_rejects_a_batch_it_cannot_split(qa_data, tmp_path):
 
 
 def test_fairseq_train_two_gloo_ranks(qa_data, tmp_path):
-    """Distributed data parallel on CPU (STACK.md pitfall 4 flags): both ranks train and validate,
+    """Distributed data parallel on CPU (the gloo backend's flags): both ranks train and validate,
     and the F1 counts survive the distributed reduction."""
     port = str(29500 + os.getpid() % 1000)
     flags = ["--distributed-world-size", "2", "--distributed-init-method", f"tcp://127.0.0.1:{port}",

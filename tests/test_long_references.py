@@ -1,4 +1,4 @@
-"""Generation does not depend on the reference; training says what it skips (issue 8, section 2).
+"""Generation does not depend on the reference; training says what it skips.
 
 Real arXiv papers through the recipes: binarize (sentencepiece) -> train.sh a tiny model with 64
 target positions -> binarize the held-out papers alone against its dictionary -> generate.sh

@@ -1,4 +1,4 @@
-"""Two-level layers where the paper puts them (issue 11).
+"""Two-level layers where the paper puts them.
 
 The paper counts layers from 1 ("the 6th to 11th layers"), ``--pf-layers`` from 0. Each
 architecture's default is pinned to the paper's own words, read here by a small independent

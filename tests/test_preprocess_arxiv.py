@@ -429,7 +429,7 @@ def test_sentencepiece_dict_loads_in_fairseq(tmp_path):
     assert all(not any(ch.isspace() for ch in vocab[i]) for i in range(vocab.nspecial, len(vocab)))
 
 
-# ------------------------------------------------ held-out splits, dictionaries that do not fit (issue 8)
+# ------------------------------------------------ held-out splits, dictionaries that do not fit
 
 SPM = REPO / "tests" / "data" / "sentencepiece" / "test_model.model"
 

@@ -232,7 +232,7 @@ def test_parallel_map_propagates_worker_errors():
         list(parallel_map(_fail_on_7, range(20), workers=2, chunksize=2, progress=False))
 
 
-# --------------------------------------------------------------------- broken .gz inputs (issue 8)
+# --------------------------------------------------------------------- broken .gz inputs
 
 def test_cut_gzip_names_file_and_last_good_line(tmp_path):
     lines = [json.dumps({"id": i, "text": f"record {i} " * 20}).encode() for i in range(2000)]
