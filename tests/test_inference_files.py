@@ -84,3 +84,32 @@ def test_read_text_keeps_the_file_as_it_is(tmp_path):
     latin1.write_bytes("caf\xe9".encode("latin-1"))
     with pytest.raises(InferenceError, match=rf"^{latin1}: not UTF-8 text \(byte 3: b'\\xe9'\)$"):
         read_text(str(latin1))
+
+
+def test_model_files_are_inputs_an_output_must_not_be(tmp_path):
+    """The checkpoint and every dictionary, BPE file and checkpoint beside it, plus the files
+    given, count as inputs: check_output refuses each, and accepts a new file beside them."""
+    from fairseq_poolingformer.inference.files import model_files
+    from fairseq_poolingformer.inference.output import OutputError, check_output
+
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("checkpoint_best.pt", "checkpoint3.pt", "dict.txt", "dict.source.txt", "spm.model",
+                 "encoder.json", "vocab.bpe", "notes.txt"):
+        (model / name).write_text(name)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dict.target.txt").write_text("a 1\n")
+    given_dict = tmp_path / "my_dict.txt"
+    given_dict.write_text("a 1\n")
+    for checkpoint in (str(model), str(model / "checkpoint_best.pt")):
+        inputs = model_files(checkpoint, str(given_dict), str(data), None)
+        for protected in ("checkpoint_best.pt", "checkpoint3.pt", "dict.txt", "dict.source.txt", "spm.model",
+                          "encoder.json", "vocab.bpe"):
+            with pytest.raises(OutputError, match="is one of the inputs"):
+                check_output(str(model / protected), inputs)
+        for protected in (given_dict, data / "dict.target.txt"):
+            with pytest.raises(OutputError, match="is one of the inputs"):
+                check_output(str(protected), inputs)
+        check_output(str(model / "notes.txt"), inputs)  # not a model file
+        check_output(str(model / "answers.jsonl"), inputs)

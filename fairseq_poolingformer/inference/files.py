@@ -124,3 +124,24 @@ def find_bpe(model_dir: str, kind: Optional[str] = None, sentencepiece_model: Op
         return BpeFiles(kind, encoder_json=encoder_json or find_beside(model_dir, GPT2_NAMES[0]),
                         vocab_bpe=vocab_bpe or find_beside(model_dir, GPT2_NAMES[1]))
     raise ValueError(f"bpe must be one of {BPE_KINDS} (or 'none'), got {kind!r}")
+
+
+def _is_model_file(name: str) -> bool:
+    return (name in CHECKPOINT_NAMES or name in SPM_NAMES or name in GPT2_NAMES or name.endswith(".pt")
+            or (name.startswith("dict") and name.endswith(".txt")))
+
+
+def model_files(checkpoint: str, *given: Optional[str]) -> list[str]:
+    """Every file a tool may read for the model at ``checkpoint`` (a file or a directory): the
+    checkpoint, the checkpoints, dictionaries and BPE files beside it, and the ``given`` files
+    (``--dict``, BPE files; a directory given stands for the dictionaries in it). An output must
+    be none of them: they are inputs of ``inference.output.check_output``."""
+    def beside(directory: str) -> list[str]:
+        names = sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+        return [os.path.join(directory, n) for n in names if _is_model_file(n)]
+
+    directory = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint) or "."
+    found = [checkpoint, *beside(directory)]
+    for path in filter(None, given):
+        found.extend(beside(path) if os.path.isdir(path) else [path])
+    return found
