@@ -49,6 +49,22 @@ def test_flex_encoder_equals_eager_encoder():
     torch.testing.assert_close(outputs["flex"], outputs["eager"], rtol=0, atol=2e-5)
 
 
+def test_flex_with_attention_dropout_is_flagged_when_built_and_refused_in_training(caplog):
+    """--attention-impl flex cannot honour --attention-dropout: one warning when the model is
+    built, the ValueError at the first training step; auto trains with the eager kernels."""
+    src = padded([40, 31], left=True)
+    with caplog.at_level("WARNING", logger="fairseq_poolingformer.models.encoder"):
+        model = build(attention_impl="flex", attention_dropout=0.1).train()
+    assert [r.getMessage() for r in caplog.records if "has no attention dropout" in r.getMessage()] != []
+    with pytest.raises(ValueError, match="flex cannot train on the CPU|no attention dropout"):
+        model.encoder(src, src.ne(1).sum(dim=1))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="fairseq_poolingformer.models.encoder"):
+        auto = build(attention_dropout=0.1).train()
+    assert not caplog.records
+    auto.encoder(src, src.ne(1).sum(dim=1))["encoder_out"][0].sum().backward()
+
+
 def test_bart_base_builds_with_64k_source_positions():
     model = build("poolingformer_bart_base", max_source_positions=65536)
     assert model.encoder.max_positions() == 65536

@@ -140,10 +140,14 @@ def test_impl_selection():
     assert use_flex("auto", cuda, training=False, dropout=0.1)
     assert use_flex("flex", cpu, training=False, dropout=0.0) and not use_flex("eager", cuda, False, 0.0)
     assert use_flex("compiled", cuda, False, 0.0) and not use_flex("compiled", cpu, False, 0.0)
+    with pytest.raises(ValueError, match="flex cannot train on the CPU"):  # no backward there
+        use_flex("flex", cpu, training=True, dropout=0.0)
+    with torch.no_grad():
+        assert use_flex("flex", cpu, training=True, dropout=0.0)
     with pytest.raises(ValueError, match=r"attention impl must be one of .*'auto'.*got 'fast'"):
         PoolingformerSelfAttention(C, HEADS, 4, 8, 5, 4, impl="fast")
     module = PoolingformerSelfAttention(C, HEADS, 4, 8, 5, 4, dropout=0.1, impl="flex").train()
-    with pytest.raises(ValueError, match="no attention dropout"):
+    with pytest.raises(ValueError, match="no attention dropout"), torch.no_grad():  # (no_grad: CPU)
         module(torch.randn(10, 1, C))
 
 

@@ -25,8 +25,8 @@ class TinyTask:
 
 def build(arch: str = "poolingformer_bart_tiny", seed: int = 0, **overrides: Any) -> Tuple[torch.nn.Module, argparse.Namespace]:
     """The model of ``arch`` (dropouts 0 unless overridden), its weights drawn after seeding ``seed``."""
-    args = argparse.Namespace(arch=arch, task="translation", dropout=0.0, attention_dropout=0.0,
-                              **overrides)
+    args = argparse.Namespace(**{"arch": arch, "task": "translation", "dropout": 0.0, "attention_dropout": 0.0,
+                                 **overrides})
     ARCH_CONFIG_REGISTRY[arch](args)
     torch.manual_seed(seed)
     return ARCH_MODEL_REGISTRY[arch].build_model(args, TinyTask()), args

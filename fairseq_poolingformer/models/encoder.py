@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
@@ -39,8 +40,9 @@ from fairseq_poolingformer.modules import (
     SlidingWindowSelfAttention,
 )
 from fairseq_poolingformer.modules.checks import check_positive_int
-
 from fairseq_poolingformer.modules.flex import IMPLS
+
+logger = logging.getLogger(__name__)
 
 IMPL_CHOICES = IMPLS  # auto: FlexAttention on CUDA, the eager kernels on the CPU (modules/flex.py)
 GLOBAL_CHOICES = ("first", "none")
@@ -332,6 +334,11 @@ class PoolingformerTransformerEncoder(TransformerEncoderBase):
                  return_fc: bool = False):
         # Validate the layer spec before building anything, for a clear early error.
         pf_cfg.two_level_layers(cfg.encoder.layers)
+        if pf_cfg.impl == "flex" and cfg.attention_dropout > 0:
+            logger.warning("--attention-impl flex has no attention dropout: training with "
+                           "--attention-dropout %s stops at its first step (use auto, which keeps the "
+                           "eager kernels while attention dropout is on, or --attention-dropout 0); "
+                           "evaluation and generation are unaffected", cfg.attention_dropout)
         self.pf_cfg = pf_cfg
         self._num_layers_built = 0  # build_encoder_layer() has no index argument
         super().__init__(cfg, dictionary, embed_tokens, return_fc=return_fc)

@@ -16,9 +16,11 @@ padding and real rows that see nothing give 0 (FlexAttention returns 0 for a row
 allowed key; never NaN). The block masks depend only on T, the padding and the globals: they
 are built once per forward and shared by the layers through ``ForwardCache``.
 
-The block tables are computed per tile from the interval arithmetic of the rule (linear in T:
-(T / BLOCK)^2 booleans per sequence, 16 KiB at 16k), never from a (T x T) mask. FlexAttention
-has no attention dropout: callers keep the eager kernels when it is on.
+The block tables are computed per tile from the interval arithmetic of the rule: (T / BLOCK)^2
+flags per sequence (16 K at 16k, 256 K at 64k), never a (T x T) mask. FlexAttention has no
+attention dropout: ``auto`` keeps the eager kernels when it is on in training, and ``flex``
+refuses it. On the CPU torch runs FlexAttention unfused and forward only (a T x S score
+matrix): ``flex`` there is for checking the masks at small T, and refuses training.
 """
 
 from typing import Callable, Dict, Optional, Tuple
@@ -46,8 +48,11 @@ def check_impl(impl: str) -> str:
 def use_flex(impl: str, x: torch.Tensor, training: bool, dropout: float) -> bool:
     """Whether a layer with this impl runs its attention through FlexAttention for input x.
 
-    eager: never; flex: always (on the CPU forward only); auto and compiled: on CUDA, unless
-    attention dropout is on in training (FlexAttention has none)."""
+    eager: never; flex: always (on the CPU forward only: ValueError when training there); auto
+    and compiled: on CUDA, unless attention dropout is on in training (FlexAttention has none)."""
+    if impl == "flex" and training and torch.is_grad_enabled() and not x.is_cuda:
+        raise ValueError("--attention-impl flex cannot train on the CPU (torch has no FlexAttention "
+                         "backward there): train with --attention-impl auto or eager")
     if impl in ("eager", "flex"):
         return impl == "flex"
     return x.is_cuda and not (training and dropout > 0)

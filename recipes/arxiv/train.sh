@@ -13,7 +13,10 @@
 # GPU x world size x --update-freq), 10 epochs, lr 2e-4, 1000 warm-up updates, linear
 # (polynomial power 1) decay to 0 over all updates, fp16. The rest is BART's summarization
 # fine-tuning recipe (label smoothing 0.1, dropout 0.1, Adam (0.9, 0.999) eps 1e-8, weight
-# decay 0.01, clip 0.1).
+# decay 0.01, clip 0.1). On a GPU the encoder's attention runs as FlexAttention kernels
+# (--attention-impl auto) except while attention dropout is on: with this recipe's
+# --attention-dropout 0.1 training keeps the eager kernels; add `--attention-dropout 0` after
+# the arguments to train with FlexAttention (docs/GPU.md).
 #
 # Environment (all optional):
 #   ARCH=poolingformer_bart_large   MAX_SOURCE=16384 (4096: the 4k setting)   MAX_TARGET=1024
