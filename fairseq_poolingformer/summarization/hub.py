@@ -6,8 +6,10 @@
                                  sentencepiece_model="data/bpe/spm.model")
     summaries = summarizer.sample([doc1, doc2])      # decoding.DEFAULTS; or beam=4, max_len_b=256, ...
 
-``model_name_or_path`` is a checkpoint directory (with ``checkpoint_file`` in it) or the
-checkpoint file itself. ``data_name_or_path`` is the binarized data directory (its
+``model_name_or_path`` is the checkpoint file itself or a checkpoint directory: its
+``checkpoint_file`` when given, else the first of ``model.pt``, ``checkpoint_best.pt``,
+``checkpoint_last.pt`` (``inference.files``, the order of ``pf-summarize`` and every tool).
+``data_name_or_path`` is the binarized data directory (its
 ``dict.source.txt``/``dict.target.txt``; else its ``dict.txt``), a single ``dict.txt`` (joined
 dictionary), or a path starting with ``.``, relative to the checkpoint directory (default
 ``"."``: the dictionaries lie beside the checkpoint, as ``fairseq_poolingformer.convert``
@@ -18,7 +20,9 @@ Text goes through the same steps as the training data: BPE (GPT-2 with
 checkpoint in the order ``fairseq_poolingformer.inference.files`` documents; with none given
 and none found, loading fails: pass ``bpe="none"`` for documents that are already BPE tokens),
 then the dictionary with ``</s>`` appended. Sources longer than the model's maximum are truncated (as
-``--truncate-source`` does in training); the summary is decoded back to text.
+``--truncate-source`` does in training); the summary is decoded back to text. The model runs
+with ``--attention-impl auto`` whatever it was trained with (``attention_impl=...`` overrides).
+Every error, of the checkpoint, its files or the options, is a ``SummarizerError`` (one line).
 """
 
 from __future__ import annotations

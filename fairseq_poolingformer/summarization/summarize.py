@@ -12,7 +12,8 @@ min length 56, no repeated trigram), the table the hub and ``recipes/arxiv/gener
 too, so the same checkpoint gives the same summaries. A document longer than the model's
 source positions is truncated, as in training. Writes one summary per document, one line each,
 in input order, to stdout or ``--output FILE`` (a file complete or absent, a FIFO or device
-streamed, never one of the inputs: ``inference.output``). Every option is checked when parsed
+streamed, never a document, the checkpoint or a file of the model: ``inference.output``,
+``inference.files.model_files``). Every option is checked when parsed
 (exit status 2, one line naming the flag); bad input (an empty document, a file that is not
 UTF-8, BPE or dictionary files that do not parse, a QA checkpoint) is one ``pf-summarize:
 error:`` line, exit status 1, nothing written; Ctrl-C exits 130. Quiet but for the progress
