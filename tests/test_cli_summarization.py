@@ -208,7 +208,6 @@ def test_hub_refuses_to_load_without_a_bpe(work, tmp_path):
     """No BPE given and none beside the checkpoint: sample() would return token ids as text."""
     import shutil
 
-    from fairseq_poolingformer.inference.errors import CheckpointError
     from fairseq_poolingformer.summarization import SummarizerError, from_pretrained
 
     ckpt_dir = tmp_path / "ckpt"
@@ -222,7 +221,7 @@ def test_hub_refuses_to_load_without_a_bpe(work, tmp_path):
         "gpt2_encoder_json=PATH and gpt2_vocab_bpe=PATH, or bpe='none' if the documents are already BPE tokens")
     # swapped GPT-2 files are named, at load time
     enc, voc = (str(REPO / "tests/data/gpt2_bpe" / f) for f in ("encoder.json", "vocab.bpe"))
-    with pytest.raises(CheckpointError) as err:
+    with pytest.raises(SummarizerError) as err:  # the summarizer's one error type, not the floor's
         from_pretrained(str(ckpt_dir), checkpoint_file="checkpoint_last.pt", data_name_or_path=str(work["data"]),
                         gpt2_encoder_json=voc, gpt2_vocab_bpe=enc)
     assert str(err.value) == (
@@ -388,11 +387,10 @@ def test_generate_recipe_checkpoint_of_another_dictionary(work, foreign_data, tm
 
 
 def test_hub_checkpoint_of_another_dictionary(work, foreign_data):
-    from fairseq_poolingformer.summarization import from_pretrained
-    from fairseq_poolingformer.inference.errors import CheckpointError
+    from fairseq_poolingformer.summarization import SummarizerError, from_pretrained
 
     data, size = foreign_data
-    with pytest.raises(CheckpointError, match=rf"dictionary of {size} symbols .* gives {size + 5}: not the same"):
+    with pytest.raises(SummarizerError, match=rf"dictionary of {size} symbols .* gives {size + 5}: not the same"):
         from_pretrained(str(work["save"]), checkpoint_file="checkpoint_last.pt", data_name_or_path=str(data),
                         bpe="none")
 
@@ -512,6 +510,8 @@ def test_pf_summarize_output_to_a_fifo_and_through_a_symlink_leaves_the_node(wor
 
 
 def test_pf_summarize_bpe_and_dictionary_files_that_do_not_parse(work, paper, tmp_path, capsys):
+    import shutil
+
     checkpoint = ["--checkpoint", work["save"] / "checkpoint_last.pt"]
     corrupt = tmp_path / "spm.model"
     corrupt.write_bytes(b"\x00not a model\xff" * 10)
@@ -526,13 +526,13 @@ def test_pf_summarize_bpe_and_dictionary_files_that_do_not_parse(work, paper, tm
     assert (code, out) == (1, "") and err.count("\n") == 1
     assert err.startswith(f"pf-summarize: error: {bad_dict}: not a Fairseq dictionary (") and \
         err.endswith("give the dict.txt the checkpoint was trained with (lines '<symbol> <count>'); nothing written\n")
-    data = tmp_path / "bin"  # a binarized data directory whose dictionaries do not parse: both named
-    data.mkdir()
-    for side in ("source", "target"):
+    data = tmp_path / "bin"  # a binarized data directory: the dictionary that does not parse is named, alone
+    shutil.copytree(work["data"], data)
+    for side in ("target", "source"):
         (data / f"dict.{side}.txt").write_text("tok1 12\nthis line has no count\n")
-    code, out, err = _summarize(checkpoint + ["--dict", data, paper], capsys)
-    assert (code, out) == (1, "") and err.startswith(
-        f"pf-summarize: error: {data / 'dict.source.txt'}, {data / 'dict.target.txt'}: not a Fairseq dictionary (")
+        code, out, err = _summarize(checkpoint + ["--dict", data, paper], capsys)
+        assert (code, out) == (1, "") and err.count("\n") == 1 and err.startswith(
+            f"pf-summarize: error: {data / f'dict.{side}.txt'}: not a Fairseq dictionary (")
 
 
 def test_pf_summarize_dict_relative_to_the_working_directory_and_dict_txt_beside(work, paper, tmp_path,
@@ -570,6 +570,18 @@ def test_pf_summarize_limits_of_the_checkpoint_and_ctrl_c(work, paper, tmp_path,
         summarizer.sample("tok1 tok2", min_len=30, max_len_b=20)
     with pytest.raises(SummarizerError, match="beam must be at least 1, got 0"):
         summarizer.sample("tok1 tok2", beam=0)
+    # Fairseq's generator asserts min_len <= int(max_len_a * source tokens + max_len_b): max_len_b for a short one
+    with pytest.raises(SummarizerError, match=r"^min_len 50 is larger than max_len_b 5: a short document's summary "
+                                              r"cannot be both \(its maximum length is max_len_a 0.1 x its tokens "
+                                              r"\+ max_len_b 5\)$"):
+        summarizer.sample("tok1 tok2", min_len=50, max_len_a=0.1, max_len_b=5)
+    for option, value in (("lenpen", float("nan")), ("lenpen", float("inf")), ("max_len_a", float("inf"))):
+        with pytest.raises(SummarizerError, match=f"^{option} must be a finite number, got {value}$"):
+            summarizer.sample("tok1 tok2", **{option: value})
+    code, out, err = _summarize(checkpoint + ["--max-len-a", "1e308", paper], capsys)  # x 256 source positions: inf
+    assert (code, out) == (1, "") and err == ("pf-summarize: error: --max-len-a 1e+308 x the checkpoint's 256 source "
+                                              "positions + --max-len-b 8 is not a finite length; nothing written\n")
+    assert summarizer.sample("tok1 tok2", max_len_a=1e300, max_len_b=5, min_len=1)  # finite: capped by the decoder
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -578,6 +590,72 @@ def test_pf_summarize_limits_of_the_checkpoint_and_ctrl_c(work, paper, tmp_path,
     code, out, err = _summarize(checkpoint + ["--output", out_file, paper], capsys)
     assert (code, out, err) == (130, "", "pf-summarize: interrupted; nothing written\n")
     assert not out_file.exists() and os.listdir(tmp_path) == ["paper.txt"]  # no temporary left
+
+
+def test_pf_summarize_never_writes_over_the_checkpoint_or_its_files(work, paper, tmp_path, capsys):
+    """--output naming the checkpoint, a dictionary beside it or given, or a BPE file given: refused
+    before any work, exit 1, the file unchanged byte for byte."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(work["save"], model)
+    shutil.copy(work["data"] / "dict.source.txt", model / "dict.source.txt")
+    shutil.copy(work["data"] / "dict.target.txt", model / "dict.target.txt")
+    spm = tmp_path / "spm.model"
+    shutil.copy(REPO / "tests/data/sentencepiece/test_model.model", spm)
+    cases = [(["--checkpoint", model], model / "dict.source.txt"),
+             (["--checkpoint", model], model / "checkpoint_last.pt"),
+             (["--checkpoint", model / "checkpoint_last.pt"], model / "checkpoint_best.pt"),
+             (["--checkpoint", model, "--dict", work["data"]], work["data"] / "dict.target.txt"),
+             (["--checkpoint", model, "--sentencepiece-model", spm], spm)]
+    for args, output in cases:
+        before = output.read_bytes()
+        code, out, err = _summarize([*args, "--output", output, paper], capsys)
+        assert (code, out) == (1, "") and output.read_bytes() == before
+        assert err == (f"pf-summarize: error: output {output}: is one of the inputs; writing it would destroy it; "
+                       "nothing written\n")
+
+
+def test_hub_finds_the_checkpoint_as_every_tool_does_and_raises_one_error_type(work, tmp_path):
+    """A directory holding only checkpoint_best.pt loads (the order of inference.files), through
+    both hub entry points; a checkpoint_file given is the one in the directory; what is missing
+    is a SummarizerError."""
+    import shutil
+
+    from fairseq_poolingformer.models.poolingformer_bart import PoolingformerBARTModel
+    from fairseq_poolingformer.summarization import SummarizerError, from_pretrained
+
+    model = tmp_path / "model"
+    model.mkdir()
+    shutil.copy(work["save"] / "checkpoint_last.pt", model / "checkpoint_best.pt")
+    data, doc, decoding = str(work["data"]), "tok1 tok5 tok9 tok2 tok7", {"min_len": 1, "max_len_b": 8}
+    expected = from_pretrained(str(work["save"] / "checkpoint_last.pt"), data_name_or_path=data,
+                               bpe="none").sample(doc, **decoding)
+    for load in (from_pretrained, PoolingformerBARTModel.from_pretrained):
+        assert load(str(model), data_name_or_path=data, bpe="none").sample(doc, **decoding) == expected
+    with pytest.raises(SummarizerError, match=f"^checkpoint not found: {model / 'model.pt'}$"):
+        from_pretrained(str(model), checkpoint_file="model.pt", data_name_or_path=data, bpe="none")
+    with pytest.raises(SummarizerError, match=f"^{tmp_path}: no checkpoint in this directory"):
+        from_pretrained(str(tmp_path), data_name_or_path=data, bpe="none")
+
+
+def test_hub_runs_a_flex_trained_checkpoint_with_the_attention_that_fits(work, tmp_path):
+    """A checkpoint trained with --attention-impl flex loads with auto in every encoder layer
+    (eager on a CPU), and summarizes as the checkpoint saved with auto does."""
+    from fairseq_poolingformer.summarization import from_pretrained
+
+    state = torch.load(work["save"] / "checkpoint_last.pt", map_location="cpu", weights_only=False)
+    assert getattr(state["cfg"]["model"], "attention_impl", None) is None  # trained without the flag
+    state["cfg"]["model"].attention_impl = "flex"
+    flex = tmp_path / "checkpoint_flex.pt"
+    torch.save(state, flex)
+    summarizer = from_pretrained(str(flex), data_name_or_path=str(work["data"]), bpe="none")
+    layers = summarizer.models[0].encoder.layers
+    assert [layer.self_attn.impl for layer in layers] == ["auto"] * len(layers)
+    reference = from_pretrained(str(work["save"] / "checkpoint_last.pt"), data_name_or_path=str(work["data"]),
+                                bpe="none")
+    doc = "tok1 tok5 tok9 tok2 tok7"
+    assert summarizer.sample(doc, min_len=1, max_len_b=8) == reference.sample(doc, min_len=1, max_len_b=8)
 
 
 def test_pf_summarize_errors_name_its_flags(work, paper, tmp_path, capsys):

@@ -58,6 +58,11 @@ def test_resolve_checkpoint_order(tmp_path):
         assert resolve_checkpoint(str(tmp_path)) == str(tmp_path / name)
     with pytest.raises(CheckpointError, match="^checkpoint not found: "):
         resolve_checkpoint(str(tmp_path / "model.pt"))
+    # a checkpoint_file names the one in the directory; beside a file it changes nothing
+    assert resolve_checkpoint(str(tmp_path), "checkpoint_last.pt") == str(tmp_path / "checkpoint_last.pt")
+    assert resolve_checkpoint(str(tmp_path / "checkpoint_last.pt"), "x.pt") == str(tmp_path / "checkpoint_last.pt")
+    with pytest.raises(CheckpointError, match=f"^checkpoint not found: {tmp_path / 'model.pt'}$"):
+        resolve_checkpoint(str(tmp_path), "model.pt")
 
 
 def test_dictionary_dir_copies_only_when_it_must_and_cleans_up(tmp_path):

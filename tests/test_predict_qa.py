@@ -161,10 +161,9 @@ def test_predict_cli_checkpoint_of_another_dictionary(data, checkpoint, tmp_path
 
 
 def test_summarization_hub_refuses_a_qa_checkpoint(checkpoint):
-    from fairseq_poolingformer.summarization import from_pretrained
-    from fairseq_poolingformer.inference.errors import CheckpointError
+    from fairseq_poolingformer.summarization import SummarizerError, from_pretrained
 
-    with pytest.raises(CheckpointError, match=r"is a question answering \(long_qa\) checkpoint, not a summarization"):
+    with pytest.raises(SummarizerError, match=r"is a question answering \(long_qa\) checkpoint, not a summarization"):
         from_pretrained(checkpoint, data_name_or_path=os.path.join(BPE, "dict.txt"), bpe="none")
 
 

@@ -16,6 +16,12 @@ SUMMARIZE_CASES = [  # (arguments, what stderr's error line says)
     (["--max-len-b", "0", "--min-len", "0"], "argument --max-len-b: must be at least 1, got 0"),
     (["--no-repeat-ngram-size", "-1"], "argument --no-repeat-ngram-size: must be at least 0, got -1"),
     (["--max-len-a", "-0.5"], "argument --max-len-a: must be a number >= 0, got -0.5"),
+    (["--max-len-a", "0.1", "--max-len-b", "5", "--min-len", "50"],  # Fairseq's assertion on a short document
+     "--min-len 50 is larger than --max-len-b 5: a short document's summary cannot be both (its maximum length is "
+     "--max-len-a 0.1 x its tokens + --max-len-b 5)"),
+    (["--max-len-a", "inf"], "argument --max-len-a: must be a finite number, got inf"),
+    (["--lenpen", "nan"], "argument --lenpen: must be a finite number, got nan"),
+    (["--lenpen=-inf"], "argument --lenpen: must be a finite number, got -inf"),
     (["--beam", "five"], "argument --beam: expected an integer, got 'five'"),
 ]
 ANSWER_CASES = [

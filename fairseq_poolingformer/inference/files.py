@@ -37,8 +37,12 @@ def find_beside(directory: str, *names: str) -> Optional[str]:
     return next((os.path.join(directory, n) for n in names if os.path.isfile(os.path.join(directory, n))), None)
 
 
-def resolve_checkpoint(path: str, names: Sequence[str] = CHECKPOINT_NAMES) -> str:
-    """A checkpoint file, or the first of ``names`` in a directory; CheckpointError otherwise."""
+def resolve_checkpoint(path: str, checkpoint_file: Optional[str] = None,
+                       names: Sequence[str] = CHECKPOINT_NAMES) -> str:
+    """A checkpoint file; in a directory, ``checkpoint_file`` when given, else the first of
+    ``names``; CheckpointError otherwise."""
+    if checkpoint_file and os.path.isdir(path):
+        path = os.path.join(path, checkpoint_file)
     if os.path.isfile(path):
         return path
     if os.path.isdir(path):

@@ -4,6 +4,7 @@ parsed options to its exit status (``tool_main``)."""
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Callable, NoReturn, Optional, Sequence
 
 from fairseq_poolingformer.inference.console import quiet, run
@@ -34,10 +35,18 @@ def nonnegative_int(text: str) -> int:
     return value
 
 
+def finite_float(text: str) -> float:
+    """A finite number (not nan, not inf)."""
+    value = _number(float, text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
 def nonnegative_float(text: str) -> float:
     """A finite number >= 0."""
-    value = _number(float, text)
-    if not 0.0 <= value < float("inf"):
+    value = finite_float(text)
+    if value < 0:
         raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
     return value
 

@@ -47,9 +47,10 @@ class PoolingformerBARTModel(BARTModel):
         )
 
     @classmethod
-    def from_pretrained(cls, checkpoint_dir, checkpoint_file="model.pt", data_name_or_path=".",
+    def from_pretrained(cls, checkpoint_dir, checkpoint_file=None, data_name_or_path=".",
                         **kwargs):
-        """Load a checkpoint directory as a summarizer; see ``fairseq_poolingformer.summarization``."""
+        """Load a checkpoint directory (``checkpoint_file`` in it, else the first checkpoint in
+        ``inference.files``' order) or file as a summarizer; see ``fairseq_poolingformer.summarization``."""
         from fairseq_poolingformer.summarization import from_pretrained
 
         return from_pretrained(checkpoint_dir, checkpoint_file=checkpoint_file,

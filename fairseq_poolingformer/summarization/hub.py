@@ -6,8 +6,10 @@
                                  sentencepiece_model="data/bpe/spm.model")
     summaries = summarizer.sample([doc1, doc2])      # decoding.DEFAULTS; or beam=4, max_len_b=256, ...
 
-``model_name_or_path`` is a checkpoint directory (with ``checkpoint_file`` in it) or the
-checkpoint file itself. ``data_name_or_path`` is the binarized data directory (its
+``model_name_or_path`` is the checkpoint file itself or a checkpoint directory: its
+``checkpoint_file`` when given, else the first of ``model.pt``, ``checkpoint_best.pt``,
+``checkpoint_last.pt`` (``inference.files``, the order of ``pf-summarize`` and every tool).
+``data_name_or_path`` is the binarized data directory (its
 ``dict.source.txt``/``dict.target.txt``; else its ``dict.txt``), a single ``dict.txt`` (joined
 dictionary), or a path starting with ``.``, relative to the checkpoint directory (default
 ``"."``: the dictionaries lie beside the checkpoint, as ``fairseq_poolingformer.convert``
@@ -18,7 +20,9 @@ Text goes through the same steps as the training data: BPE (GPT-2 with
 checkpoint in the order ``fairseq_poolingformer.inference.files`` documents; with none given
 and none found, loading fails: pass ``bpe="none"`` for documents that are already BPE tokens),
 then the dictionary with ``</s>`` appended. Sources longer than the model's maximum are truncated (as
-``--truncate-source`` does in training); the summary is decoded back to text.
+``--truncate-source`` does in training); the summary is decoded back to text. The model runs
+with ``--attention-impl auto`` whatever it was trained with (``attention_impl=...`` overrides).
+Every error, of the checkpoint, its files or the options, is a ``SummarizerError`` (one line).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from fairseq_poolingformer.inference.checkpoint import TOOL_ADVICE, check_task, 
 from fairseq_poolingformer.inference.dictionary import dictionary_dir
 from fairseq_poolingformer.inference.errors import CheckpointError
 from fairseq_poolingformer.inference.files import (BPE_KINDS, DICT_NAME, GPT2_NAMES, SPM_NAMES, check_dictionary,
-                                                   find_beside, find_bpe)
+                                                   find_beside, find_bpe, resolve_checkpoint)
 from fairseq_poolingformer.summarization.decoding import DEFAULTS, check_decoding
 from fairseq_poolingformer.summarization.errors import SummarizerError
 
@@ -119,9 +123,32 @@ def build_bpe(model_dir: str, bpe: Optional[str], gpt2_encoder_json: Optional[st
                                         gpt2_vocab_bpe=files.vocab_bpe))
 
 
+def _data_dir(model_dir: str, data_name_or_path: str, dictionaries: List[str], names: Names) -> str:
+    """The binarized data directory or dict.txt that ``data_name_or_path`` names (a path starting
+    with ``.``: relative to ``model_dir``), each dictionary the task will read checked: the one
+    that does not parse is named, before the task reads them all."""
+    data = data_name_or_path
+    if data.startswith("."):
+        data = os.path.normpath(os.path.join(model_dir, data))
+    if not os.path.exists(data):
+        raise SummarizerError(f"dictionary not found: {data} (the binarized data directory or a dict.txt)")
+    if os.path.isdir(data) and not find_beside(data, *dictionaries):
+        data = find_beside(data, DICT_NAME) or data  # a joined dict.txt (as convert writes it)
+    if os.path.isfile(data):
+        check_dictionary(data)  # named as given, not as the temporary copy the task reads
+        return data
+    for name in dictionaries:
+        path = os.path.join(data, name)
+        if not os.path.isfile(path):
+            raise SummarizerError(f"dictionary not found: {path} (pass {names.data}: the binarized data directory "
+                                  "or a dict.txt)")
+        check_dictionary(path)
+    return data
+
+
 def from_pretrained(
     model_name_or_path: str,
-    checkpoint_file: str = "model.pt",
+    checkpoint_file: Optional[str] = None,
     data_name_or_path: str = ".",
     bpe: Optional[str] = None,
     gpt2_encoder_json: Optional[str] = None,
@@ -134,36 +161,25 @@ def from_pretrained(
     names: Names = PARAMETERS,  # how errors name the options (pf-summarize: its flags)
     **arg_overrides: Any,
 ) -> PoolingformerSummarizer:
-    """Load a Poolingformer-BART checkpoint as a summarizer (see the module docstring)."""
-    if os.path.isfile(model_name_or_path):
-        checkpoint = model_name_or_path
-    else:
-        checkpoint = os.path.join(model_name_or_path, checkpoint_file)
-    if not os.path.isfile(checkpoint):
-        raise CheckpointError(f"checkpoint not found: {checkpoint}")
-    state = read_checkpoint(checkpoint)
-    check_task(checkpoint, state, "translation")  # before looking for its files
-    model_dir = os.path.dirname(os.path.abspath(checkpoint))
-    bpe_model = build_bpe(model_dir, bpe, gpt2_encoder_json, gpt2_vocab_bpe, sentencepiece_model, names)  # first
-
-    data = data_name_or_path
-    if data.startswith("."):
-        data = os.path.normpath(os.path.join(model_dir, data))
-    if not os.path.exists(data):
-        raise SummarizerError(f"dictionary not found: {data} (the binarized data directory or a dict.txt)")
+    """Load a Poolingformer-BART checkpoint as a summarizer (see the module docstring); every
+    error is a SummarizerError (one line)."""
     dictionaries = [f"dict.{lang}.txt" for lang in (source_lang, target_lang)]
-    if os.path.isdir(data) and not find_beside(data, *dictionaries):
-        data = find_beside(data, DICT_NAME) or data  # a joined dict.txt (as convert writes it)
-    if os.path.isfile(data):
-        check_dictionary(data)  # named as given, not as the temporary copy the task reads
-    with dictionary_dir(data, dictionaries) if os.path.isfile(data) else nullcontext(data) as data_dir:
-        for name in dictionaries:  # a single joined dict.txt is given to both sides
-            if not os.path.isfile(os.path.join(data_dir, name)):
-                raise SummarizerError(f"dictionary not found: {os.path.join(data_dir, name)} (pass "
-                                      f"{names.data}: the binarized data directory or a dict.txt)")
-        overrides = {"data": data_dir, "source_lang": source_lang, "target_lang": target_lang, **arg_overrides}
-        models, cfg, task = load_for_inference(checkpoint, overrides, "translation", state,
-                                               TOOL_ADVICE)  # CheckpointError: another dictionary
+    try:
+        checkpoint = resolve_checkpoint(model_name_or_path, checkpoint_file)
+        state = read_checkpoint(checkpoint)
+        check_task(checkpoint, state, "translation")  # before looking for its files
+        model_dir = os.path.dirname(os.path.abspath(checkpoint))
+        bpe_model = build_bpe(model_dir, bpe, gpt2_encoder_json, gpt2_vocab_bpe, sentencepiece_model, names)  # first
+        data = _data_dir(model_dir, data_name_or_path, dictionaries, names)
+        # a single joined dict.txt is given to both sides, from a temporary directory
+        with dictionary_dir(data, dictionaries) if os.path.isfile(data) else nullcontext(data) as data_dir:
+            # the attention that fits the machine: a checkpoint trained with flex runs eagerly on a CPU
+            overrides = {"data": data_dir, "source_lang": source_lang, "target_lang": target_lang,
+                         "attention_impl": "auto", **arg_overrides}
+            models, cfg, task = load_for_inference(checkpoint, overrides, "translation", state,
+                                                   TOOL_ADVICE)  # another dictionary: named
+    except CheckpointError as e:  # the floor's error, as the summarizer's (as qa's reader does)
+        raise SummarizerError(str(e)) from None
     # the training batch limits may be smaller than one long document: use our own
     cfg.dataset.max_tokens = max_tokens
     cfg.dataset.batch_size = batch_size if batch_size is not None else (None if max_tokens else 4)

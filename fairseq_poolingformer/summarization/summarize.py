@@ -12,7 +12,8 @@ min length 56, no repeated trigram), the table the hub and ``recipes/arxiv/gener
 too, so the same checkpoint gives the same summaries. A document longer than the model's
 source positions is truncated, as in training. Writes one summary per document, one line each,
 in input order, to stdout or ``--output FILE`` (a file complete or absent, a FIFO or device
-streamed, never one of the inputs: ``inference.output``). Every option is checked when parsed
+streamed, never a document, the checkpoint or a file of the model: ``inference.output``,
+``inference.files.model_files``). Every option is checked when parsed
 (exit status 2, one line naming the flag); bad input (an empty document, a file that is not
 UTF-8, BPE or dictionary files that do not parse, a QA checkpoint) is one ``pf-summarize:
 error:`` line, exit status 1, nothing written; Ctrl-C exits 130. Quiet but for the progress
@@ -26,9 +27,9 @@ from typing import Sequence
 
 from fairseq_poolingformer.inference.console import progress_bar
 from fairseq_poolingformer.inference.device import place
-from fairseq_poolingformer.inference.files import CHECKPOINT_NAMES, resolve_checkpoint
-from fairseq_poolingformer.inference.options import (add_run_options, nonnegative_float, nonnegative_int, positive_int,
-                                                     tool_main)
+from fairseq_poolingformer.inference.files import CHECKPOINT_NAMES, model_files, resolve_checkpoint
+from fairseq_poolingformer.inference.options import (add_run_options, finite_float, nonnegative_float, nonnegative_int,
+                                                     positive_int, tool_main)
 from fairseq_poolingformer.inference.output import check_output, open_output
 from fairseq_poolingformer.inference.text import read_text
 from fairseq_poolingformer.summarization.decoding import DEFAULTS, check_decoding
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpt2-vocab-bpe", help="GPT-2 BPE vocab.bpe")
     g = p.add_argument_group("decoding (fairseq-generate's flags; the defaults of the hub and generate.sh)")
     g.add_argument("--beam", type=positive_int, default=DEFAULTS.beam)
-    g.add_argument("--lenpen", type=float, default=DEFAULTS.lenpen)
+    g.add_argument("--lenpen", type=finite_float, default=DEFAULTS.lenpen)
     g.add_argument("--max-len-a", type=nonnegative_float, default=DEFAULTS.max_len_a)
     g.add_argument("--max-len-b", type=positive_int, default=DEFAULTS.max_len_b)
     g.add_argument("--min-len", type=nonnegative_int, default=DEFAULTS.min_len)
@@ -85,7 +86,10 @@ def summarize(args: argparse.Namespace) -> int:
     from fairseq_poolingformer.summarization.hub import FLAGS, from_pretrained  # (Fairseq: after parsing)
 
     files = args.files or ["-"]
-    check_output(args.output, files)  # before any work
+    # an output that is a document, the checkpoint or one of its files is refused, before any work
+    inputs = [*files, *model_files(args.checkpoint, args.dict, args.sentencepiece_model, args.gpt2_encoder_json,
+                                   args.gpt2_vocab_bpe)]
+    check_output(args.output, inputs)
     checkpoint = resolve_checkpoint(args.checkpoint)
     documents = []
     for path in files:  # every file read and checked before the model runs
@@ -99,9 +103,9 @@ def summarize(args: argparse.Namespace) -> int:
         gpt2_encoder_json=args.gpt2_encoder_json, gpt2_vocab_bpe=args.gpt2_vocab_bpe,
         sentencepiece_model=args.sentencepiece_model, batch_size=args.batch_size, names=FLAGS)
     options = decoding_options(args)
-    check_decoding(options, summarizer.max_target_tokens, name=flag)
+    check_decoding(options, summarizer.max_target_tokens, summarizer.max_source_tokens, name=flag)
     summarizer, _ = place(summarizer, args.cpu, args.fp16)
-    with open_output(args.output, files) as out, progress_bar(len(documents), "pf-summarize") as bar:
+    with open_output(args.output, inputs) as out, progress_bar(len(documents), "pf-summarize") as bar:
         for start in range(0, len(documents), args.batch_size):
             batch = documents[start:start + args.batch_size]
             for summary in summarizer.sample(batch, **options):
