@@ -63,8 +63,8 @@ def long_questions(qa_data, model_dir, tmp_path_factory):
 
 
 def _predict_qa(data_dir, qa_checkpoint, split, fmt, out):
-    assert predict_qa.main(["--checkpoint", qa_checkpoint, "--data-dir", data_dir, "--split", split,
-                            "--format", fmt, "--output", str(out), "--cpu", "--batch-size", "16"]) == 0
+    assert exit_status(predict_qa.main, ["--checkpoint", qa_checkpoint, "--data-dir", data_dir, "--split", split,
+                                         "--format", fmt, "--output", out, "--cpu", "--batch-size", "16"]) == 0
     if fmt == "nq":
         return json.loads(out.read_text())["predictions"]
     return [json.loads(line) for line in out.read_text().splitlines()]
