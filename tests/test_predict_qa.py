@@ -159,6 +159,31 @@ def test_predict_cli_checkpoint_of_another_dictionary(data, checkpoint, tmp_path
                    "use a checkpoint trained with this one; nothing written\n")
 
 
+def test_predict_cli_is_quiet_unless_verbose_and_ctrl_c_is_one_line(data, checkpoint, tmp_path, monkeypatch, capsys):
+    """As docs/fairseq.md promises for every tool: nothing on stderr by default, Fairseq's and its
+    own log lines with --verbose, Ctrl-C one line and exit 130 with nothing written."""
+    out = tmp_path / "nq.json"
+    args = ["--checkpoint", checkpoint, "--data-dir", data["bin"], "--split", "nq", "--format", "nq", "--output", out,
+            "--cpu", "--batch-size", "16"]
+    assert exit_status(predict_qa.main, args) == 0
+    assert capsys.readouterr() == ("", "")
+    expected = check_nq(out)
+    out.unlink()
+    assert exit_status(predict_qa.main, args + ["--verbose"]) == 0
+    err = capsys.readouterr().err
+    assert "| INFO | fairseq" in err and "wrote 1 predictions (40 windows, 0 examples without windows)" in err
+    assert check_nq(out) == expected
+    out.unlink()
+    (tmp_path / "nq.report.json").unlink()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(predict_qa, "predict_windows", interrupted)
+    assert exit_status(predict_qa.main, args) == 130
+    assert capsys.readouterr() == ("", "predict_qa: interrupted; nothing written\n")
+    assert sorted(os.listdir(tmp_path)) == []
+
+
 def test_summarization_hub_refuses_a_qa_checkpoint(checkpoint):
     from fairseq_poolingformer.summarization import from_pretrained
     from fairseq_poolingformer.inference.errors import CheckpointError
