@@ -163,12 +163,10 @@ def test_every_file_is_checked_before_the_model(tmp_path, monkeypatch, capsys):
     import sys
 
     monkeypatch.setattr(pf_answer, "load_reader", lambda *a, **k: pytest.fail("the model was loaded"))
-    good = tmp_path / "good.txt"
-    good.write_text("Ann wrote it.\n", encoding="utf-8")
-    latin1 = tmp_path / "latin1.txt"
-    latin1.write_bytes("caf\xe9 au lait".encode("latin-1"))
-    empty = tmp_path / "empty.txt"
-    empty.write_text(" \n\n", encoding="utf-8")
+    contents = {"good.txt": b"Ann wrote it.\n", "latin1.txt": "caf\xe9 au lait".encode("latin-1"), "empty.txt": b" \n\n"}
+    for name, data in contents.items():
+        (tmp_path / name).write_bytes(data)
+    good, latin1, empty = (tmp_path / name for name in contents)
     for files, message in (([good, latin1], f"{latin1}: not UTF-8 text (byte 3: b'\\xe9')"),
                            ([good, good, empty], f"{empty}: empty document"),
                            ([empty, good], f"{empty}: empty document"),

@@ -9,7 +9,8 @@ Writes one JSON line per question, in input order: ``answer``, ``start``, ``end`
 ``kind``, ``paragraph`` (``fairseq_poolingformer.qa.reader``); with ``--top-k K`` > 1 a list of K
 such objects. To stdout (streamed), or ``--output FILE``: a file is written atomically
 (complete or absent), a FIFO or device streamed, a symlink followed; an output that is one of
-the inputs is refused (``inference.output``). Every option is checked when parsed (exit
+the inputs (a document, the checkpoint, a dictionary or BPE file beside it or given) is refused
+(``inference.output``, ``inference.files.model_files``). Every option is checked when parsed (exit
 status 2, one line naming the flag), every ``--pairs`` line before the model runs; bad input
 (an empty document, a file that is not UTF-8, a question longer than the window, BPE or
 dictionary files that do not parse, a checkpoint of another task) is one ``pf-answer: error:``

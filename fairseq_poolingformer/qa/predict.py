@@ -7,6 +7,11 @@ The command line of ``qa.scores`` (every window of the split through the model),
 ``qa.combine`` (the windows of each example combined at the document level) and
 ``qa.official`` (the official formats, and ``<output stem>.report.json`` beside them). Final
 numbers come from the official scripts, not from the criterion's approximate window-level F1.
+
+As ``pf-answer``: quiet (``--verbose``: Fairseq's log lines and the counts written), one
+``predict_qa: error:`` line and exit status 1 for bad input, 130 on Ctrl-C
+(``inference.console``); both files complete or absent, and none of the inputs (the examples,
+the checkpoint and the files beside it, the data directory's dictionaries) ever written over.
 """
 from __future__ import annotations
 
