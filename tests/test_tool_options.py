@@ -154,6 +154,11 @@ def test_predict_qa_never_writes_over_the_model_or_the_data(tmp_path, monkeypatc
         assert capsys.readouterr().err == (f"predict_qa: error: output {output}: is one of the inputs; writing it "
                                            "would destroy it; nothing written\n")
         assert output.read_bytes() == before
+    examples = data / "test.examples.jsonl"
+    assert exit_status(predict.main, ["--checkpoint", model / "checkpoint_best.pt", "--data-dir", data, "--split",
+                                      "test", "--format", "nq", "--output", tmp_path / "p.json"]) == 1
+    assert capsys.readouterr().err == (f"predict_qa: error: {examples} not found (run fairseq_poolingformer/"
+                                       "preprocess/qa_binarize.py for split 'test'); nothing written\n")
 
 
 def test_every_file_is_checked_before_the_model(tmp_path, monkeypatch, capsys):
