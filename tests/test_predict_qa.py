@@ -153,8 +153,8 @@ def test_predict_cli_checkpoint_of_another_dictionary(data, checkpoint, tmp_path
                                          "--format", "nq", "--output", tmp_path / "x.json", "--cpu"])
     err = capsys.readouterr().err
     assert code == 1 and not (tmp_path / "x.json").exists()
-    assert err == (f"predict_qa: error: checkpoint {checkpoint} was trained with a dictionary of {size} symbols (trained on "
-                   f"{data['bin']}), but {foreign / 'dict.txt'} gives {size + 3}: not the same dictionary. Binarize the "
+    assert err == (f"predict_qa: error: checkpoint {checkpoint} was trained with a dictionary of {size} symbols "
+                   f"(trained on {data['bin']}), but {foreign / 'dict.txt'} gives {size + 3}: not the same dictionary. Binarize the "
                    "data with the checkpoint's dictionary (binarize.sh --dict <the dict.txt it was trained with>), or "
                    "use a checkpoint trained with this one; nothing written\n")
 

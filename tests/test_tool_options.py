@@ -168,7 +168,8 @@ def test_every_file_is_checked_before_the_model(tmp_path, monkeypatch, capsys):
     import sys
 
     monkeypatch.setattr(pf_answer, "load_reader", lambda *a, **k: pytest.fail("the model was loaded"))
-    contents = {"good.txt": b"Ann wrote it.\n", "latin1.txt": "caf\xe9 au lait".encode("latin-1"), "empty.txt": b" \n\n"}
+    contents = {"good.txt": b"Ann wrote it.\n", "latin1.txt": "caf\xe9 au lait".encode("latin-1"),
+                "empty.txt": b" \n\n"}
     for name, data in contents.items():
         (tmp_path / name).write_bytes(data)
     good, latin1, empty = (tmp_path / name for name in contents)

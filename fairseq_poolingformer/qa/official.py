@@ -154,7 +154,7 @@ def write_predictions(examples_path: str, by_example: dict[int, list[tuple[int, 
     for row, example in enumerate(iter_examples(examples_path)):
         if example.get("dataset", fmt) != fmt:
             raise ReaderError(f"{examples_path}:{row + 1}: dataset {example.get('dataset')!r} "
-                             f"cannot be written in --format {fmt}")
+                              f"cannot be written in --format {fmt}")
         windows = [r for _, r in sorted(by_example.get(row, []), key=lambda x: x[0])]
         pred = combine_windows(windows)
         if not logits_finite(pred, windows):
