@@ -65,7 +65,7 @@ def measure(n_chars: int) -> dict:
     model = task.build_model(cfg.model)
     spec = TokenizerSpec("gpt2", os.path.join(BPE, "dict.txt"), os.path.join(BPE, "encoder.json"),
                          os.path.join(BPE, "vocab.bpe"))
-    reader = QAReader(model, task, spec, window_config(task), batch_size=4)
+    reader = QAReader(model, task, spec, window_config(task.max_positions()), batch_size=4)
     before = _rss_mib()
     document = _document(n_chars)
     start = time.time()

@@ -22,6 +22,7 @@ from fairseq_poolingformer.qa.official import nq_entry, tydi_entry, write_predic
 from fairseq_poolingformer.qa.scores import WindowResult, predict_windows
 from fairseq_poolingformer.tasks.long_qa import LongQAConfig, LongQATask
 from qa_trained import BPE, DATA, REPO, gold_nq, gold_tydi
+from tool_main import exit_status
 
 TYDI_SAMPLE_PREDICTION = os.path.join(DATA, "qa_model", "tydi_sample_prediction.jsonl")
 NQ_KEYS = {"example_id", "long_answer", "long_answer_score", "short_answers", "short_answers_score", "yes_no_answer"}
@@ -43,7 +44,7 @@ def checkpoint(qa_checkpoint):
 def _predict_cli(checkpoint, data_dir, split, fmt, output):
     """recipes/<fmt>/predict.sh (python -m fairseq_poolingformer.qa.predict --format <fmt>)."""
     cmd = [os.path.join(REPO, "recipes", fmt, "predict.sh"), checkpoint, data_dir, str(output), "--split", split,
-           "--cpu", "--batch-size", "16"]
+           "--cpu", "--batch-size", "16", "--verbose"]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO,
                           env=dict(os.environ, OMP_NUM_THREADS="1", PYTHON=sys.executable))
 
@@ -133,11 +134,10 @@ def test_predict_cli_nq_and_tydi_formats(data, checkpoint, tmp_path):
 
 def test_predict_cli_rejects_wrong_format(data, checkpoint, tmp_path, capsys):
     """Checked before the model loads (in process: the command itself runs in the test above)."""
-    with pytest.raises(SystemExit) as exit_info:
-        predict_qa.main(["--checkpoint", checkpoint, "--data-dir", data["bin"], "--split", "tydi", "--format", "nq",
-                         "--output", str(tmp_path / "x.json"), "--cpu"])
-    assert exit_info.value.code != 0
-    assert "holds 'tydi' examples; use --format tydi" in capsys.readouterr().err
+    assert exit_status(predict_qa.main, ["--checkpoint", checkpoint, "--data-dir", data["bin"], "--split", "tydi",
+                                         "--format", "nq", "--output", tmp_path / "x.json", "--cpu"]) == 1
+    assert capsys.readouterr().err == (f"predict_qa: error: {os.path.join(data['bin'], 'tydi.examples.jsonl')} holds "
+                                       "'tydi' examples; use --format tydi; nothing written\n")
     assert not (tmp_path / "x.json").exists()
 
 
@@ -149,15 +149,39 @@ def test_predict_cli_checkpoint_of_another_dictionary(data, checkpoint, tmp_path
     with open(foreign / "dict.txt", "a") as f:
         f.write("".join(f"extra{i} 1\n" for i in range(3)))
     size = len(open(os.path.join(data["bin"], "dict.txt")).readlines()) + 5  # + 4 specials + <mask>
-    with pytest.raises(SystemExit) as exit_info:
-        predict_qa.main(["--checkpoint", checkpoint, "--data-dir", str(foreign), "--split", "nq", "--format", "nq",
-                         "--output", str(tmp_path / "x.json"), "--cpu"])
+    code = exit_status(predict_qa.main, ["--checkpoint", checkpoint, "--data-dir", foreign, "--split", "nq",
+                                         "--format", "nq", "--output", tmp_path / "x.json", "--cpu"])
     err = capsys.readouterr().err
-    assert exit_info.value.code == 1 and not (tmp_path / "x.json").exists()
-    assert err == (f"predict_qa: checkpoint {checkpoint} was trained with a dictionary of {size} symbols (trained on "
-                   f"{data['bin']}), but {foreign / 'dict.txt'} gives {size + 3}: not the same dictionary. Binarize the "
+    assert code == 1 and not (tmp_path / "x.json").exists()
+    assert err == (f"predict_qa: error: checkpoint {checkpoint} was trained with a dictionary of {size} symbols "
+                   f"(trained on {data['bin']}), but {foreign / 'dict.txt'} gives {size + 3}: not the same dictionary. Binarize the "
                    "data with the checkpoint's dictionary (binarize.sh --dict <the dict.txt it was trained with>), or "
-                   "use a checkpoint trained with this one\n")
+                   "use a checkpoint trained with this one; nothing written\n")
+
+
+def test_predict_cli_is_quiet_unless_verbose_and_ctrl_c_is_one_line(data, checkpoint, tmp_path, monkeypatch, capsys):
+    """As docs/fairseq.md promises for every tool: nothing on stderr by default, Fairseq's and its
+    own log lines with --verbose, Ctrl-C one line and exit 130 with nothing written."""
+    out = tmp_path / "nq.json"
+    args = ["--checkpoint", checkpoint, "--data-dir", data["bin"], "--split", "nq", "--format", "nq", "--output", out,
+            "--cpu", "--batch-size", "16"]
+    assert exit_status(predict_qa.main, args) == 0
+    assert capsys.readouterr() == ("", "")
+    expected = check_nq(out)
+    out.unlink()
+    assert exit_status(predict_qa.main, args + ["--verbose"]) == 0
+    err = capsys.readouterr().err
+    assert "| INFO | fairseq" in err and "wrote 1 predictions (40 windows, 0 examples without windows)" in err
+    assert check_nq(out) == expected
+    out.unlink()
+    (tmp_path / "nq.report.json").unlink()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(predict_qa, "predict_windows", interrupted)
+    assert exit_status(predict_qa.main, args) == 130
+    assert capsys.readouterr() == ("", "predict_qa: interrupted; nothing written\n")
+    assert sorted(os.listdir(tmp_path)) == []
 
 
 def test_summarization_hub_refuses_a_qa_checkpoint(checkpoint):

@@ -63,8 +63,8 @@ def long_questions(qa_data, model_dir, tmp_path_factory):
 
 
 def _predict_qa(data_dir, qa_checkpoint, split, fmt, out):
-    assert predict_qa.main(["--checkpoint", qa_checkpoint, "--data-dir", data_dir, "--split", split,
-                            "--format", fmt, "--output", str(out), "--cpu", "--batch-size", "16"]) == 0
+    assert exit_status(predict_qa.main, ["--checkpoint", qa_checkpoint, "--data-dir", data_dir, "--split", split,
+                                         "--format", fmt, "--output", out, "--cpu", "--batch-size", "16"]) == 0
     if fmt == "nq":
         return json.loads(out.read_text())["predictions"]
     return [json.loads(line) for line in out.read_text().splitlines()]
@@ -361,7 +361,8 @@ def test_reader_windows_fit_the_checkpoint(model_dir):
     cannot work are refused naming the flag."""
     windows = load_reader(str(model_dir), cpu=True).windows
     assert (windows.max_length, windows.doc_stride, windows.max_question_len) == (512, 196, 64)
-    with pytest.raises(ReaderError, match=r"^--doc-stride 600 is longer than a --max-length 512 window holds"):
+    with pytest.raises(ReaderError, match=r"^--doc-stride 600 is longer than the checkpoint's 512-token window holds "
+                                          r"of a document \(at most 508 subwords\)"):
         load_reader(str(model_dir), cpu=True, doc_stride=600)
     with pytest.raises(ReaderError, match="^--batch-size must be at least 1, got 0$"):
         load_reader(str(model_dir), cpu=True, batch_size=0)
@@ -456,3 +457,57 @@ def test_pf_answer_outputs_fifo_symlink_ctrl_c_and_verbose(model_dir, tmp_path, 
     out = tmp_path / "out.jsonl"
     assert exit_status(pf_answer.main, common + ["--output", out]) == 130
     assert capsys.readouterr() == ("", "pf-answer: interrupted; nothing written\n") and not out.exists()
+
+
+def test_window_flags_are_checked_against_the_checkpoint_before_the_model_loads(model_dir, tmp_path, monkeypatch,
+                                                                              capsys):
+    """Without --max-length the window is the checkpoint's (512 positions): --doc-stride and
+    --max-question-len are checked against it once the checkpoint is read, before the weights
+    load, and the message names that window, not a --max-length the user never gave."""
+    from fairseq_poolingformer.qa import reader as reader_module
+
+    monkeypatch.setattr(reader_module, "load_for_inference", lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(ReaderError, match=r"^--doc-stride 600 is longer than the checkpoint's 512-token window"):
+        load_reader(str(model_dir), cpu=True, doc_stride=600)
+    with pytest.raises(ReaderError, match=r"^the checkpoint's 512-token window leaves no room for the document beside "
+                                          r"a --max-question-len 510 question \(needs at least 514\)$"):
+        load_reader(str(model_dir), cpu=True, max_question_len=510)
+    with pytest.raises(ReaderError, match="^--max-length 4096 is longer than the checkpoint's 512 positions$"):
+        load_reader(str(model_dir), cpu=True, max_length=4096)
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Seoul is the capital of Korea.", encoding="utf-8")
+    assert exit_status(pf_answer.main, ["--checkpoint", model_dir, "--cpu", "--doc-stride", 509, "--question", "what?",
+                                        doc]) == 1
+    assert capsys.readouterr() == ("", "pf-answer: error: --doc-stride 509 is longer than the checkpoint's 512-token "
+                                       "window holds of a document (at most 508 subwords): give at most that; nothing "
+                                       "written\n")
+
+
+def _attention_impls(model) -> list[str]:
+    return [m.impl for m in model.modules() if hasattr(m, "impl")]
+
+
+def test_a_checkpoint_trained_with_flex_attention_runs_with_auto(qa_data, qa_checkpoint, model_dir, tmp_path):
+    """--attention-impl flex (a GPU's training choice) would run torch's unfused FlexAttention on
+    the CPU: the reader and predict_qa load every layer as auto instead."""
+    from fairseq_poolingformer.inference.checkpoint import load_for_inference
+
+    state = torch.load(qa_checkpoint, map_location="cpu", weights_only=False)
+    model_cfg = state["cfg"]["model"]
+    if isinstance(model_cfg, dict):
+        model_cfg["attention_impl"] = "flex"
+    else:  # an argparse Namespace (a model registered with add_args)
+        model_cfg.attention_impl = "flex"
+    flex_dir = tmp_path / "flex"
+    flex_dir.mkdir()
+    torch.save(state, flex_dir / "checkpoint_best.pt")
+    for name in ("dict.txt", "encoder.json", "vocab.bpe"):
+        os.symlink(model_dir / name, flex_dir / name)
+    checkpoint = str(flex_dir / "checkpoint_best.pt")
+    models, _cfg, _task = load_for_inference(checkpoint, {"data": qa_data["bin"]}, "long_qa")
+    saved = _attention_impls(models[0])
+    assert len(saved) >= 2 and set(saved) == {"flex"}  # as saved: flex in every layer
+    reader = load_reader(str(flex_dir), cpu=True, **WINDOWS)
+    assert _attention_impls(reader.model) == ["auto"] * len(saved)
+    model, _task, _ = predict_qa.load_model(checkpoint, qa_data["bin"], cpu=True)
+    assert _attention_impls(model) == ["auto"] * len(saved)

@@ -106,5 +106,84 @@ def test_predict_qa_checks_its_outputs_before_the_model(tmp_path, capsys):
                             (fifo, "a FIFO or device: the predictions and their report are written as files")):
         assert exit_status(predict.main, ["--checkpoint", tmp_path / "none.pt", "--data-dir", tmp_path, "--format",
                                           "nq", "--output", output]) == 1
-        assert capsys.readouterr().err == f"predict_qa: output {output}: {problem}\n"
+        assert capsys.readouterr().err == f"predict_qa: error: output {output}: {problem}; nothing written\n"
     assert examples.read_text() == '{"example_id": "1", "dataset": "nq"}\n' and os.path.exists(fifo)
+
+
+def _model_dir(root):
+    """A model folder as convert writes it (the checkpoint: any bytes; no model is loaded here)."""
+    model = root / "model"
+    model.mkdir()
+    for name, text in (("checkpoint_best.pt", "weights"), ("dict.txt", "a 1\n"), ("encoder.json", "{}"),
+                       ("vocab.bpe", "#version: 0.2\n")):
+        (model / name).write_text(text)
+    return model
+
+
+def test_pf_answer_never_writes_over_the_model(tmp_path, monkeypatch, capsys):
+    """--output naming the checkpoint, a file beside it, or a model file given by flag: refused
+    before any work, exit 1, the file unchanged byte for byte."""
+    monkeypatch.setattr(pf_answer, "load_reader", lambda *a, **k: pytest.fail("the model was loaded"))
+    model = _model_dir(tmp_path)
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Ann wrote it.\n", encoding="utf-8")
+    given = {"--dict": tmp_path / "other_dict.txt", "--sentencepiece-model": tmp_path / "x.model"}
+    for path in given.values():
+        path.write_text("given\n")
+    cases = [(model, model / "dict.txt", []), (model, model / "checkpoint_best.pt", []),
+             (model / "checkpoint_best.pt", model / "dict.txt", []), (model, model / "vocab.bpe", []),
+             *((model, path, [flag, path]) for flag, path in given.items())]
+    for checkpoint, output, extra in cases:
+        before = output.read_bytes()
+        assert exit_status(pf_answer.main, ["--checkpoint", checkpoint, "--question", "who?", "--output", output,
+                                            *extra, doc]) == 1
+        assert capsys.readouterr().err == (f"pf-answer: error: output {output}: is one of the inputs; writing it "
+                                           "would destroy it; nothing written\n")
+        assert output.read_bytes() == before
+
+
+def test_predict_qa_never_writes_over_the_model_or_the_data(tmp_path, monkeypatch, capsys):
+    """The checkpoint, the dictionary beside it and the data directory's dictionary are inputs
+    too (--output and the report beside it): refused before the model loads."""
+    from fairseq_poolingformer.qa import predict
+
+    monkeypatch.setattr(predict, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    model = _model_dir(tmp_path)
+    data = tmp_path / "bin"
+    data.mkdir()
+    (data / "valid.examples.jsonl").write_text('{"example_id": "1", "dataset": "nq"}\n')
+    (data / "dict.txt").write_text("b 1\n")
+    for output in (model / "checkpoint_best.pt", model / "dict.txt", data / "dict.txt"):
+        before = output.read_bytes()
+        assert exit_status(predict.main, ["--checkpoint", model / "checkpoint_best.pt", "--data-dir", data,
+                                          "--format", "nq", "--output", output]) == 1
+        assert capsys.readouterr().err == (f"predict_qa: error: output {output}: is one of the inputs; writing it "
+                                           "would destroy it; nothing written\n")
+        assert output.read_bytes() == before
+    examples = data / "test.examples.jsonl"
+    assert exit_status(predict.main, ["--checkpoint", model / "checkpoint_best.pt", "--data-dir", data, "--split",
+                                      "test", "--format", "nq", "--output", tmp_path / "p.json"]) == 1
+    assert capsys.readouterr().err == (f"predict_qa: error: {examples} not found (run fairseq_poolingformer/"
+                                       "preprocess/qa_binarize.py for split 'test'); nothing written\n")
+
+
+def test_every_file_is_checked_before_the_model(tmp_path, monkeypatch, capsys):
+    """A FILE that is not UTF-8, or empty, is refused before the model loads, whatever its
+    place among the FILE arguments (nothing is answered, nothing streamed)."""
+    import io
+    import sys
+
+    monkeypatch.setattr(pf_answer, "load_reader", lambda *a, **k: pytest.fail("the model was loaded"))
+    contents = {"good.txt": b"Ann wrote it.\n", "latin1.txt": "caf\xe9 au lait".encode("latin-1"),
+                "empty.txt": b" \n\n"}
+    for name, data in contents.items():
+        (tmp_path / name).write_bytes(data)
+    good, latin1, empty = (tmp_path / name for name in contents)
+    for files, message in (([good, latin1], f"{latin1}: not UTF-8 text (byte 3: b'\\xe9')"),
+                           ([good, good, empty], f"{empty}: empty document"),
+                           ([empty, good], f"{empty}: empty document"),
+                           ([good, "-"], "stdin: empty document")):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\n"), encoding="utf-8"))
+        assert exit_status(pf_answer.main, ["--checkpoint", "nowhere", "--question", "who?", *files]) == 1
+        out, err = capsys.readouterr()
+        assert (out, err) == ("", f"pf-answer: error: {message}; nothing written\n")

@@ -70,6 +70,12 @@ def training_data(state: Dict[str, Any]) -> Optional[str]:
     return str(data) if data else None
 
 
+# an override for every tool that runs a checkpoint: the attention as --attention-impl auto (FlexAttention
+# on CUDA, the eager path on the CPU) whatever the checkpoint was trained with; "flex" would run torch's
+# unfused FlexAttention on the CPU (a T x T score matrix per head)
+INFERENCE_ATTENTION = {"attention_impl": "auto"}
+
+
 def override(state: Dict[str, Any], arg_overrides: Dict[str, Any]) -> None:
     """Applies ``arg_overrides`` to the state's config, as Fairseq's checkpoint loader does."""
     from fairseq.dataclass.utils import overwrite_args_by_name

@@ -51,14 +51,19 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """The options every tool shares: the device and dtype, where the output goes, the logs."""
+def add_device_options(parser: argparse.ArgumentParser) -> None:
+    """The options every tool shares: the device and dtype, the logs (``tool_main`` reads ``--verbose``)."""
     parser.add_argument("--cpu", action="store_true", help="run on CPU even when CUDA is available")
     parser.add_argument("--fp16", action="store_true", help="half precision (CUDA only)")
-    parser.add_argument("--output", help="write here instead of stdout: a file complete or absent, a FIFO or "
-                        "device streamed, a symlink followed, never one of the inputs")
     parser.add_argument("--verbose", action="store_true",
                         help="print Fairseq's log lines (dictionaries, model, task) on stderr")
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """``add_device_options`` and where a streamed output goes (stdout by default)."""
+    add_device_options(parser)
+    parser.add_argument("--output", help="write here instead of stdout: a file complete or absent, a FIFO or "
+                        "device streamed, a symlink followed, never one of the inputs")
 
 
 def tool_main(prog: str, parse: Callable[[Optional[Sequence[str]]], argparse.Namespace],

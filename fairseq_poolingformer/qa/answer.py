@@ -9,7 +9,8 @@ Writes one JSON line per question, in input order: ``answer``, ``start``, ``end`
 ``kind``, ``paragraph`` (``fairseq_poolingformer.qa.reader``); with ``--top-k K`` > 1 a list of K
 such objects. To stdout (streamed), or ``--output FILE``: a file is written atomically
 (complete or absent), a FIFO or device streamed, a symlink followed; an output that is one of
-the inputs is refused (``inference.output``). Every option is checked when parsed (exit
+the inputs (a document, the checkpoint, a dictionary or BPE file beside it or given) is refused
+(``inference.output``, ``inference.files.model_files``). Every option is checked when parsed (exit
 status 2, one line naming the flag), every ``--pairs`` line before the model runs; bad input
 (an empty document, a file that is not UTF-8, a question longer than the window, BPE or
 dictionary files that do not parse, a checkpoint of another task) is one ``pf-answer: error:``
@@ -24,6 +25,7 @@ import os
 from typing import Iterator, Sequence
 
 from fairseq_poolingformer.inference.console import progress_bar
+from fairseq_poolingformer.inference.files import model_files
 from fairseq_poolingformer.inference.options import add_run_options, positive_int, tool_main
 from fairseq_poolingformer.inference.output import check_output, open_output
 from fairseq_poolingformer.inference.text import read_text
@@ -113,21 +115,38 @@ def _check_readable(path: str) -> None:
         raise ReaderError(f"{path}: {problem}")
 
 
+def _read_document(path: str) -> str:
+    """A FILE argument's text: UTF-8 and not blank, else ReaderError naming it."""
+    text = read_text(path)
+    if not text.strip():
+        raise ReaderError(f"{'stdin' if path == '-' else path}: empty document")
+    return text
+
+
 def iter_inputs(args: argparse.Namespace) -> tuple[Iterator[tuple[str, str, str]], int | None]:
     """(name, question, document) in input order and their number: ``--pairs`` read and checked
-    whole, FILE arguments checked readable now and read one at a time."""
+    whole; every FILE argument read and checked now (UTF-8, not empty: a bad one is refused
+    before any work), then dropped and read again when its turn comes, so that only one
+    document at a time is in memory (stdin, which cannot be read twice, is kept)."""
     if args.pairs or args.question is None:
         pairs = _pairs_from_jsonl(args.pairs or "-")
         return iter(pairs), len(pairs)
     files = args.files or ["-"]
-    for path in files:
+    stdin = None
+    for path in files:  # the checking pass: each read, checked and dropped (stdin kept)
         _check_readable(path)
-    return ((("stdin" if f == "-" else f), args.question, read_text(f)) for f in files), len(files)
+        text = _read_document(path)
+        if path == "-":
+            stdin = text
+    return ((("stdin" if f == "-" else f), args.question, stdin if f == "-" else _read_document(f))
+            for f in files), len(files)
 
 
 def answer(args: argparse.Namespace) -> int:
     """pf-answer's work, after parsing: raises the errors ``run`` reports in one line."""
-    inputs_given = [*args.files, args.pairs]
+    # the documents, and every file of the model: none of them may be the output
+    inputs_given = [*args.files, args.pairs, *model_files(args.checkpoint, args.dict, args.sentencepiece_model,
+                                                          args.encoder_json, args.vocab_bpe)]
     check_output(args.output, inputs_given)  # before any work
     inputs, total = iter_inputs(args)
     reader = load_reader(args.checkpoint, dict_path=args.dict, sentencepiece_model=args.sentencepiece_model,

@@ -29,6 +29,7 @@ from typing import Iterator
 from fairseq_poolingformer.preprocess.common import atomic_outputs
 from fairseq_poolingformer.preprocess.qa_units import example_units
 from fairseq_poolingformer.qa.combine import ExamplePrediction, combine_windows, logits_finite
+from fairseq_poolingformer.qa.errors import ReaderError
 from fairseq_poolingformer.qa.scores import WindowResult
 
 
@@ -152,20 +153,20 @@ def write_predictions(examples_path: str, by_example: dict[int, list[tuple[int, 
     report = PredictionReport(max_answer_len=max_answer_len)
     for row, example in enumerate(iter_examples(examples_path)):
         if example.get("dataset", fmt) != fmt:
-            raise ValueError(f"predict_qa: {examples_path}:{row + 1}: dataset {example.get('dataset')!r} "
-                             f"cannot be written in --format {fmt}")
+            raise ReaderError(f"{examples_path}:{row + 1}: dataset {example.get('dataset')!r} "
+                              f"cannot be written in --format {fmt}")
         windows = [r for _, r in sorted(by_example.get(row, []), key=lambda x: x[0])]
         pred = combine_windows(windows)
         if not logits_finite(pred, windows):
-            raise ValueError(f"predict_qa: {examples_path}:{row + 1}: example {example['example_id']}: the model's "
-                             f"logits are not finite (inf/NaN; scores {pred.short_score}, {pred.long_score}); "
-                             f"with --fp16, run without it; nothing written")
+            raise ReaderError(f"{examples_path}:{row + 1}: example {example['example_id']}: the model's "
+                              f"logits are not finite (inf/NaN; scores {pred.short_score}, {pred.long_score}); "
+                              f"with --fp16, run without it")
         report.add(pred, len(windows))
         entries.append(nq_entry(example, pred) if fmt == "nq" else tydi_entry(example, pred))
     unknown = sorted(set(by_example) - set(range(len(entries))))
     if unknown:
-        raise ValueError(f"predict_qa: windows point at example rows {unknown[:5]} but {examples_path} "
-                         f"has {len(entries)} examples (binaries and examples file of different runs?)")
+        raise ReaderError(f"windows point at example rows {unknown[:5]} but {examples_path} "
+                          f"has {len(entries)} examples (binaries and examples file of different runs?)")
 
     with atomic_outputs([output, report_path(output)]) as (tmp_output, tmp_report):
         with open(tmp_output, "w", encoding="utf-8") as f:

@@ -31,7 +31,8 @@ from typing import Iterable, Iterator, Sequence
 
 import torch
 
-from fairseq_poolingformer.inference.checkpoint import TOOL_ADVICE, check_task, load_for_inference, read_checkpoint
+from fairseq_poolingformer.inference.checkpoint import (INFERENCE_ATTENTION, TOOL_ADVICE, check_task, checkpoint_config,
+                                                        load_for_inference, read_checkpoint)
 from fairseq_poolingformer.inference.device import place
 from fairseq_poolingformer.inference.dictionary import dictionary_dir
 from fairseq_poolingformer.inference.errors import CheckpointError
@@ -239,40 +240,51 @@ class QAReader:
                        doc.paragraphs[paragraph] if paragraph is not None else None)
 
 
-def check_windows(cfg: WindowConfig) -> None:
+def check_windows(cfg: WindowConfig, window: str | None = None) -> None:
     """ReaderError naming the flag unless every window holds a document part beside the longest
     question and ``doc_stride`` fits in a window: at most its document part with a one-subword
     question (``max_length - 4``). (With a longer question the step is the document part, as
-    in the preprocessing: ``qa_windows``.)"""
+    in the preprocessing: ``qa_windows``.) ``window``: how the message calls the window when
+    the user gave no ``--max-length`` (e.g. "the checkpoint's 512-token window")."""
     for flag, value in (("--max-length", cfg.max_length), ("--doc-stride", cfg.doc_stride),
                         ("--max-question-len", cfg.max_question_len)):
         if value < 1:
             raise ReaderError(f"{flag} must be at least 1, got {value}")
     room = cfg.max_length - cfg.max_question_len - 3   # <s> question </s> ... </s>
     if room < 1:
-        raise ReaderError(f"--max-length {cfg.max_length} leaves no room for the document beside a "
-                          f"--max-question-len {cfg.max_question_len} question (needs at least "
+        raise ReaderError(f"{window or f'--max-length {cfg.max_length}'} leaves no room for the document beside "
+                          f"a --max-question-len {cfg.max_question_len} question (needs at least "
                           f"{cfg.max_question_len + 4})")
     if cfg.doc_stride > cfg.max_length - 4:
-        raise ReaderError(f"--doc-stride {cfg.doc_stride} is longer than a --max-length {cfg.max_length} window "
-                          f"holds of a document (at most {cfg.max_length - 4} subwords): give at most that")
+        window = window or f"a --max-length {cfg.max_length} window"
+        raise ReaderError(f"--doc-stride {cfg.doc_stride} is longer than {window} holds of a document (at most "
+                          f"{cfg.max_length - 4} subwords): give at most that")
 
 
-def window_config(task, max_length: int | None = None, doc_stride: int | None = None,
+def checkpoint_positions(state: dict) -> int:
+    """The longest window a ``long_qa`` checkpoint takes (its task's ``max_positions``), from the
+    state as ``read_checkpoint`` returns it (before the model is built)."""
+    return int(checkpoint_config(state).task.max_positions)
+
+
+def window_config(positions: int, max_length: int | None = None, doc_stride: int | None = None,
                   max_question_len: int | None = None) -> WindowConfig:
-    """The windows the reader cuts: as given, else the recipes' training windows (the
-    preprocessing defaults) fitted to the checkpoint: the length capped at its positions, and
-    the stride scaled with the length (1568 of 4096: windows overlap by the same share)."""
-    positions = int(task.max_positions())
+    """The windows the reader cuts for a checkpoint of ``positions`` positions: as given, else
+    the recipes' training windows (the preprocessing defaults) fitted to the checkpoint: the
+    length capped at its positions, and the stride scaled with the length (1568 of 4096:
+    windows overlap by the same share). ReaderError naming the flag when they cannot work."""
+    window = None
     if max_length is None:
         max_length = min(DEFAULT_WINDOWS.max_length, positions)
+        whose = "the checkpoint's" if max_length == positions else "the default"
+        window = f"{whose} {max_length}-token window"
     if max_question_len is None:
         max_question_len = DEFAULT_WINDOWS.max_question_len
     if doc_stride is None:
         share = DEFAULT_WINDOWS.doc_stride / DEFAULT_WINDOWS.max_length
         doc_stride = max(1, min(round(share * max_length), max_length - max_question_len - 3))
     cfg = WindowConfig(max_length=max_length, doc_stride=doc_stride, max_question_len=max_question_len)
-    check_windows(cfg)
+    check_windows(cfg, window)
     if cfg.max_length > positions:
         raise ReaderError(f"--max-length {cfg.max_length} is longer than the checkpoint's {positions} positions")
     return cfg
@@ -295,12 +307,13 @@ def load_reader(model_name_or_path: str, checkpoint_file: str | None = None, dic
             checkpoint = resolve_checkpoint(model_name_or_path)
         state = read_checkpoint(checkpoint)
         check_task(checkpoint, state, "long_qa")  # before looking for its files
+        windows = window_config(checkpoint_positions(state), max_length, doc_stride, max_question_len)
         spec = tokenizer_spec(os.path.dirname(os.path.abspath(checkpoint)), dict_path, sentencepiece_model,
                               encoder_json, vocab_bpe)
         with dictionary_dir(spec.dict_path, [DICT_NAME]) as data:
-            models, _cfg, task = load_for_inference(checkpoint, {"data": data}, "long_qa", state, TOOL_ADVICE)
+            models, _cfg, task = load_for_inference(checkpoint, {"data": data, **INFERENCE_ATTENTION}, "long_qa", state,
+                                                    TOOL_ADVICE)
     except CheckpointError as e:
         raise ReaderError(str(e)) from None
     model, use_cuda = place(models[0], cpu, fp16)
-    windows = window_config(task, max_length, doc_stride, max_question_len)
     return QAReader(model, task, spec, windows, batch_size, use_cuda)

@@ -10,7 +10,7 @@
 #   OUTPUT      NQ: one JSON file {"predictions": [...]}; TyDi: a JSONL file; the counts by
 #               answer kind go to OUTPUT's stem + .report.json
 # Other options go to python -m fairseq_poolingformer.qa.predict (--batch-size, --max-answer-len,
-# --fp16, --cpu, ...). Environment: PYTHON.
+# --fp16, --cpu, --verbose for the log lines and the counts written, ...). Environment: PYTHON.
 #
 # Final numbers come from the official evaluation scripts, never from the training logs
 # (docs/qa.md, "Scoring"):
