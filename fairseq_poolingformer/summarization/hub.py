@@ -38,7 +38,8 @@ import torch
 from fairseq.data import encoders
 from fairseq.hub_utils import GeneratorHubInterface
 
-from fairseq_poolingformer.inference.checkpoint import TOOL_ADVICE, check_task, load_for_inference, read_checkpoint
+from fairseq_poolingformer.inference.checkpoint import (INFERENCE_ATTENTION, TOOL_ADVICE, check_task, load_for_inference,
+                                                        read_checkpoint)
 from fairseq_poolingformer.inference.dictionary import dictionary_dir
 from fairseq_poolingformer.inference.errors import CheckpointError
 from fairseq_poolingformer.inference.files import (BPE_KINDS, DICT_NAME, GPT2_NAMES, SPM_NAMES, check_dictionary,
@@ -175,7 +176,7 @@ def from_pretrained(
         with dictionary_dir(data, dictionaries) if os.path.isfile(data) else nullcontext(data) as data_dir:
             # the attention that fits the machine: a checkpoint trained with flex runs eagerly on a CPU
             overrides = {"data": data_dir, "source_lang": source_lang, "target_lang": target_lang,
-                         "attention_impl": "auto", **arg_overrides}
+                         **INFERENCE_ATTENTION, **arg_overrides}
             models, cfg, task = load_for_inference(checkpoint, overrides, "translation", state,
                                                    TOOL_ADVICE)  # another dictionary: named
     except CheckpointError as e:  # the floor's error, as the summarizer's (as qa's reader does)
