@@ -12,8 +12,7 @@ import importlib
 import sys
 from typing import Callable, Dict, List, Optional
 
-import fairseq_poolingformer  # noqa: F401  (registration and compat fixes)
-from fairseq_poolingformer import compat  # noqa: F401  (also under FAIRSEQ_POOLINGFORMER_TORCH_ONLY=1:
+from fairseq_poolingformer import compat  # noqa: F401  (registers the package and its compat fixes; also under FAIRSEQ_POOLINGFORMER_TORCH_ONLY=1:
 # Fairseq is then imported with the root logger left alone, so the tool's own logging setup applies)
 
 # script name -> Fairseq module whose ``cli_main`` it runs

@@ -2,9 +2,7 @@
 ``recipes/arxiv/generate.sh`` all read this one table.
 
 The paper's beam search (beam 5, length penalty 2) with BART's arXiv-style length limits and
-trigram blocking. ``python -m fairseq_poolingformer.summarization.decoding`` prints the table
-as shell assignments (``BEAM=5``, ...); ``generate.sh`` reads them through
-:func:`shell_defaults`.
+trigram blocking. ``generate.sh`` reads the table as shell defaults (:func:`shell_defaults`).
 """
 from __future__ import annotations
 
@@ -69,10 +67,7 @@ def check_decoding(options: dict, max_target: Optional[int] = None, max_source: 
                               f"+ {name('max_len_b')} {max_len_b} is not a finite length")
 
 
-def shell_defaults(decoding: Decoding = DEFAULTS, prefix: str = "") -> str:
-    """``<prefix>NAME=value`` lines for a shell (``generate.sh``)."""
-    return "".join(f"{prefix}{SHELL_NAMES[k]}={v:g}\n" for k, v in decoding.as_kwargs().items())
-
-
-if __name__ == "__main__":
-    print(shell_defaults(), end="")
+def shell_defaults(decoding: Decoding = DEFAULTS) -> str:
+    """``NAME=${NAME:-value}`` lines for a shell (``generate.sh``): the table where the
+    environment sets nothing."""
+    return "".join(f"{SHELL_NAMES[k]}=${{{SHELL_NAMES[k]}:-{v:g}}}\n" for k, v in decoding.as_kwargs().items())

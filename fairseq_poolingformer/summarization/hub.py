@@ -177,7 +177,7 @@ def from_pretrained(
             # the attention that fits the machine: a checkpoint trained with flex runs eagerly on a CPU
             overrides = {"data": data_dir, "source_lang": source_lang, "target_lang": target_lang,
                          **INFERENCE_ATTENTION, **arg_overrides}
-            models, cfg, task = load_for_inference(checkpoint, overrides, "translation", state,
+            models, cfg, task = load_for_inference(checkpoint, overrides, None, state,  # task checked above
                                                    TOOL_ADVICE)  # another dictionary: named
     except CheckpointError as e:  # the floor's error, as the summarizer's (as qa's reader does)
         raise SummarizerError(str(e)) from None

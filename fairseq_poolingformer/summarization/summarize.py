@@ -34,6 +34,7 @@ from fairseq_poolingformer.inference.output import check_output, open_output
 from fairseq_poolingformer.inference.text import read_text
 from fairseq_poolingformer.summarization.decoding import DEFAULTS, check_decoding
 from fairseq_poolingformer.summarization.errors import SummarizerError
+from fairseq_poolingformer.summarization.hub import FLAGS, from_pretrained
 
 
 def flag(option: str) -> str:
@@ -83,8 +84,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def summarize(args: argparse.Namespace) -> int:
     """pf-summarize's work, after parsing: raises the errors ``run`` reports in one line."""
-    from fairseq_poolingformer.summarization.hub import FLAGS, from_pretrained  # (Fairseq: after parsing)
-
     files = args.files or ["-"]
     # an output that is a document, the checkpoint or one of its files is refused, before any work
     inputs = [*files, *model_files(args.checkpoint, args.dict, args.sentencepiece_model, args.gpt2_encoder_json,
@@ -98,8 +97,7 @@ def summarize(args: argparse.Namespace) -> int:
             raise SummarizerError(f"{'stdin' if path == '-' else path}: empty document")
         documents.append(text)
     summarizer = from_pretrained(
-        os.path.dirname(os.path.abspath(checkpoint)), checkpoint_file=os.path.basename(checkpoint),
-        data_name_or_path=os.path.abspath(args.dict) if args.dict else ".", bpe=args.bpe,
+        checkpoint, data_name_or_path=os.path.abspath(args.dict) if args.dict else ".", bpe=args.bpe,
         gpt2_encoder_json=args.gpt2_encoder_json, gpt2_vocab_bpe=args.gpt2_vocab_bpe,
         sentencepiece_model=args.sentencepiece_model, batch_size=args.batch_size, names=FLAGS)
     options = decoding_options(args)

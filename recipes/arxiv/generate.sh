@@ -69,6 +69,7 @@ esac
 # MAX_SOURCE defaults to the positions the model was trained with, the decoding to the shared table
 SETTINGS=$("$PYTHON" - "$CHECKPOINT" "$DATA_BIN" <<'EOF'
 import logging, sys
+import torch
 from fairseq_poolingformer.inference.checkpoint import checkpoint_config, open_checkpoint
 from fairseq_poolingformer.inference.errors import CheckpointError
 from fairseq_poolingformer.summarization.decoding import shell_defaults
@@ -81,15 +82,14 @@ except CheckpointError as e:
     sys.exit(f"generate.sh: {e}")
 cfg = checkpoint_config(state)
 print(f"CKPT_SOURCE={int(getattr(cfg.model, 'max_source_positions', None) or cfg.task.max_source_positions)}")
-print(shell_defaults(prefix="DEFAULT_"), end="")
+print(shell_defaults(), end="")
+print(f"HAVE_CUDA={int(torch.cuda.is_available())}")
 EOF
 ) || exit 1
 eval "$SETTINGS"
 MAX_SOURCE=${MAX_SOURCE:-$CKPT_SOURCE}
-BEAM=${BEAM:-$DEFAULT_BEAM}; LENPEN=${LENPEN:-$DEFAULT_LENPEN}; MAX_LEN_A=${MAX_LEN_A:-$DEFAULT_MAX_LEN_A}
-MAX_LEN_B=${MAX_LEN_B:-$DEFAULT_MAX_LEN_B}; MIN_LEN=${MIN_LEN:-$DEFAULT_MIN_LEN}; NO_REPEAT=${NO_REPEAT:-$DEFAULT_NO_REPEAT}
 DEVICE_ARGS=()
-if [[ -n ${CPU:-} ]] || ! "$PYTHON" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
+if [[ -n ${CPU:-} || $HAVE_CUDA == 0 ]]; then
     DEVICE_ARGS=(--cpu)
 fi
 
