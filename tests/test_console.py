@@ -177,7 +177,7 @@ def test_a_warning_does_not_break_the_progress_bar_line(capsys, monkeypatch):
     quiet()
     with progress_bar(3, "pf-tool") as bar:
         bar.update(1)
-        logging.getLogger("fairseq_poolingformer.reader").warning("50% <unk>")
+        logging.getLogger("fairseq_poolingformer.qa.reader").warning("50% <unk>")
         bar.update(1)
     lines = capsys.readouterr().err.split("\n")
     line = next(line for line in lines if "50% <unk>" in line)

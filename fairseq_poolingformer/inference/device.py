@@ -20,12 +20,3 @@ def place(module: torch.nn.Module, cpu: bool = False, fp16: bool = False) -> Tup
     elif fp16:
         logger.warning("--fp16 needs CUDA; running in fp32 on the CPU")
     return module, use_cuda
-
-
-def to_cuda(sample: Any) -> Any:
-    """Every tensor of a (nested dict) batch moved to CUDA."""
-    if torch.is_tensor(sample):
-        return sample.cuda()
-    if isinstance(sample, dict):
-        return {k: to_cuda(v) for k, v in sample.items()}
-    return sample

@@ -36,20 +36,19 @@ from fairseq_poolingformer.inference.checkpoint import (INFERENCE_ATTENTION, TOO
 from fairseq_poolingformer.inference.device import place
 from fairseq_poolingformer.inference.dictionary import dictionary_dir
 from fairseq_poolingformer.inference.errors import CheckpointError
-from fairseq_poolingformer.inference.files import (CHECKPOINT_NAMES, DICT_NAME, SPM_NAMES, check_dictionary, find_bpe,
-                                                   resolve_checkpoint)
+from fairseq_poolingformer.inference.files import DICT_NAME, SPM_NAMES, check_dictionary, find_bpe, resolve_checkpoint
 from fairseq_poolingformer.preprocess.common import MAX_UNK_RATE, InputError
 from fairseq_poolingformer.preprocess.qa_tokenize import TokenizerSpec, build_tokenizer
 from fairseq_poolingformer.preprocess.qa_windows import WindowConfig, iter_windows, prepare_example
 from fairseq_poolingformer.qa.combine import ExamplePrediction, candidate_best_scores, combine_windows, logits_finite
-from fairseq_poolingformer.qa.documents import FORMATS, Document, make_document
+from fairseq_poolingformer.qa.documents import Document, make_document
 from fairseq_poolingformer.qa.errors import ReaderError
 from fairseq_poolingformer.qa.scores import WindowResult, run_batch
 from fairseq_poolingformer.tasks.long_qa import collate_windows
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ReaderError", "QAReader", "load_reader", "FORMATS", "CHECKPOINT_NAMES"]
+__all__ = ["ReaderError", "QAReader", "load_reader"]
 
 DEFAULT_WINDOWS = WindowConfig()   # what the recipes preprocess (and train) with: 4096 / 1568 / 64
 BPE_FLAGS = {"sentencepiece_model": "--sentencepiece-model", "encoder_json": "--encoder-json",
@@ -58,24 +57,19 @@ BPE_FLAGS = {"sentencepiece_model": "--sentencepiece-model", "encoder_json": "--
 
 def tokenizer_spec(model_dir: str, dict_path: str | None = None, sentencepiece_model: str | None = None,
                    encoder_json: str | None = None, vocab_bpe: str | None = None) -> TokenizerSpec:
-    """The QA tokenizer's files: as given, else beside the checkpoint (``inference.files``)."""
+    """The QA tokenizer's files: as given, else beside the checkpoint (``inference.files``);
+    a file that is not what it should be raises the floor's ``CheckpointError``."""
     dict_path = dict_path or os.path.join(model_dir, DICT_NAME)
     if not os.path.isfile(dict_path):
         raise ReaderError(f"dictionary not found: {dict_path} (pass --dict)")
-    try:
-        check_dictionary(dict_path)
-    except CheckpointError as e:
-        raise ReaderError(str(e)) from None
+    check_dictionary(dict_path)
     bpe = find_bpe(model_dir, None, sentencepiece_model, encoder_json, vocab_bpe)
     if bpe is None:
         raise ReaderError(
             f"no BPE for the reader: none given and none beside the checkpoint in {model_dir} (looked for "
             f"{' or '.join(SPM_NAMES)}, or encoder.json + vocab.bpe); pass --sentencepiece-model, or "
             f"--encoder-json and --vocab-bpe")
-    try:
-        bpe.check(model_dir, BPE_FLAGS)
-    except CheckpointError as e:
-        raise ReaderError(str(e)) from None
+    bpe.check(model_dir, BPE_FLAGS)
     return TokenizerSpec(bpe.kind, dict_path, sentencepiece_model=bpe.sentencepiece_model,
                          encoder_json=bpe.encoder_json, vocab_bpe=bpe.vocab_bpe)
 
@@ -296,23 +290,20 @@ def load_reader(model_name_or_path: str, checkpoint_file: str | None = None, dic
                 max_question_len: int | None = None, batch_size: int = 8, cpu: bool = False,
                 fp16: bool = False) -> QAReader:
     """A ``QAReader`` from a ``long_qa`` checkpoint file or directory (``checkpoint_file`` in it,
-    else the first of ``CHECKPOINT_NAMES``); the dictionary and BPE files as given or found
+    else the first of ``inference.files.CHECKPOINT_NAMES``); the dictionary and BPE files as given or found
     beside it (``tokenizer_spec``). Raises ``ReaderError`` with one line for the user."""
     if batch_size < 1:
         raise ReaderError(f"--batch-size must be at least 1, got {batch_size}")
     try:
-        if checkpoint_file and os.path.isdir(model_name_or_path):
-            checkpoint = resolve_checkpoint(os.path.join(model_name_or_path, checkpoint_file))
-        else:
-            checkpoint = resolve_checkpoint(model_name_or_path)
+        checkpoint = resolve_checkpoint(model_name_or_path, checkpoint_file)
         state = read_checkpoint(checkpoint)
         check_task(checkpoint, state, "long_qa")  # before looking for its files
         windows = window_config(checkpoint_positions(state), max_length, doc_stride, max_question_len)
         spec = tokenizer_spec(os.path.dirname(os.path.abspath(checkpoint)), dict_path, sentencepiece_model,
                               encoder_json, vocab_bpe)
         with dictionary_dir(spec.dict_path, [DICT_NAME]) as data:
-            models, _cfg, task = load_for_inference(checkpoint, {"data": data, **INFERENCE_ATTENTION}, "long_qa", state,
-                                                    TOOL_ADVICE)
+            models, _cfg, task = load_for_inference(checkpoint, {"data": data, **INFERENCE_ATTENTION}, None, state,
+                                                    TOOL_ADVICE)  # (task checked above)
     except CheckpointError as e:
         raise ReaderError(str(e)) from None
     model, use_cuda = place(models[0], cpu, fp16)

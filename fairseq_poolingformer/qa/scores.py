@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from fairseq import utils as fairseq_utils
 
 from fairseq_poolingformer.criterions.long_qa import best_spans
-from fairseq_poolingformer.inference.device import to_cuda
 from fairseq_poolingformer.tasks.long_qa import QA_HEAD_NAME
 
 NULL_TYPE, SHORT_TYPE, YES_TYPE, NO_TYPE = 0, 1, 3, 4   # answer types of the QA head
@@ -125,7 +125,7 @@ def run_batch(model, sample: dict[str, Any], unit_maps: list[torch.Tensor], max_
     ``(labels row, WindowResult)`` per window, batch order. Shared by ``predict_windows`` and
     the reader (``qa.reader``). unit_maps: B tensors (T_b,)."""
     if use_cuda:
-        sample = to_cuda(sample)
+        sample = fairseq_utils.move_to_cuda(sample)
     with torch.no_grad():
         logits = model(**sample["net_input"], qa_head=QA_HEAD_NAME)[0]
     sample["doc_mask"] = sample["doc_mask"].to(logits["start"].device)
