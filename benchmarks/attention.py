@@ -126,16 +126,17 @@ def forward_only(module: nn.Module, x: torch.Tensor) -> None:
         module(x)
 
 
-def _sync() -> None:
+def sync() -> None:
+    """Wait for the GPU's queued work (nothing on the CPU)."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()
 
 
 def timed(fn: Callable[[], None]) -> float:
-    _sync()
+    sync()
     start = time.perf_counter()
     fn()
-    _sync()
+    sync()
     return time.perf_counter() - start
 
 

@@ -35,11 +35,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.attention import DenseSelfAttention, timed  # noqa: E402
+from benchmarks.attention import (DIM, HEADS, KERNEL, POOLING, STRIDE, W1, W2, DenseSelfAttention,  # noqa: E402
+                                  cuda_peak_growth_mib, sync, timed)
+from benchmarks.train_step import cuda_kernels  # noqa: E402
 from fairseq_poolingformer.modules import PoolingformerSelfAttention, SlidingWindowSelfAttention  # noqa: E402
 
-DIM, HEADS = 768, 12
-W1, W2, KERNEL, STRIDE, POOLING = 128, 512, 5, 4, "ldconv"
 ROWS = (("full", None), ("level1", "eager"), ("level1", "flex"), ("two_level", "eager"),
         ("two_level", "flex"), ("two_level", "compiled"))
 
@@ -58,11 +58,6 @@ def fwd_bwd(module: torch.nn.Module, x: torch.Tensor) -> None:
     out.float().sum().backward()
 
 
-def synchronize() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
 def runs_here(impl: str, device: str) -> bool:
     """On the CPU all but flex (FlexAttention has no backward there; "compiled" compiles the
     eager kernels)."""
@@ -71,14 +66,13 @@ def runs_here(impl: str, device: str) -> bool:
 
 def kernel_profile(fn: Callable[[], None]) -> Dict[str, float]:
     """CUDA kernels launched by fn and their summed time (0 on the CPU)."""
-    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         fn()
-        synchronize()
-    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
-    return {"kernels": len(kernels), "kernel_ms": sum(e.device_time_total for e in kernels) / 1e3}
+        sync()
+    kernels = cuda_kernels(prof.events())
+    return {"kernels": kernels["kernels"], "kernel_ms": 1e3 * kernels["kernel_s"]}
 
 
 def peak_mib(fn: Callable[[], None], device: str) -> Optional[float]:
@@ -86,10 +80,7 @@ def peak_mib(fn: Callable[[], None], device: str) -> Optional[float]:
     if device != "cuda":
         fn()
         return None
-    torch.cuda.reset_peak_memory_stats()
-    before = torch.cuda.memory_allocated()
-    fn()
-    return (torch.cuda.max_memory_allocated() - before) / 2**20
+    return cuda_peak_growth_mib(fn)
 
 
 def module_rows(length: int, dtype: torch.dtype, repeats: int, device: str) -> List[Dict[str, object]]:

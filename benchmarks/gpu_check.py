@@ -124,6 +124,12 @@ class Budget:
     def left(self) -> int:
         return max(0, int(self.seconds - (time.perf_counter() - self.start)))
 
+    def spent(self, name: str) -> Optional[dict]:
+        """A "skipped" part for ``name`` when less than 10 s are left (a run would get no time), else None."""
+        if self.left() >= 10:
+            return None
+        return part(name, "skipped", f"out of the time budget ({self.seconds:.0f} s)")
+
 
 def run_script(name: str, cmd: List[str], out: Path, env: Dict[str, str], timeout: int,
                json_path: Optional[Path] = None) -> dict:
@@ -159,6 +165,9 @@ def device_tests(out: Path, env: Dict[str, str], device: str, dtypes, budget: Bu
         name = f"tests_{dtype}"
         if _bf16_unsupported(dtype, device):
             results.append(part(name, "skipped", "torch.cuda.is_bf16_supported() is False"))
+            continue
+        if skipped := budget.spent(name):
+            results.append(skipped)
             continue
         cmd = [sys.executable, "-m", "pytest", "-q", "-m", "device", "-p", "no:cacheprovider", *TEST_FILES]
         code, seconds, output = run_logged(cmd, out / f"{name}.log",
@@ -196,6 +205,9 @@ def train_steps(out: Path, env: Dict[str, str], device: str, budget: Budget, has
                                       "--repeats", "3" if device == "cuda" else "1"]))
     results = []
     for name, args in runs:
+        if skipped := budget.spent(name):
+            results.append(skipped)
+            continue
         json_path = out / f"{name}.json"
         cmd = [sys.executable, "benchmarks/train_step.py", *cuda, *args, "--timeout", "300", "--json", str(json_path)]
         results.append(run_script(name, cmd, out, env, min(420, budget.left()), json_path))
@@ -236,6 +248,8 @@ def arxiv_recipe(out: Path, env: Dict[str, str], device: str, updates: int, budg
         return part(name, "failed", f"fairseq_cli.preprocess exit {code} (see {name}_preprocess.log)", pre_s)
     runs, seconds = {}, pre_s
     for model, arch in (("poolingformer", "poolingformer_bart_base"), ("full", "bart_base")):
+        if skipped := budget.spent(name):
+            return skipped
         recipe_env = dict(env, ARCH=arch, MAX_SOURCE=str(length), MAX_TARGET=str(ARXIV_TARGET), TOTAL_BATCH="1",
                           BATCH_SIZE="1", EPOCHS="1", WARMUP="10", LR="3e-4", CHECKPOINT_ACTIVATIONS="0",
                           PRECISION="fp16", NGPUS="1" if device == "cuda" else "0", PYTHON=sys.executable)
@@ -435,8 +449,8 @@ def main(argv=None) -> int:
     for name in [p for p in PARTS if p in args.parts]:
         if name in needs_fairseq and no_fairseq:
             parts.append(part(name, "skipped", no_fairseq))
-        elif budget.left() < 10:
-            parts.append(part(name, "skipped", f"out of the time budget ({args.budget:.0f} s)"))
+        elif skipped := budget.spent(name):
+            parts.append(skipped)
         else:
             done = steps[name]()
             parts += done

@@ -40,11 +40,10 @@ from fairseq_poolingformer.modules import (
     SlidingWindowSelfAttention,
 )
 from fairseq_poolingformer.modules.checks import check_positive_int
-from fairseq_poolingformer.modules.flex import IMPLS
+from fairseq_poolingformer.modules.flex import IMPLS, check_impl
 
 logger = logging.getLogger(__name__)
 
-IMPL_CHOICES = IMPLS  # auto: FlexAttention on CUDA, the eager kernels on the CPU (modules/flex.py)
 GLOBAL_CHOICES = ("first", "none")
 
 # The paper's settings (Zhang et al. 2021, arXiv summarization with BART-large). Its layers are
@@ -90,7 +89,7 @@ def add_poolingformer_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--pf-global", choices=GLOBAL_CHOICES,
                        help="global tokens when the caller passes no global_mask: "
                             "first = the first source token, none = no global token")
-    group.add_argument("--attention-impl", choices=IMPL_CHOICES,
+    group.add_argument("--attention-impl", choices=IMPLS,
                        help="how the attention runs (same results): auto (default) = FlexAttention "
                             "on CUDA, the eager kernels on the CPU; eager; flex; compiled = "
                             "torch.compile of each layer's attention (docs/GPU.md)")
@@ -207,8 +206,7 @@ class PoolingformerConfig:
             raise ValueError(f"--pf-pooling must be one of {POOLING_TYPES}, got {self.pooling!r}")
         if self.global_tokens not in GLOBAL_CHOICES:
             raise ValueError(f"--pf-global must be one of {GLOBAL_CHOICES}, got {self.global_tokens!r}")
-        if self.impl not in IMPL_CHOICES:
-            raise ValueError(f"--attention-impl must be one of {IMPL_CHOICES}, got {self.impl!r}")
+        check_impl(self.impl, "--attention-impl")  # auto: FlexAttention on CUDA, eager on the CPU
 
     @classmethod
     def from_args(cls, args: Any) -> "PoolingformerConfig":

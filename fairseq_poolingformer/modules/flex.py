@@ -39,9 +39,10 @@ _compiled_flex: Optional[Callable] = None
 _compiled_attend: Dict[type, Callable] = {}
 
 
-def check_impl(impl: str) -> str:
+def check_impl(impl: str, name: str = "attention impl") -> str:
+    """``impl`` when it is one of ``IMPLS``, else ValueError naming it as ``name``."""
     if impl not in IMPLS:
-        raise ValueError(f"attention impl must be one of {IMPLS}, got {impl!r}")
+        raise ValueError(f"{name} must be one of {IMPLS}, got {impl!r}")
     return impl
 
 
